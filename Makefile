@@ -1,0 +1,47 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+PY := .venv/bin/python
+DEMO_DIR ?= demo
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: venv test lint typecheck pytest demo bench clean torch
+
+$(UV):
+	python3 -m pip install --quiet --target .tools/lib uv
+	mkdir -p .tools/bin && printf '#!/bin/sh\nPYTHONPATH=%s/.tools/lib exec python3 -m uv "$$@"\n' "$(CURDIR)" > .tools/bin/uv && chmod +x .tools/bin/uv
+
+.venv/.synced: $(UV) uv.lock pyproject.toml schema/pyproject.toml sdk/pyproject.toml ingest/pyproject.toml server/pyproject.toml
+	$(UV) sync --locked
+	touch $@
+
+venv: .venv/.synced
+
+# torch is not in the lock's default install (uv would fetch a multi-GB CUDA build); pip takes the
+# local CPU wheel instead. Only the tests and benchmarks that need torch use it.
+torch: venv
+	@$(PY) -c "import torch" 2>/dev/null || ($(UV) pip install --python $(PY) pip >/dev/null && $(PY) -m pip install --quiet torch==2.13.0)
+
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/hadolint Dockerfile
+
+typecheck: venv
+	.venv/bin/mypy
+
+pytest: venv
+	.venv/bin/pytest -q $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+demo: venv
+	.venv/bin/mamamia phantom $(DEMO_DIR)/raw --cases 8 --scale 0.25
+	.venv/bin/mamamia ingest $(DEMO_DIR)/raw $(DEMO_DIR)/catalog
+	.venv/bin/mamamia serve $(DEMO_DIR)/catalog --host $(HOST) --port $(PORT)
+
+bench: venv
+	$(PY) bench/run_all.py --out bench/RESULTS.md
+
+clean:
+	rm -rf .venv .tools $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,69 @@
+"""The ``mamamia`` command line.
+
+The sdk owns the top-level group; ``mamamia ingest``, ``mamamia phantom``, ``mamamia verify`` and
+``mamamia serve`` come from the packages that register them under the ``mamamia.commands`` entry
+point group, so installing only the sdk keeps it light. A known command whose package is missing
+fails with the install hint instead of "no such command".
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+import click
+
+__all__ = ["PLUGIN_COMMANDS", "main"]
+
+#: Commands other packages provide, and the distribution that provides each.
+PLUGIN_COMMANDS: dict[str, str] = {
+    "ingest": "mamamia-ingest",
+    "phantom": "mamamia-ingest",
+    "verify": "mamamia-ingest",
+    "serve": "mamamia-server",
+}
+
+
+class _PluginGroup(click.Group):
+    """A click group that also lists and loads commands registered by other packages."""
+
+    def _plugins(self) -> dict[str, object]:
+        return {ep.name: ep for ep in entry_points(group="mamamia.commands")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx)) | set(self._plugins())
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        plugin = self._plugins().get(cmd_name)
+        if plugin is not None:
+            loaded = plugin.load()  # type: ignore[attr-defined]
+            if not isinstance(loaded, click.Command):
+                raise click.ClickException(f"entry point {cmd_name!r} is not a click command")
+            return loaded
+        if cmd_name in PLUGIN_COMMANDS:
+            return _missing_package_command(cmd_name, PLUGIN_COMMANDS[cmd_name])
+        return None
+
+
+def _missing_package_command(name: str, distribution: str) -> click.Command:
+    @click.command(
+        name=name,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        help=f"(needs {distribution}: pip install {distribution})",
+    )
+    def missing() -> None:
+        raise click.ClickException(
+            f"'mamamia {name}' is provided by the {distribution} package, which is not "
+            f"installed. Install it with: pip install {distribution}"
+        )
+
+    return missing
+
+
+@click.group(cls=_PluginGroup)
+@click.version_option(package_name="mamamia")
+def main() -> None:
+    """mamamia: catalog, query and stream the MAMA-MIA breast DCE-MRI dataset."""
