@@ -1,5 +1,56 @@
-"""mamamia: the MAMA-MIA catalog from Python."""
+"""mamamia: the MAMA-MIA catalog from Python.
+
+``mamamia.open(path)`` opens a catalog folder; cohorts come from SQL, cases carry lazy volumes.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from mamamia._case import Case
+from mamamia._catalog import Catalog, Citation, open
+from mamamia._cohort import Cohort, CohortChange, CohortChangedWarning, load_cohort
+from mamamia._errors import (
+    AuthenticationError,
+    CatalogError,
+    CatalogFormatError,
+    CatalogNotFound,
+    CatalogVersionMismatch,
+    ChunkMissingError,
+    InvalidRequest,
+    MamamiaError,
+    NotFoundError,
+    QueryError,
+    QueryRejected,
+    QueryTimeout,
+    QueryTooLarge,
+    TableReadError,
+    TransportError,
+)
+from mamamia._volume import Geometry, Volume
+
+__all__ = [
+    "AuthenticationError",
+    "Case",
+    "Catalog",
+    "CatalogError",
+    "CatalogFormatError",
+    "CatalogNotFound",
+    "CatalogVersionMismatch",
+    "ChunkMissingError",
+    "Citation",
+    "Cohort",
+    "CohortChange",
+    "CohortChangedWarning",
+    "Geometry",
+    "InvalidRequest",
+    "MamamiaError",
+    "NotFoundError",
+    "QueryError",
+    "QueryRejected",
+    "QueryTimeout",
+    "QueryTooLarge",
+    "TableReadError",
+    "TransportError",
+    "Volume",
+    "load_cohort",
+    "open",
+]

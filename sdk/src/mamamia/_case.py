@@ -1,0 +1,92 @@
+"""One case: its fields and its lazy volumes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from mamamia._errors import InvalidRequest, NotFoundError
+from mamamia._volume import Geometry, Volume
+
+if TYPE_CHECKING:
+    from mamamia._catalog import Catalog
+
+__all__ = ["MASK_KINDS", "Case"]
+
+MASK_KINDS = ("expert", "automatic")
+
+
+def _geometry(row: Mapping[str, Any]) -> Geometry:
+    spacing = tuple(float(v) for v in row["spacing_xyz"])
+    origin = tuple(float(v) for v in row["origin_xyz"])
+    return Geometry(
+        spacing_xyz=(spacing[0], spacing[1], spacing[2]),
+        origin_xyz=(origin[0], origin[1], origin[2]),
+        direction=tuple(float(v) for v in row["direction"]),
+        orientation=str(row["orientation"]),
+    )
+
+
+class Case(Mapping[str, Any]):
+    """A case's fields (a read-only mapping of the cases row) and its volumes."""
+
+    def __init__(self, catalog: Catalog, fields: dict[str, Any], volumes: pa.Table) -> None:
+        self._catalog = catalog
+        self._fields = fields
+        self._volumes = volumes
+        self.patient_id = str(fields["patient_id"])
+
+    def __repr__(self) -> str:
+        return f"<Case {self.patient_id} {self._fields.get('dataset')} volumes={len(self)}>"
+
+    def __getitem__(self, key: str) -> Any:
+        return self._fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        return dict(self._fields)
+
+    @property
+    def volumes(self) -> list[dict[str, Any]]:
+        """Geometry of each stored volume (one row per kind and phase)."""
+        rows: list[dict[str, Any]] = self._volumes.to_pylist()
+        return rows
+
+    def _rows(self, kind: str) -> list[dict[str, Any]]:
+        return [row for row in self.volumes if row["kind"] == kind]
+
+    @property
+    def image(self) -> Volume:
+        """All phases, lazily: ``case.image[phase, z, y, x]``."""
+        rows = sorted(self._rows("image"), key=lambda row: row["phase"])
+        if not rows:
+            raise NotFoundError(f"case {self.patient_id} has no images in this catalog")
+        return Volume(
+            self._catalog._backend.open_array(rows[0]["zarr_path"]),
+            _geometry(rows[0]),
+            patient_id=self.patient_id,
+            kind="image",
+            phase_times_s=[row.get("acquisition_time_s") for row in rows],
+        )
+
+    def mask(self, kind: str = "expert") -> Volume:
+        """The expert or automatic tumour mask, lazily: ``case.mask()[z, y, x]``."""
+        if kind not in MASK_KINDS:
+            raise InvalidRequest(f"mask kind must be one of {MASK_KINDS}, not {kind!r}")
+        rows = self._rows(kind)
+        if not rows:
+            raise NotFoundError(f"case {self.patient_id} has no {kind} mask in this catalog")
+        return Volume(
+            self._catalog._backend.open_array(rows[0]["zarr_path"]),
+            _geometry(rows[0]),
+            patient_id=self.patient_id,
+            kind=kind,
+        )

@@ -1,0 +1,140 @@
+"""The Catalog: one interface over a local catalog folder or a server."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pyarrow as pa
+
+from mamamia._backend import Backend
+from mamamia._case import Case
+from mamamia._cohort import Cohort, cohort_sql
+from mamamia._errors import InvalidRequest, NotFoundError
+from mamamia._local import LocalBackend
+
+__all__ = ["Catalog", "Citation", "open"]
+
+_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Citation:
+    """The licence and the works to cite when using the data."""
+
+    licence: str
+    citations: tuple[Mapping[str, Any], ...]
+
+    def __str__(self) -> str:
+        lines = [f"Licence: {self.licence}"]
+        for item in self.citations:
+            text = item.get("text") or item.get("title") or str(item)
+            doi = item.get("doi")
+            lines.append(f"- {text}" + (f" doi:{doi}" if doi and str(doi) not in text else ""))
+        return "\n".join(lines)
+
+
+class Catalog:
+    """Cohorts, SQL, cases and volumes of one catalog version.
+
+    ``mamamia.open(path)`` gives one over a local folder; ``mamamia.connect(url)`` over a server.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    def __repr__(self) -> str:
+        return f"<Catalog {self.version} at {self._backend.location}>"
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._backend.close()
+
+    @property
+    def manifest(self) -> Mapping[str, Any]:
+        return self._backend.manifest
+
+    @property
+    def version(self) -> str:
+        """The catalog_version: equal for equal content, different after any change."""
+        return str(self._backend.manifest["catalog_version"])
+
+    def tables(self) -> list[str]:
+        return self._backend.table_names()
+
+    def schema(self, table: str) -> pa.Schema:
+        return self._backend.table_schema(table)
+
+    def citation(self) -> Citation:
+        manifest = self._backend.manifest
+        return Citation(
+            licence=str(manifest.get("licence") or manifest.get("license") or "CC BY-NC 4.0"),
+            citations=tuple(manifest.get("citations") or ()),
+        )
+
+    def sql(self, query: str, /, **params: Any) -> pa.Table:
+        """Run a SELECT (DuckDB dialect, ``$name`` parameters) over the catalog's tables."""
+        return self._backend.sql(query, params)
+
+    def cohort(
+        self, where: str | None = None, /, *, sql: str | None = None, **params: Any
+    ) -> Cohort:
+        """Cases matching a WHERE expression over ``cases``, or a SELECT returning patient_id."""
+        return self._run_cohort(
+            cohort_sql(where=where, sql=sql),
+            params,
+            where_clauses=(where,) if where is not None else (),
+            source_sql=sql,
+        )
+
+    def _run_cohort(
+        self,
+        query: str,
+        params: Mapping[str, Any],
+        *,
+        where_clauses: tuple[str, ...] = (),
+        source_sql: str | None = None,
+    ) -> Cohort:
+        table = self._backend.sql(f"SELECT * FROM ({query}) AS c ORDER BY patient_id", params)
+        return Cohort(
+            catalog=self,
+            query=query,
+            params=dict(params),
+            catalog_version=self.version,
+            table=table,
+            where_clauses=where_clauses,
+            source_sql=source_sql,
+        )
+
+    def case(self, patient_id: str) -> Case:
+        """One case by patient id (case-insensitive)."""
+        if not isinstance(patient_id, str) or not _CASE_ID.match(patient_id):
+            raise InvalidRequest(f"not a valid patient id: {patient_id!r}")
+        key = patient_id.upper()
+        rows = self._backend.sql("SELECT * FROM cases WHERE patient_id = $id", {"id": key})
+        if rows.num_rows == 0:
+            raise NotFoundError(f"no case {key} in catalog {self.version}")
+        volumes = self._backend.sql(
+            "SELECT * FROM volumes WHERE patient_id = $id ORDER BY kind, phase NULLS FIRST",
+            {"id": key},
+        )
+        return Case(self, rows.to_pylist()[0], volumes)
+
+
+def open(path: str | Path) -> Catalog:
+    """Open a local catalog folder (what ``mamamia ingest`` writes)."""
+    return Catalog(LocalBackend(path))
