@@ -1,0 +1,74 @@
+"""Run every benchmark in bench/ and write one markdown table of results.
+
+Each ``bench/bench_*.py`` exposes ``run() -> list[dict]``; every dict is one measurement with
+``benchmark``, ``metric``, ``ours``, ``baseline``, ``baseline_name``, ``ratio``, ``target`` and
+``unit``. They measure our figure and the baseline's in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+COLUMNS = ("benchmark", "metric", "ours", "baseline_name", "baseline", "ratio", "target", "unit")
+
+
+def _load(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return "" if value is None else str(value)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--only", nargs="*", help="benchmark file stems to run (default: all)")
+    args = parser.parse_args()
+    rows: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for path in sorted(HERE.glob("bench_*.py")):
+        if args.only and path.stem not in args.only:
+            continue
+        print(f"== {path.stem}", flush=True)
+        started = time.perf_counter()
+        try:
+            rows.extend(_load(path).run())
+        except Exception:
+            failures.append(f"{path.stem}: {traceback.format_exc(limit=3)}")
+            print(failures[-1], file=sys.stderr)
+        print(f"   {time.perf_counter() - started:.0f} s", flush=True)
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {platform.machine()}, Python {platform.python_version()}, "
+        f"generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in COLUMNS) + " |" for row in rows]
+    if failures:
+        lines += ["", "## Failed", ""] + [f"- {f.splitlines()[0]}" for f in failures]
+    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
