@@ -25,6 +25,7 @@ from mamamia._errors import (
     TableReadError,
     TransportError,
 )
+from mamamia._tables import ClinicalTable, read_clinical_table
 from mamamia._volume import Geometry, Volume
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "CatalogVersionMismatch",
     "ChunkMissingError",
     "Citation",
+    "ClinicalTable",
     "Cohort",
     "CohortChange",
     "CohortChangedWarning",
@@ -53,4 +55,5 @@ __all__ = [
     "Volume",
     "load_cohort",
     "open",
+    "read_clinical_table",
 ]
