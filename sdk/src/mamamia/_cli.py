@@ -22,6 +22,14 @@ PLUGIN_COMMANDS: dict[str, str] = {
     "serve": "mamamia-server",
 }
 
+# One-line help for plugin commands, so `mamamia --help` need not import heavy packages.
+_PLUGIN_SUMMARIES: dict[str, str] = {
+    "ingest": "Turn a raw MAMA-MIA folder into a catalog.",
+    "phantom": "Write a phantom raw dataset in the exact MAMA-MIA layout.",
+    "verify": "Check every array and chunk of a catalog.",
+    "serve": "Serve a catalog over HTTP.",
+}
+
 
 class _PluginGroup(click.Group):
     """A click group that also lists and loads commands registered by other packages."""
@@ -39,13 +47,44 @@ class _PluginGroup(click.Group):
             return command
         plugin = self._plugins().get(cmd_name)
         if plugin is not None:
-            loaded = plugin.load()  # type: ignore[attr-defined]
+            try:
+                loaded = plugin.load()  # type: ignore[attr-defined]
+            except Exception as exc:  # a broken install must not break every other command
+                return _broken_package_command(cmd_name, exc)
             if not isinstance(loaded, click.Command):
                 raise click.ClickException(f"entry point {cmd_name!r} is not a click command")
             return loaded
         if cmd_name in PLUGIN_COMMANDS:
             return _missing_package_command(cmd_name, PLUGIN_COMMANDS[cmd_name])
         return None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        builtin = set(super().list_commands(ctx))
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in builtin:
+                command = super().get_command(ctx, name)
+                summary = command.get_short_help_str(70) if command else ""
+            else:
+                summary = _PLUGIN_SUMMARIES.get(name, "")
+                if name not in self._plugins():
+                    summary += f" (needs {PLUGIN_COMMANDS[name]})"
+            rows.append((name, summary))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _broken_package_command(name: str, error: Exception) -> click.Command:
+    @click.command(
+        name=name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+    )
+    def broken() -> None:
+        raise click.ClickException(
+            f"'mamamia {name}' could not be loaded ({type(error).__name__}: {error}); "
+            f"reinstall {PLUGIN_COMMANDS.get(name, 'its package')}"
+        )
+
+    return broken
 
 
 def _missing_package_command(name: str, distribution: str) -> click.Command:
@@ -67,3 +106,13 @@ def _missing_package_command(name: str, distribution: str) -> click.Command:
 @click.version_option(package_name="mamamia")
 def main() -> None:
     """mamamia: catalog, query and stream the MAMA-MIA breast DCE-MRI dataset."""
+
+
+def _register_builtin_commands() -> None:
+    from mamamia._cli_catalog import case_command, query_command
+
+    main.add_command(query_command)
+    main.add_command(case_command)
+
+
+_register_builtin_commands()
