@@ -1,0 +1,376 @@
+"""Reading one NIfTI volume safely: header first, budget, full payload check, exact voxels.
+
+SimpleITK loads truncated ``.nii``/``.nii.gz`` files without an error (zero-filling the rest), so
+the payload is decompressed here, as a stream, and counted against what the header promises.
+The same pass hashes the source bytes. Geometry always comes from SimpleITK's own header reader,
+through a private symlink, because ITK silently opens ``x.nii`` when asked for ``x.nii.gz`` if
+both exist. When the header needs no intensity scaling, the voxels are the raw payload
+reinterpreted (what ITK returns in that case); otherwise SimpleITK reads the checked,
+decompressed copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+__all__ = [
+    "DEFAULT_MAX_VOLUME_BYTES",
+    "HeaderInfo",
+    "LoadedVolume",
+    "NiftiError",
+    "PrivateDir",
+    "hash_file",
+    "load_volume",
+    "read_header_info",
+]
+
+#: Largest voxel payload one phase may have (the biggest real phase is ~0.5 GiB).
+DEFAULT_MAX_VOLUME_BYTES = 2 << 30
+
+_BLOCK = 1 << 20
+#: Bytes of trailing data after the payload that are still read to check the gzip CRC.
+_MAX_TRAILING = 64 << 20
+
+_NIFTI_DTYPES: dict[int, str] = {
+    2: "u1",
+    4: "i2",
+    8: "i4",
+    16: "f4",
+    64: "f8",
+    256: "i1",
+    512: "u2",
+    768: "u4",
+    1024: "i8",
+    1280: "u8",
+}
+
+_SITK_DTYPES: dict[int, np.dtype[Any]] = {
+    sitk.sitkUInt8: np.dtype(np.uint8),
+    sitk.sitkInt8: np.dtype(np.int8),
+    sitk.sitkUInt16: np.dtype(np.uint16),
+    sitk.sitkInt16: np.dtype(np.int16),
+    sitk.sitkUInt32: np.dtype(np.uint32),
+    sitk.sitkInt32: np.dtype(np.int32),
+    sitk.sitkUInt64: np.dtype(np.uint64),
+    sitk.sitkInt64: np.dtype(np.int64),
+    sitk.sitkFloat32: np.dtype(np.float32),
+    sitk.sitkFloat64: np.dtype(np.float64),
+}
+
+
+class NiftiError(Exception):
+    """A volume that cannot be ingested; ``rule`` is the Problem rule name."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+
+@dataclass(frozen=True)
+class HeaderInfo:
+    """Geometry and pixel type as SimpleITK reports them (x, y, z order, LPS)."""
+
+    size_xyz: tuple[int, ...]
+    spacing_xyz: tuple[float, ...]
+    origin_xyz: tuple[float, ...]
+    direction: tuple[float, ...]
+    dtype: np.dtype[Any]
+    orientation: str
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        x, y, z = self.size_xyz
+        return (z, y, x)
+
+    @property
+    def nbytes(self) -> int:
+        n = 1
+        for s in self.size_xyz:
+            n *= s
+        return n * self.dtype.itemsize
+
+
+@dataclass(frozen=True)
+class LoadedVolume:
+    """One volume's voxels, ``(z, y, x)`` like ``sitk.GetArrayFromImage``, and its source hash."""
+
+    array: np.ndarray[Any, Any]
+    info: HeaderInfo
+    sha256: str
+
+
+class PrivateDir:
+    """A private temporary folder; every source is reached through a link with a fixed name,
+    so no sibling file (``x.nii`` next to ``x.nii.gz``) can be picked up instead."""
+
+    def __init__(self, parent: Path | None = None) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="mamamia-nifti-", dir=parent))
+
+    def link(self, source: Path, name: str) -> Path:
+        target = self.path / name
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        try:
+            os.symlink(source.resolve(), target)
+        except OSError:
+            shutil.copyfile(source, target)
+        return target
+
+    def clear(self) -> None:
+        for child in self.path.iterdir():
+            child.unlink()
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self) -> PrivateDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".nii.gz"):
+        return ".nii.gz"
+    if name.endswith(".nii"):
+        return ".nii"
+    raise NiftiError("file_type", f"{path.name}: not a .nii or .nii.gz file")
+
+
+def read_header_info(path: Path, private: PrivateDir, max_bytes: int) -> HeaderInfo:
+    """SimpleITK's header-only read, checked against the voxel budget before anything loads."""
+    link = private.link(path, "header" + _suffix(path))
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(link))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+        raise NiftiError("header", f"{path.name}: SimpleITK cannot read the header ({first})")
+    finally:
+        link.unlink()
+    size = tuple(int(s) for s in reader.GetSize())
+    if len(size) != 3:
+        raise NiftiError("dims", f"{path.name}: expected a 3D volume, the header has {len(size)}D")
+    if any(s <= 0 for s in size):
+        raise NiftiError("dims", f"{path.name}: the header has a dimension <= 0: {size}")
+    if reader.GetNumberOfComponents() != 1 or reader.GetPixelID() not in _SITK_DTYPES:
+        raise NiftiError(
+            "pixel_type",
+            f"{path.name}: unsupported pixel type {reader.GetPixelIDTypeAsString()!r} "
+            f"with {reader.GetNumberOfComponents()} components",
+        )
+    dtype = _SITK_DTYPES[reader.GetPixelID()]
+    direction = tuple(float(d) for d in reader.GetDirection())
+    info = HeaderInfo(
+        size_xyz=size,
+        spacing_xyz=tuple(float(s) for s in reader.GetSpacing()),
+        origin_xyz=tuple(float(o) for o in reader.GetOrigin()),
+        direction=direction,
+        dtype=dtype,
+        orientation=str(
+            sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(direction)
+        ),
+    )
+    if info.nbytes > max_bytes:
+        raise NiftiError(
+            "voxel_budget",
+            f"{path.name}: header dimensions {size} x {dtype.itemsize} bytes = {info.nbytes} "
+            f"bytes exceed the per-volume budget of {max_bytes} bytes; refused before loading",
+        )
+    return info
+
+
+@dataclass(frozen=True)
+class _RawHeader:
+    byteorder: str
+    dims: tuple[int, ...]
+    datatype: int
+    bitpix: int
+    vox_offset: int
+    scl_slope: float
+    scl_inter: float
+
+    @property
+    def payload_bytes(self) -> int:
+        n = 1
+        for d in self.dims:
+            n *= d
+        return n * max(self.bitpix, 8) // 8
+
+
+def _parse_header(name: str, head: bytes) -> _RawHeader:
+    if len(head) < 348:
+        raise NiftiError("truncated", f"{name}: file ends inside the NIfTI header")
+    for order in ("<", ">"):
+        (sizeof_hdr,) = struct.unpack_from(order + "i", head, 0)
+        if sizeof_hdr == 348:
+            dim = struct.unpack_from(order + "8h", head, 40)
+            datatype, bitpix = struct.unpack_from(order + "2h", head, 70)
+            vox_offset_f, slope, inter = struct.unpack_from(order + "3f", head, 108)
+            magic = head[344:348]
+            if magic not in (b"n+1\x00", b"n+2\x00"):
+                raise NiftiError("file_type", f"{name}: not a single-file NIfTI (magic {magic!r})")
+            vox_offset = max(int(vox_offset_f), 352)
+            break
+        if sizeof_hdr == 540:
+            if len(head) < 540:
+                raise NiftiError("truncated", f"{name}: file ends inside the NIfTI-2 header")
+            datatype, bitpix = struct.unpack_from(order + "2h", head, 12)
+            dim = struct.unpack_from(order + "8q", head, 16)
+            (vox_offset,) = struct.unpack_from(order + "q", head, 168)
+            slope, inter = struct.unpack_from(order + "2d", head, 176)
+            break
+    else:
+        raise NiftiError("file_type", f"{name}: not a NIfTI file (bad header size field)")
+    ndim = int(dim[0])
+    if not 1 <= ndim <= 7:
+        raise NiftiError("dims", f"{name}: the header's dim[0] is {ndim}")
+    dims = tuple(int(d) for d in dim[1 : ndim + 1])
+    if any(d <= 0 for d in dims):
+        raise NiftiError("dims", f"{name}: the header has a dimension <= 0: {dims}")
+    return _RawHeader(order, dims, int(datatype), int(bitpix), int(vox_offset), slope, inter)
+
+
+def hash_file(path: Path) -> str:
+    """sha256 of a file's bytes, streamed."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_payload(path: Path, max_bytes: int) -> tuple[_RawHeader, bytearray, str]:
+    """Decompress (if gzip) and hash in one pass; return the header and header+payload bytes."""
+    gz = path.name.lower().endswith(".gz")
+    h = hashlib.sha256()
+    d = zlib.decompressobj(wbits=31) if gz else None
+    buf = bytearray()
+    header: _RawHeader | None = None
+    expected = 0
+    trailing = 0
+    name = path.name
+    with path.open("rb") as f:
+        while True:
+            block = f.read(_BLOCK)
+            if not block:
+                break
+            h.update(block)
+            if d is None:
+                out = block
+            else:
+                try:
+                    out = d.decompress(block)
+                    while d.eof and d.unused_data:
+                        # A second gzip member (concatenated files are legal gzip).
+                        rest = d.unused_data
+                        d = zlib.decompressobj(wbits=31)
+                        out += d.decompress(rest)
+                except zlib.error as exc:
+                    raise NiftiError(
+                        "corrupt", f"{name}: the gzip stream is corrupt ({exc})"
+                    ) from None
+            if header is None:
+                buf += out
+                if len(buf) >= 540:
+                    header = _parse_header(name, bytes(buf[:540]))
+                    expected = header.vox_offset + header.payload_bytes
+                    if header.payload_bytes > max_bytes:
+                        raise NiftiError(
+                            "voxel_budget",
+                            f"{name}: the header promises {header.payload_bytes} bytes of voxels, "
+                            f"over the per-volume budget of {max_bytes}",
+                        )
+                    extra = buf[expected:]
+                    trailing += len(extra)
+                    del buf[expected:]
+                    grown = bytearray(expected)
+                    grown[: len(buf)] = buf
+                    filled = len(buf)
+                    buf = grown
+                continue
+            take = min(len(out), expected - filled)
+            if take > 0:
+                buf[filled : filled + take] = out[:take]
+                filled += take
+            trailing += len(out) - max(take, 0)
+            if trailing > _MAX_TRAILING:
+                raise NiftiError(
+                    "corrupt",
+                    f"{name}: more than {_MAX_TRAILING} bytes of data after the voxel payload",
+                )
+    if header is None:
+        if len(buf) >= 348:
+            header = _parse_header(name, bytes(buf))
+            expected = header.vox_offset + header.payload_bytes
+            filled = len(buf)
+        else:
+            raise NiftiError("truncated", f"{name}: file ends inside the NIfTI header")
+    if d is not None and not d.eof:
+        raise NiftiError(
+            "truncated",
+            f"{name}: the gzip stream ends early (truncated file; "
+            f"{min(filled, expected)} of {expected} bytes decompressed)",
+        )
+    if filled < expected:
+        raise NiftiError(
+            "truncated",
+            f"{name}: truncated: the header promises {expected} bytes (header + voxels), "
+            f"the file holds {filled}",
+        )
+    return header, buf, h.hexdigest()
+
+
+def load_volume(
+    path: Path, info: HeaderInfo, private: PrivateDir, max_bytes: int
+) -> LoadedVolume:
+    """The voxels of ``path`` exactly as ``sitk.GetArrayFromImage(sitk.ReadImage(path))``."""
+    header, buf, digest = _read_payload(path, max_bytes)
+    code = _NIFTI_DTYPES.get(header.datatype)
+    no_scaling = header.scl_slope in (0.0, 1.0) and header.scl_inter == 0.0
+    n_voxels = 1
+    for s in info.size_xyz:
+        n_voxels *= s
+    if code is not None and no_scaling and np.dtype(code) == info.dtype:
+        count = header.payload_bytes // np.dtype(code).itemsize
+        if count == n_voxels:
+            raw = np.frombuffer(
+                buf, dtype=header.byteorder + code, count=count, offset=header.vox_offset
+            )
+            if not raw.dtype.isnative:
+                raw = raw.astype(raw.dtype.newbyteorder("="))
+            return LoadedVolume(raw.reshape(info.shape_zyx), info, digest)
+    # Scaled, odd or mismatched types: let SimpleITK read the checked, decompressed copy.
+    tmp = private.path / "payload.nii"
+    with tmp.open("wb") as f:
+        f.write(buf)
+    del buf
+    try:
+        image = sitk.ReadImage(str(tmp))
+    except RuntimeError as exc:
+        raise NiftiError("corrupt", f"{path.name}: SimpleITK cannot read the voxels ({exc})") from None
+    finally:
+        tmp.unlink()
+    array = sitk.GetArrayFromImage(image)
+    if array.shape != info.shape_zyx or array.dtype != info.dtype:
+        raise NiftiError(
+            "header",
+            f"{path.name}: voxels read as {array.dtype}{array.shape}, "
+            f"the header said {info.dtype}{info.shape_zyx}",
+        )
+    return LoadedVolume(array, info, digest)

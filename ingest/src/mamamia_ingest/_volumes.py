@@ -1,0 +1,598 @@
+"""One case's volumes become one immutable generation: ``volumes/<CASE>/<GENERATION>.zarr``.
+
+The generation is written under ``<GEN>.zarr.tmp-<uuid>``, its root attributes (with
+``mamamia.complete = true``) are written last, and the folder is then renamed to its final name,
+which is never overwritten. Everything the tables need about the case (volume rows, features,
+problems, source records) is kept in the root attributes too, so a later or resumed ingest
+reuses a finished generation without reading its voxels.
+
+Runs in worker processes: plain picklable inputs and outputs, no shared state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from mamamia_schema import Problem, Severity
+from zarr.codecs import BloscCodec, Crc32cCodec
+
+from mamamia_ingest._features import (
+    check_mask_values,
+    dice,
+    enhancement_ratio,
+    intensity_stats,
+    mask_features,
+    masked_mean,
+    voxel_checksum,
+)
+from mamamia_ingest._layout import SourceFile
+from mamamia_ingest._nifti import (
+    DEFAULT_MAX_VOLUME_BYTES,
+    HeaderInfo,
+    NiftiError,
+    PrivateDir,
+    hash_file,
+    load_volume,
+    read_header_info,
+)
+
+__all__ = [
+    "CODEC",
+    "DEFAULT_CHUNKS_ZYX",
+    "FORMAT_VERSION",
+    "LAYOUT_VERSION",
+    "CaseJob",
+    "CaseResult",
+    "VolumeSettings",
+    "generation_id",
+    "init_worker",
+    "process_case",
+]
+
+FORMAT_VERSION = 1
+#: Bumped whenever the bytes written for the same inputs and settings change.
+LAYOUT_VERSION = 1
+CODEC = "bytes|blosc:zstd:3:shuffle|crc32c"
+DEFAULT_CHUNKS_ZYX: tuple[int, int, int] = (32, 128, 128)
+SPACING_TOL_MM = 1e-4
+DIRECTION_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class VolumeSettings:
+    """Volume settings; only ``byte_settings`` enter the generation id."""
+
+    chunks_zyx: tuple[int, int, int] = DEFAULT_CHUNKS_ZYX
+    max_volume_bytes: int = DEFAULT_MAX_VOLUME_BYTES
+
+    def byte_settings(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "layout_version": LAYOUT_VERSION,
+            "chunks": [1, *self.chunks_zyx],
+            "codec": CODEC,
+        }
+
+
+@dataclass(frozen=True)
+class CaseJob:
+    """Everything a worker needs for one case."""
+
+    patient_id: str
+    files: tuple[SourceFile, ...]
+    phase_times_s: tuple[float | None, ...] | None
+    catalog_root: Path
+    settings: VolumeSettings
+    #: sha256 by role, for files whose (path, size, mtime) match the previous catalog's record.
+    known_sha256: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CaseResult:
+    """What one case contributes to the tables."""
+
+    patient_id: str
+    generation: str | None = None
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    features: dict[str, Any] = field(default_factory=dict)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    bytes_read: int = 0
+    reused: bool = False
+
+    @property
+    def zarr_dir(self) -> str | None:
+        if self.generation is None:
+            return None
+        return f"volumes/{self.patient_id}/{self.generation}.zarr"
+
+
+def init_worker() -> None:
+    """One thread per worker process: parallelism comes from processes (``--jobs``)."""
+    import numcodecs.blosc
+
+    numcodecs.blosc.set_nthreads(1)
+    zarr.config.set({"threading.max_workers": 1})
+
+
+def generation_id(
+    settings: VolumeSettings, phase_times: tuple[float | None, ...] | None, sha: dict[str, str]
+) -> str:
+    """16 hex chars over the source hashes, the phase times and the byte-affecting settings."""
+    doc = {
+        "settings": settings.byte_settings(),
+        "phase_times_s": list(phase_times) if phase_times is not None else None,
+        "files": sorted([role, digest] for role, digest in sha.items()),
+    }
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _problem(
+    severity: Severity, case: str, file: str | None, rule: str, message: str, value: str | None = None
+) -> Problem:
+    return Problem(
+        severity=severity, case=case, file=file, rule=rule, message=message, value=value
+    )
+
+
+def _read_attrs(gen_dir: Path) -> dict[str, Any] | None:
+    """The ``mamamia`` block of a finished generation, or None if it is not one."""
+    try:
+        doc = json.loads((gen_dir / "zarr.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    block = doc.get("attributes", {}).get("mamamia") if isinstance(doc, dict) else None
+    if not isinstance(block, dict) or block.get("complete") is not True:
+        return None
+    return block
+
+
+def _existing(case_dir: Path) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        names = sorted(os.listdir(case_dir))
+    except OSError:
+        return out
+    for name in names:
+        if name.endswith(".zarr") and len(name) == 21:
+            block = _read_attrs(case_dir / name)
+            if block is not None:
+                out[name[:16]] = block
+    return out
+
+
+def _from_attrs(job: CaseJob, gen: str, block: dict[str, Any], sha: dict[str, str]) -> CaseResult:
+    result = CaseResult(job.patient_id, generation=gen, reused=True)
+    result.features = dict(block.get("features", {}))
+    result.problems = [Problem.model_validate(p) for p in block.get("problems", [])]
+    for row in block.get("volumes", []):
+        row = dict(row)
+        row["zarr_path"] = f"volumes/{job.patient_id}/{gen}.zarr/{row.pop('array')}"
+        result.volumes.append(row)
+    result.sources = _source_records(job, sha)
+    return result
+
+
+def _source_records(job: CaseJob, sha: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "patient_id": job.patient_id,
+            "role": f.role,
+            "path": f.rel,
+            "size": f.size,
+            "mtime_ns": f.mtime_ns,
+            "sha256": sha.get(f.role),
+        }
+        for f in job.files
+    ]
+
+
+def _try_reuse(job: CaseJob, case_dir: Path) -> tuple[CaseResult | None, dict[str, str]]:
+    """A finished generation for exactly these sources, if one exists; else the hashes known."""
+    existing = _existing(case_dir)
+    sha = dict(job.known_sha256)
+    seen: dict[tuple[str, int, int], str] = {}
+    sized: set[tuple[tuple[str, int], ...]] = set()
+    for block in existing.values():
+        files = block.get("source", {}).get("files", [])
+        for rec in files:
+            seen[(rec["role"], rec["size"], rec["mtime_ns"])] = rec["sha256"]
+        sized.add(tuple(sorted((rec["role"], rec["size"]) for rec in files)))
+    for f in job.files:
+        if f.role not in sha and (f.role, f.size, f.mtime_ns) in seen:
+            sha[f.role] = seen[(f.role, f.size, f.mtime_ns)]
+    if not existing:
+        return None, sha
+    if len(sha) < len(job.files):
+        # Hash only when a finished generation could match (same roles and sizes), e.g. a
+        # touched file or a resumed run; otherwise the build pass hashes as it reads.
+        if tuple(sorted((f.role, f.size) for f in job.files)) not in sized:
+            return None, sha
+        for f in job.files:
+            if f.role not in sha:
+                sha[f.role] = hash_file(f.path)
+    gen = generation_id(job.settings, job.phase_times_s, sha)
+    if gen in existing:
+        return _from_attrs(job, gen, existing[gen], sha), sha
+    return None, sha
+
+
+def _geometry_mismatch(ref: HeaderInfo, other: HeaderInfo) -> str | None:
+    if ref.size_xyz != other.size_xyz:
+        return f"size {other.size_xyz} differs from phase 0's {ref.size_xyz}"
+    checks = (
+        ("spacing", ref.spacing_xyz, other.spacing_xyz, SPACING_TOL_MM),
+        ("origin", ref.origin_xyz, other.origin_xyz, SPACING_TOL_MM),
+        ("direction", ref.direction, other.direction, DIRECTION_TOL),
+    )
+    for name, a, b, tol in checks:
+        if any(abs(x - y) > tol for x, y in zip(a, b, strict=True)):
+            return f"{name} {tuple(b)} differs from phase 0's {tuple(a)} (tolerance {tol})"
+    return None
+
+
+def _chunks(shape: tuple[int, ...], chunks_zyx: tuple[int, int, int]) -> tuple[int, ...]:
+    want = (1, *chunks_zyx)
+    return tuple(max(1, min(c, s)) for c, s in zip(want, shape, strict=True))
+
+
+def _create(
+    group: zarr.Group, name: str, shape: tuple[int, ...], dtype: np.dtype[Any], job: CaseJob
+) -> zarr.Array:
+    return group.create_array(
+        name=name,
+        shape=shape,
+        chunks=_chunks(shape, job.settings.chunks_zyx),
+        dtype=dtype,
+        fill_value=0,
+        compressors=[BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"), Crc32cCodec()],
+        dimension_names=("t", "z", "y", "x"),
+        # Every chunk is written, so a missing chunk file means damage, never "all zero".
+        config={"write_empty_chunks": True},
+    )
+
+
+def _half(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (shape[0], *(-(-s // 2) for s in shape[1:]))
+
+
+def _multiscale(name: str, info: HeaderInfo) -> dict[str, Any]:
+    sx, sy, sz = info.spacing_xyz
+    identity = all(
+        abs(d - e) <= DIRECTION_TOL
+        for d, e in zip(info.direction, (1, 0, 0, 0, 1, 0, 0, 0, 1), strict=True)
+    )
+    datasets = []
+    for level, factor in (("0", 1.0), ("1", 2.0)):
+        transforms: list[dict[str, Any]] = [
+            {"type": "scale", "scale": [1.0, sz * factor, sy * factor, sx * factor]}
+        ]
+        if identity:
+            ox, oy, oz = info.origin_xyz
+            transforms.append({"type": "translation", "translation": [0.0, oz, oy, ox]})
+        datasets.append({"path": level, "coordinateTransformations": transforms})
+    return {
+        "name": name,
+        "axes": [
+            {"name": "t", "type": "time", "unit": "second"},
+            {"name": "z", "type": "space", "unit": "millimeter"},
+            {"name": "y", "type": "space", "unit": "millimeter"},
+            {"name": "x", "type": "space", "unit": "millimeter"},
+        ],
+        "datasets": datasets,
+    }
+
+
+def _geometry_row(info: HeaderInfo) -> dict[str, Any]:
+    return {
+        "shape": list(info.shape_zyx),
+        "spacing_xyz": list(info.spacing_xyz),
+        "origin_xyz": list(info.origin_xyz),
+        "direction": list(info.direction),
+        "orientation": info.orientation,
+    }
+
+
+class _CaseFailed(Exception):
+    pass
+
+
+def process_case(job: CaseJob) -> CaseResult:
+    """Write (or reuse) the generation of one case and return its table rows."""
+    case_dir = job.catalog_root / "volumes" / job.patient_id
+    result, sha = _try_reuse(job, case_dir)
+    if result is not None:
+        return result
+    result = CaseResult(job.patient_id)
+    result.bytes_read = sum(f.size for f in job.files)
+    private = PrivateDir()
+    tmp = case_dir / f"pending.zarr.tmp-{uuid.uuid4().hex}"
+    try:
+        _build(job, result, sha, private, tmp)
+    except _CaseFailed:
+        result.generation = None
+        result.volumes = []
+    except Exception as exc:  # one broken case must not stop the others
+        result.generation = None
+        result.volumes = []
+        result.problems.append(
+            _problem(
+                Severity.ERROR,
+                job.patient_id,
+                None,
+                "internal",
+                f"case {job.patient_id}: ingest failed unexpectedly "
+                f"({type(exc).__name__}: {exc}); its volumes are skipped",
+            )
+        )
+    finally:
+        private.close()
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    result.sources = _source_records(job, sha)
+    return result
+
+
+def _build(
+    job: CaseJob, result: CaseResult, sha: dict[str, str], private: PrivateDir, tmp: Path
+) -> None:
+    case = job.patient_id
+    budget = job.settings.max_volume_bytes
+    phases = [f for f in job.files if f.role.startswith("image:")]
+    masks = {f.role: f for f in job.files if not f.role.startswith("image:")}
+
+    def fail(f: SourceFile, rule: str, message: str) -> _CaseFailed:
+        result.problems.append(
+            _problem(Severity.ERROR, case, f.rel, rule, f"case {case}: {message}")
+        )
+        return _CaseFailed()
+
+    # 1. Every header first: budget, dims and geometry are checked before any voxel loads.
+    infos: dict[str, HeaderInfo] = {}
+    failed = False
+    for f in job.files:
+        try:
+            infos[f.role] = read_header_info(f.path, private, budget)
+        except NiftiError as exc:
+            if f.role.startswith("image:"):
+                failed = True
+                result.problems.append(
+                    _problem(Severity.ERROR, case, f.rel, exc.rule, f"case {case}: {exc.message}")
+                )
+            else:
+                result.problems.append(
+                    _problem(
+                        Severity.ERROR,
+                        case,
+                        f.rel,
+                        exc.rule,
+                        f"case {case}: {exc.message}; the {f.role} mask is left out",
+                    )
+                )
+                masks.pop(f.role)
+    if failed:
+        raise _CaseFailed()
+    ref = infos[phases[0].role]
+    for f in phases[1:]:
+        mismatch = _geometry_mismatch(ref, infos[f.role])
+        if mismatch:
+            raise fail(f, "geometry", f"{f.rel}: {mismatch}; the case's volumes are skipped")
+    for role, f in list(masks.items()):
+        mismatch = _geometry_mismatch(ref, infos[role])
+        if mismatch:
+            result.problems.append(
+                _problem(
+                    Severity.ERROR,
+                    case,
+                    f.rel,
+                    "geometry",
+                    f"case {case}: {role} mask {f.rel}: {mismatch}; the mask is left out",
+                )
+            )
+            masks.pop(role)
+    dtypes = {infos[f.role].dtype for f in phases}
+    dtype = np.result_type(*sorted(dtypes, key=str))
+    if len(dtypes) > 1:
+        result.problems.append(
+            _problem(
+                Severity.WARNING,
+                case,
+                None,
+                "dtype",
+                f"case {case}: phases have different pixel types "
+                f"({', '.join(sorted(str(d) for d in dtypes))}); stored as {dtype}",
+            )
+        )
+
+    # 2. Masks (small, uint8) first: they feed the features and the enhancement ratio.
+    mask_arrays: dict[str, np.ndarray[Any, Any]] = {}
+    for role, f in list(masks.items()):
+        try:
+            vol = load_volume(f.path, infos[role], private, budget)
+        except NiftiError as exc:
+            result.problems.append(
+                _problem(
+                    Severity.ERROR,
+                    case,
+                    f.rel,
+                    exc.rule,
+                    f"case {case}: {exc.message}; the {role} mask is left out",
+                )
+            )
+            continue
+        sha[role] = vol.sha256
+        bad = check_mask_values(vol.array)
+        if bad:
+            result.problems.append(
+                _problem(
+                    Severity.ERROR,
+                    case,
+                    f.rel,
+                    "mask_values",
+                    f"case {case}: {role} mask {f.rel} holds values other than 0 and 1 "
+                    f"(e.g. {', '.join(repr(v) for v in bad)}); the mask is left out",
+                    value=repr(bad[0]),
+                )
+            )
+            continue
+        mask_arrays[role] = vol.array.astype(np.uint8)
+
+    # 3. The image, phase by phase (memory: one phase plus the masks).
+    case_dir = tmp.parent
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    root = zarr.create_group(store=zarr.storage.LocalStore(tmp), zarr_format=3)
+    shape4 = (len(phases), *ref.shape_zyx)
+    full = _create(root, "0", shape4, dtype, job)
+    half = _create(root, "1", _half(shape4), dtype, job)
+    expert = mask_arrays.get("expert")
+    rows: list[dict[str, Any]] = []
+    tumour_means: list[float | None] = []
+    for p, f in enumerate(phases):
+        try:
+            vol = load_volume(f.path, infos[f.role], private, budget)
+        except NiftiError as exc:
+            raise fail(f, exc.rule, f"{exc.message}; the case's volumes are skipped") from None
+        sha[f.role] = vol.sha256
+        data = vol.array if vol.array.dtype == dtype else vol.array.astype(dtype)
+        full[p] = data
+        half[p] = data[::2, ::2, ::2]
+        if p < 2:
+            tumour_means.append(masked_mean(data, expert))
+        times = job.phase_times_s
+        rows.append(
+            {
+                "patient_id": case,
+                "kind": "image",
+                "phase": p,
+                "array": "0",
+                **_geometry_row(infos[f.role]),
+                "dtype": str(dtype),
+                "acquisition_time_s": times[p] if times is not None else None,
+                "checksum": voxel_checksum(data),
+                **intensity_stats(data),
+            }
+        )
+        del vol, data
+
+    labels = root.create_group("labels")
+    label_names = [k for k in ("expert", "automatic") if k in mask_arrays]
+    for kind in label_names:
+        m = mask_arrays[kind]
+        g = labels.create_group(kind)
+        shape = (1, *m.shape)
+        _create(g, "0", shape, np.dtype(np.uint8), job)[0] = m
+        _create(g, "1", _half(shape), np.dtype(np.uint8), job)[0] = m[::2, ::2, ::2]
+        g.attrs.update(
+            {
+                "ome": {
+                    "version": "0.5",
+                    "image-label": {
+                        "version": "0.5",
+                        "colors": [{"label-value": 1, "rgba": [255, 0, 0, 255]}],
+                        "source": {"image": "../../"},
+                    },
+                    "multiscales": [_multiscale(f"{case}/{kind}", ref)],
+                }
+            }
+        )
+        rows.append(
+            {
+                "patient_id": case,
+                "kind": kind,
+                "phase": None,
+                "array": f"labels/{kind}/0",
+                **_geometry_row(infos[kind]),
+                "dtype": "uint8",
+                "acquisition_time_s": None,
+                "checksum": voxel_checksum(m),
+                "mean": None,
+                "std": None,
+                "p1": None,
+                "p99": None,
+            }
+        )
+    labels.attrs.update({"ome": {"version": "0.5", "labels": label_names}})
+
+    features: dict[str, Any] = {}
+    geo = (ref.spacing_xyz, ref.origin_xyz, ref.direction)
+    features.update(mask_features(expert, *geo))
+    features.update(mask_features(mask_arrays.get("automatic"), *geo, prefix="auto_"))
+    features["auto_expert_dice"] = dice(expert, mask_arrays.get("automatic"))
+    features["enhancement_ratio"] = (
+        enhancement_ratio(tumour_means[1], tumour_means[0]) if len(tumour_means) == 2 else None
+    )
+    gen = generation_id(job.settings, job.phase_times_s, sha)
+    block = {
+        "space": "LPS",
+        "spacing_xyz": list(ref.spacing_xyz),
+        "origin_xyz": list(ref.origin_xyz),
+        "direction": list(ref.direction),
+        "orientation": ref.orientation,
+        "phase_times_s": list(job.phase_times_s) if job.phase_times_s is not None else None,
+        "shape_zyx": list(ref.shape_zyx),
+        "dtype": str(dtype),
+        "patient_id": case,
+        "generation": gen,
+        "source": {
+            "files": [
+                {
+                    "role": f.role,
+                    "path": f.rel,
+                    "size": f.size,
+                    "mtime_ns": f.mtime_ns,
+                    "sha256": sha.get(f.role),
+                }
+                for f in job.files
+            ],
+            "settings": job.settings.byte_settings(),
+        },
+        "volumes": rows,
+        "features": features,
+        "problems": [p.model_dump(mode="json") for p in result.problems],
+        # Written last: a generation without it is unfinished and is never read.
+        "complete": True,
+    }
+    _check_json(block)
+    root.attrs.update(
+        {"ome": {"version": "0.5", "multiscales": [_multiscale(case, ref)]}, "mamamia": block}
+    )
+    final = case_dir / f"{gen}.zarr"
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        # Another run finished the same content first; it is identical, so keep that one.
+        if _read_attrs(final) is None:
+            raise
+    result.generation = gen
+    result.features = features
+    result.volumes = [
+        {**{k: v for k, v in r.items() if k != "array"}, "zarr_path": f"{result.zarr_dir}/{r['array']}"}
+        for r in rows
+    ]
+
+
+def _check_json(block: dict[str, Any]) -> None:
+    """NaN must never reach the catalog (JSON would carry it as a non-standard token)."""
+
+    def walk(v: Any) -> None:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError("non-finite number in generation attributes")
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list | tuple):
+            for x in v:
+                walk(x)
+
+    walk(block)
