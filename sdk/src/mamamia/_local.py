@@ -20,6 +20,7 @@ from mamamia._errors import (
     QueryTimeout,
 )
 from mamamia._manifest import read_manifest
+from mamamia._store import StrictLocalStore
 from mamamia._volume import ArrayLike
 
 __all__ = ["LocalBackend", "translate_duckdb_error"]
@@ -97,7 +98,7 @@ class LocalBackend:
             path = (self.root / zarr_path).resolve()
             if not path.is_relative_to(self.root) or not path.is_dir():
                 raise NotFoundError(f"{self.root}: no array at {zarr_path}")
-            array = zarr.open_array(store=str(path), mode="r")
+            array = zarr.open_array(store=StrictLocalStore(path), mode="r", zarr_format=3)
             self._arrays[zarr_path] = array
             return array
 

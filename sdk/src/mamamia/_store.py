@@ -1,0 +1,256 @@
+"""Zarr stores the SDK reads through: strict local reads, and a bounded chunk cache over HTTP.
+
+Every store refuses to turn a missing chunk into fill values: ingest writes every chunk, so a
+missing one is damage (or, in an offline cache, a chunk never fetched) and raises
+``ChunkMissingError``. Chunks the server reports as never written are remembered as empty with a
+``<chunk>.empty`` marker, so they read as fill values without asking again.
+
+The cache mirrors the catalog layout (``volumes/<CASE>/<GENERATION>.zarr/...``), so
+``mamamia.open(cache_dir)`` reads it offline. Entries are written to a temporary name and renamed
+into place, so a writer killed mid-write leaves no corrupt entry; several processes may share a
+cache. It is bounded: least-recently-used chunk files are evicted past ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zarr.abc.store import ByteRequest
+from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.core.buffer.core import default_buffer_prototype
+from zarr.storage import LocalStore
+
+from mamamia._errors import ChunkMissingError
+
+__all__ = ["ChunkCache", "HttpCachedStore", "StrictLocalStore", "is_chunk_key"]
+
+EMPTY_SUFFIX = ".empty"
+_PARTIAL_MARK = ".partial-"
+
+
+def is_chunk_key(key: str) -> bool:
+    """True for a chunk key (``c/0/1/2/3``), false for metadata (``zarr.json``)."""
+    return key == "c" or key.startswith("c/")
+
+
+class StrictLocalStore(LocalStore):
+    """A read-only LocalStore whose missing chunks raise instead of reading as fill values."""
+
+    def __init__(self, root: Path | str, *, read_only: bool = True) -> None:
+        super().__init__(root, read_only=True)
+
+    def with_read_only(self, read_only: bool = True) -> StrictLocalStore:
+        return type(self)(self.root)
+
+    def _missing(self, key: str) -> Buffer | None:
+        if not is_chunk_key(key) or (self.root / (key + EMPTY_SUFFIX)).exists():
+            return None
+        raise ChunkMissingError(
+            f"chunk {key} of {self.root} is missing (never fetched into this cache, or the "
+            "catalog is damaged: run mamamia verify)"
+        )
+
+    async def get(
+        self,
+        key: str,
+        prototype: BufferPrototype | None = None,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        value = await super().get(key, prototype, byte_range)
+        return value if value is not None else self._missing(key)
+
+    def get_sync(
+        self,
+        key: str,
+        *,
+        prototype: BufferPrototype | None = None,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        value = super().get_sync(key, prototype=prototype, byte_range=byte_range)
+        return value if value is not None else self._missing(key)
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    bytes_fetched: int = 0
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}{_PARTIAL_MARK}{uuid.uuid4().hex}")
+    try:
+        with tmp.open("wb") as handle:
+            handle.write(data)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class ChunkCache:
+    """A size-bounded folder of files keyed by catalog-relative path, shared across processes."""
+
+    def __init__(self, root: str | Path, max_bytes: int = 20 * 2**30) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.max_bytes = int(max_bytes)
+        self.stats = CacheStats()
+        self._written_since_check = 0
+        self._lock = threading.Lock()
+        (self.root / ".mamamia").mkdir(parents=True, exist_ok=True)
+
+    def path(self, relative: str) -> Path:
+        target = (self.root / relative).resolve()
+        if not target.is_relative_to(self.root):
+            raise ValueError(f"cache key {relative!r} escapes the cache folder")
+        return target
+
+    def read(self, relative: str) -> bytes | None:
+        target = self.path(relative)
+        try:
+            data = target.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(target)  # recency for LRU eviction
+        with self._lock:
+            self.stats.hits += 1
+        return data
+
+    def is_known_empty(self, relative: str) -> bool:
+        return self.path(relative + EMPTY_SUFFIX).exists()
+
+    def write(self, relative: str, data: bytes) -> None:
+        _atomic_write_bytes(self.path(relative), data)
+        with self._lock:
+            self.stats.misses += 1
+            self.stats.bytes_fetched += len(data)
+            self._written_since_check += len(data)
+            check = self._written_since_check > max(self.max_bytes // 20, 1 << 20)
+            if check:
+                self._written_since_check = 0
+        if check:
+            self.evict()
+
+    def mark_empty(self, relative: str) -> None:
+        _atomic_write_bytes(self.path(relative + EMPTY_SUFFIX), b"")
+
+    def entries(self) -> list[tuple[Path, int, float]]:
+        """(path, size, last use) of every cached volume file."""
+        found: list[tuple[Path, int, float]] = []
+        volumes = self.root / "volumes"
+        for folder, _dirs, files in os.walk(volumes):
+            for name in files:
+                path = Path(folder) / name
+                with contextlib.suppress(FileNotFoundError):
+                    info = path.stat()
+                    found.append((path, info.st_size, info.st_mtime))
+        return found
+
+    def size(self) -> int:
+        return sum(size for _path, size, _used in self.entries())
+
+    def evict(self, max_bytes: int | None = None) -> int:
+        """Delete least-recently-used chunks (and stale partial files) until under the bound."""
+        limit = self.max_bytes if max_bytes is None else max_bytes
+        removed = 0
+        with (self.root / ".mamamia" / "evict.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            entries = self.entries()
+            now = time.time()
+            for path, _size, used in entries:
+                if _PARTIAL_MARK in path.name and now - used > 3600:
+                    path.unlink(missing_ok=True)
+            chunks = [e for e in entries if _PARTIAL_MARK not in e[0].name]
+            total = sum(size for _path, size, _used in chunks)
+            # Metadata (zarr.json) is tiny and needed to open arrays offline: evict chunks first.
+            chunks.sort(key=lambda e: (e[0].name == "zarr.json", e[2]))
+            for path, size, _used in chunks:
+                if total <= limit:
+                    break
+                path.unlink(missing_ok=True)
+                total -= size
+                removed += 1
+        return removed
+
+    def clear(self) -> int:
+        return self.evict(max_bytes=0)
+
+
+#: fetch(relative_path) -> bytes, or None when the server has no such key (HTTP 404).
+Fetcher = Callable[[str], "bytes | None"]
+
+
+class HttpCachedStore(LocalStore):
+    """A read-only zarr store for one array: chunks come from the cache, else from the server.
+
+    ``prefix`` is the array's catalog-relative path (``volumes/<CASE>/<GEN>.zarr/0``).
+    """
+
+    def __init__(self, cache: ChunkCache, prefix: str, fetch: Fetcher) -> None:
+        super().__init__(cache.path(prefix), read_only=True)
+        self._cache = cache
+        self._prefix = prefix.strip("/")
+        self._fetch = fetch
+
+    def with_read_only(self, read_only: bool = True) -> HttpCachedStore:
+        return type(self)(self._cache, self._prefix, self._fetch)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HttpCachedStore) and other._prefix == self._prefix
+
+    def __hash__(self) -> int:
+        return hash(self._prefix)
+
+    async def _open(self, *, mode: Any = None) -> None:
+        self._is_open = True
+
+    def _ensure_open_sync(self) -> None:
+        self._is_open = True
+
+    def _load(self, key: str, prototype: BufferPrototype | None) -> Buffer | None:
+        relative = f"{self._prefix}/{key}"
+        proto = prototype or default_buffer_prototype()
+        data = self._cache.read(relative)
+        if data is None:
+            if self._cache.is_known_empty(relative):
+                return None
+            data = self._fetch(relative)
+            if data is None:
+                # Generations are immutable, so an absent key stays absent: remember it.
+                self._cache.mark_empty(relative)
+                return None
+            self._cache.write(relative, data)
+        return proto.buffer.from_bytes(data)
+
+    async def get(
+        self,
+        key: str,
+        prototype: BufferPrototype | None = None,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        if byte_range is not None:
+            raise ValueError("mamamia catalogs are unsharded: chunks are read whole, not by range")
+        return await asyncio.to_thread(self._load, key, prototype)
+
+    def get_sync(
+        self,
+        key: str,
+        *,
+        prototype: BufferPrototype | None = None,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        if byte_range is not None:
+            raise ValueError("mamamia catalogs are unsharded: chunks are read whole, not by range")
+        return self._load(key, prototype)
