@@ -110,9 +110,11 @@ def main() -> None:
 
 def _register_builtin_commands() -> None:
     from mamamia._cli_catalog import case_command, query_command
+    from mamamia._sync._command import sync_command
 
     main.add_command(query_command)
     main.add_command(case_command)
+    main.add_command(sync_command)
 
 
 _register_builtin_commands()
