@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,22 +23,46 @@ from mamamia_schema import (
     COLUMN_DOCS,
     ClinicalRecord,
     ColumnDoc,
+    PatientInfo,
     Problem,
+    QualityScore,
     Severity,
+    Split,
+    SplitAssignment,
     check_clinical_header,
     clinical_arrow_schema,
     normalise_column_name,
+    quality_arrow_schema,
     records_to_arrow,
+    splits_arrow_schema,
     validate_clinical_row,
+    validate_patient_info,
+    validate_quality_row,
 )
 
 __all__ = [
+    "CLINICAL_TABLE_NAMES",
+    "IGNORED_FILE_NAMES",
     "MAX_CSV_BYTES",
+    "MAX_JSON_BYTES",
     "MAX_ROWS",
     "MAX_XLSX_RATIO",
     "MAX_XLSX_UNCOMPRESSED",
+    "PATIENT_INFO_DIR",
+    "QUALITY_SCORES_NAMES",
+    "SPLITS_NAMES",
     "ClinicalTable",
+    "QualityTable",
+    "RawFiles",
+    "SplitsTable",
+    "find_raw_dir",
+    "find_raw_file",
+    "locate_raw_files",
     "read_clinical_table",
+    "read_patient_info",
+    "read_quality_scores",
+    "read_rows",
+    "read_splits",
 ]
 
 #: Sum of the uncompressed member sizes an xlsx may have (the real table: 2 MB).
@@ -49,6 +74,8 @@ _MAX_XLSX_MEMBERS = 10_000
 MAX_CSV_BYTES = 256 * 1024 * 1024
 #: Most data rows a table may hold (the dataset has 1506 cases).
 MAX_ROWS = 200_000
+#: Largest per-case JSON file a reader accepts.
+MAX_JSON_BYTES = 4 * 1024 * 1024
 _HEADER_SEARCH_ROWS = 20
 
 
@@ -399,3 +426,450 @@ def _legend(
             legend_field=source,
         )
     return docs
+
+
+# ---------------------------------------------------------------------------------------------
+# train_test_splits.csv
+
+
+@dataclass(frozen=True)
+class SplitsTable:
+    """train_test_splits read: `splits` maps uppercase patient_id to its split."""
+
+    path: Path
+    splits: dict[str, Split]
+    problems: list[Problem]
+    table: pa.Table
+
+    def ids(self, split: Split | str) -> list[str]:
+        wanted = Split(split)
+        return [case for case, s in self.splits.items() if s is wanted]
+
+
+def _header_names(cells: Sequence[object]) -> list[str | None]:
+    return [None if _is_blank([c]) else normalise_column_name(_cell_text(c)) for c in cells]
+
+
+def _cell_text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def read_splits(path: str | Path, *, relpath: str | None = None) -> SplitsTable:
+    """Read train_test_splits: two padded columns `train_split`, `test_split` of patient ids
+    (a long `patient_id, split` layout is read too). A case listed in both is an error and left
+    out; a case listed twice in one column is a note."""
+    path = Path(path)
+    label = _label(path, relpath)
+    rows, _, problems = read_rows(path, relpath=relpath)
+    rows = [r for r in rows if not _is_blank(r)]
+    if not rows:
+        raise TableReadError(f"{path}: empty file, expected columns train_split and test_split")
+    names = _header_names(rows[0])
+    columns: dict[int, Split] = {}
+    long_id = long_split = None
+    for index, name in enumerate(names):
+        if name is None:
+            continue
+        if name in ("patient_id", "case", "case_id"):
+            long_id = index
+        elif name == "split":
+            long_split = index
+        elif name.startswith("train"):
+            columns[index] = Split.TRAIN
+        elif name.startswith("test"):
+            columns[index] = Split.TEST
+        else:
+            problems.append(
+                _file_problem(
+                    Severity.NOTE,
+                    label,
+                    "extra_column",
+                    f"unknown column {name!r} ignored",
+                    column=name,
+                )
+            )
+    entries: list[tuple[int, object, object]] = []  # (row, id cell, split cell or Split)
+    if long_id is not None and long_split is not None:
+        for number, row in enumerate(rows[1:], start=2):
+            cell = row[long_id] if long_id < len(row) else None
+            split = row[long_split] if long_split < len(row) else None
+            entries.append((number, cell, split))
+    elif columns:
+        for number, row in enumerate(rows[1:], start=2):
+            for index, split_value in columns.items():
+                cell = row[index] if index < len(row) else None
+                if not _is_blank([cell]):  # the shorter column is padded with blanks
+                    entries.append((number, cell, split_value))
+    else:
+        raise TableReadError(
+            f"{path}: no train_split/test_split columns (header: {', '.join(map(str, rows[0]))})"
+        )
+    found: dict[str, Split] = {}
+    conflicts: set[str] = set()
+    for number, cell, split_cell in entries:
+        if _is_blank([cell]):
+            problems.append(
+                _file_problem(
+                    Severity.WARNING,
+                    label,
+                    "missing_id",
+                    f"row {number} has no patient_id",
+                    column="patient_id",
+                    row=number,
+                )
+            )
+            continue
+        case = _cell_text(cell).upper()
+        try:
+            split = (
+                split_cell
+                if isinstance(split_cell, Split)
+                else Split(_cell_text(split_cell).lower())
+            )
+        except ValueError:
+            problems.append(
+                _file_problem(
+                    Severity.ERROR,
+                    label,
+                    "enum",
+                    f"{case} (row {number}): split = {_cell_text(split_cell)!r}: expected train "
+                    "or test; case left out",
+                    column="split",
+                    row=number,
+                    case=case,
+                    value=repr(split_cell),
+                )
+            )
+            continue
+        try:
+            SplitAssignment(patient_id=case, split=split)
+        except ValueError:
+            problems.append(
+                _file_problem(
+                    Severity.ERROR,
+                    label,
+                    "pattern",
+                    f"row {number}: {case!r} is not a case id like DUKE_001; left out",
+                    column=split.value + "_split",
+                    row=number,
+                    value=repr(cell),
+                )
+            )
+            continue
+        if case in found and found[case] is not split:
+            conflicts.add(case)
+        elif case in found:
+            problems.append(
+                _file_problem(
+                    Severity.NOTE,
+                    label,
+                    "duplicate_id",
+                    f"{case} is listed twice in {split.value}",
+                    row=number,
+                    case=case,
+                )
+            )
+        else:
+            found[case] = split
+    for case in sorted(conflicts):
+        del found[case]
+        problems.append(
+            _file_problem(
+                Severity.ERROR,
+                label,
+                "conflict",
+                f"{case} is listed in both train and test; left out",
+                case=case,
+            )
+        )
+    assignments = [SplitAssignment(patient_id=c, split=s) for c, s in found.items()]
+    table = records_to_arrow(assignments, splits_arrow_schema())
+    return SplitsTable(path=path, splits=found, problems=problems, table=table)
+
+
+# ---------------------------------------------------------------------------------------------
+# (preliminary_)automatic_segmentations_quality_scores.csv
+
+
+@dataclass(frozen=True)
+class QualityTable:
+    """The quality-scores CSV read: `rows` maps uppercase patient_id to its scores; unknown
+    metric columns are kept (`extra_columns`: name -> 'float' or 'string')."""
+
+    path: Path
+    rows: dict[str, QualityScore]
+    problems: list[Problem]
+    table: pa.Table
+    extra_columns: dict[str, str]
+
+
+def read_quality_scores(path: str | Path, *, relpath: str | None = None) -> QualityTable:
+    """Read the segmentation quality scores (patient_id, expert_1_qs, expert_2_qs, metrics)."""
+    path = Path(path)
+    label = _label(path, relpath)
+    rows, _, problems = read_rows(path, relpath=relpath)
+    header_index, header_cells = _split_header(rows, path, label, problems)
+    names: list[str | None] = []
+    for cell in header_cells:
+        if _is_blank([cell]):
+            names.append(None)
+            continue
+        name = normalise_column_name(_cell_text(cell))
+        names.append(
+            name if name in ("patient_id", "expert_1_qs", "expert_2_qs") else _cell_text(cell)
+        )
+    for needed in ("expert_1_qs", "expert_2_qs"):
+        if needed not in names:
+            problems.append(
+                _file_problem(
+                    Severity.WARNING,
+                    label,
+                    "missing_column",
+                    f"column {needed!r} is missing; its values are null",
+                    column=needed,
+                )
+            )
+    extra_names = [n for n in names if n and n not in ("patient_id", "expert_1_qs", "expert_2_qs")]
+    found: dict[str, QualityScore] = {}
+    for offset, row in enumerate(rows[header_index + 1 :]):
+        number = header_index + offset + 2
+        if _is_blank(row):
+            continue
+        raw = {n: (row[i] if i < len(row) else None) for i, n in enumerate(names) if n}
+        score, row_problems = validate_quality_row(raw, number, file=label)
+        problems.extend(row_problems)
+        if score is None:
+            continue
+        if score.patient_id in found:
+            problems.append(
+                _file_problem(
+                    Severity.ERROR,
+                    label,
+                    "duplicate_id",
+                    f"{score.patient_id} (row {number}) is listed again; the later row is skipped",
+                    row=number,
+                    case=score.patient_id,
+                    column="patient_id",
+                )
+            )
+            continue
+        found[score.patient_id] = score
+    # One Arrow type per unknown column: float when every value parses, else text.
+    kinds: dict[str, str] = {}
+    for name in extra_names:
+        values = [q.extra.get(name) for q in found.values()]
+        kinds[name] = "string" if any(isinstance(v, str) for v in values) else "float"
+        if kinds[name] == "string":
+            for q in found.values():
+                value = q.extra.get(name)
+                if isinstance(value, float):
+                    q.extra[name] = _cell_text(value)
+    if extra_names:
+        problems.append(
+            _file_problem(
+                Severity.NOTE,
+                label,
+                "extra_column",
+                "unknown columns kept: " + ", ".join(f"{n} ({kinds[n]})" for n in extra_names),
+            )
+        )
+    table = records_to_arrow(found.values(), quality_arrow_schema(kinds))
+    return QualityTable(path=path, rows=found, problems=problems, table=table, extra_columns=kinds)
+
+
+# ---------------------------------------------------------------------------------------------
+# patient_info_files/<case>.json
+
+
+def read_patient_info(
+    path: str | Path, *, relpath: str | None = None
+) -> tuple[PatientInfo | None, list[Problem]]:
+    """Read one per-case JSON. A file that is not a JSON object comes back as (None, [error]);
+    bad values become null; unknown keys are kept. Raises TableReadError if the file is missing."""
+    path = Path(path)
+    label = _label(path, relpath)
+    if not path.is_file():
+        raise TableReadError(f"{path}: no such file")
+    case = path.name.split(".")[0].upper()
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        return None, [
+            _file_problem(
+                Severity.ERROR,
+                label,
+                "size",
+                f"{size} bytes (limit {MAX_JSON_BYTES}); file skipped",
+                case=case,
+            )
+        ]
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8-sig"), parse_constant=_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, [
+            _file_problem(
+                Severity.ERROR, label, "json", f"not valid JSON ({exc}); file skipped", case=case
+            )
+        ]
+    data, constants = _drop_constants(data)
+    info, problems = validate_patient_info(data, file=label, expected_id=case)
+    if constants:
+        # Python's json writes NaN for missing values; not JSON, but meant as "no value".
+        problems.insert(
+            0,
+            _file_problem(
+                Severity.NOTE,
+                label,
+                "json_constant",
+                f"{constants} NaN/Infinity values read as null",
+                case=case,
+            ),
+        )
+    return info, problems
+
+
+class _Constant:
+    """A NaN/Infinity literal in a JSON file."""
+
+
+_CONSTANT = _Constant()
+
+
+def _constant(name: str) -> _Constant:
+    return _CONSTANT
+
+
+def _drop_constants(data: Any) -> tuple[Any, int]:
+    if data is _CONSTANT:
+        return None, 1
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        total = 0
+        for key, value in data.items():
+            out[key], count = _drop_constants(value)
+            total += count
+        return out, total
+    if isinstance(data, list):
+        items = [_drop_constants(v) for v in data]
+        return [v for v, _ in items], sum(c for _, c in items)
+    return data, 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Locating the raw files (shared by ingest and sync)
+
+CLINICAL_TABLE_NAMES: tuple[str, ...] = (
+    "clinical_and_imaging_info.xlsx",
+    "clinical_and_imaging_info.csv",
+)
+SPLITS_NAMES: tuple[str, ...] = ("train_test_splits.csv",)
+QUALITY_SCORES_NAMES: tuple[str, ...] = (
+    "preliminary_automatic_segmentations_quality_scores.csv",
+    "automatic_segmentations_quality_scores.csv",
+)
+PATIENT_INFO_DIR = "patient_info_files"
+#: Files the Synapse client leaves in every folder: not dataset content.
+IGNORED_FILE_NAMES: frozenset[str] = frozenset({"synapse_metadata_manifest.tsv", "manifest.csv"})
+
+
+def find_raw_file(directory: str | Path, names: Sequence[str]) -> Path | None:
+    """The first of `names` present in `directory`, matched case-insensitively (None if none).
+
+    Names earlier in `names` win; among spellings of one name the exact one, then the
+    lexically first, win (deterministic when a copy has both `X.csv` and `x.csv`).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    by_lower: dict[str, list[Path]] = {}
+    for entry in directory.iterdir():
+        if entry.is_file() and entry.name.lower() not in IGNORED_FILE_NAMES:
+            by_lower.setdefault(entry.name.lower(), []).append(entry)
+    for name in names:
+        matches = by_lower.get(name.lower())
+        if matches:
+            exact = [m for m in matches if m.name == name]
+            return exact[0] if exact else sorted(matches)[0]
+    return None
+
+
+def find_raw_dir(directory: str | Path, name: str) -> Path | None:
+    """The sub-folder `name` of `directory`, matched case-insensitively (None if absent)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    matches = sorted(
+        e for e in directory.iterdir() if e.is_dir() and e.name.lower() == name.lower()
+    )
+    exact = [m for m in matches if m.name == name]
+    return exact[0] if exact else (matches[0] if matches else None)
+
+
+@dataclass(frozen=True)
+class RawFiles:
+    """Where a raw MAMA-MIA folder keeps its tables (None where absent)."""
+
+    root: Path
+    clinical_table: Path | None
+    splits: Path | None
+    quality_scores: Path | None
+    patient_info: dict[str, Path]  # uppercase patient_id -> JSON file
+    problems: list[Problem]
+
+
+def locate_raw_files(root: str | Path) -> RawFiles:
+    """Find the table files of a raw folder, matching names case-insensitively and ignoring the
+    Synapse manifests. A missing clinical table is an error problem, not an exception."""
+    root = Path(root)
+    if not root.is_dir():
+        raise TableReadError(f"{root}: not a folder")
+    problems: list[Problem] = []
+    clinical = find_raw_file(root, CLINICAL_TABLE_NAMES)
+    if clinical is None:
+        problems.append(
+            _file_problem(
+                Severity.ERROR,
+                CLINICAL_TABLE_NAMES[0],
+                "missing_file",
+                f"no {CLINICAL_TABLE_NAMES[0]} in {root}",
+            )
+        )
+    splits = find_raw_file(root, SPLITS_NAMES)
+    quality = find_raw_file(root, QUALITY_SCORES_NAMES)
+    for found, names in ((splits, SPLITS_NAMES), (quality, QUALITY_SCORES_NAMES)):
+        if found is None:
+            problems.append(
+                _file_problem(
+                    Severity.WARNING, names[0], "missing_file", f"no {' or '.join(names)} in {root}"
+                )
+            )
+    info: dict[str, Path] = {}
+    info_dir = find_raw_dir(root, PATIENT_INFO_DIR)
+    if info_dir is not None:
+        for entry in sorted(info_dir.iterdir()):
+            lower = entry.name.lower()
+            if not entry.is_file() or lower in IGNORED_FILE_NAMES or not lower.endswith(".json"):
+                continue
+            case = entry.name[: -len(".json")].upper()
+            relpath = f"{info_dir.name}/{entry.name}"
+            if case in info:
+                problems.append(
+                    _file_problem(
+                        Severity.WARNING,
+                        relpath,
+                        "duplicate_id",
+                        f"{case} has two JSON files; using {info[case].name}",
+                        case=case,
+                    )
+                )
+                continue
+            info[case] = entry
+    return RawFiles(
+        root=root,
+        clinical_table=clinical,
+        splits=splits,
+        quality_scores=quality,
+        patient_info=info,
+        problems=problems,
+    )
