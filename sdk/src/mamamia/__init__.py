@@ -26,7 +26,18 @@ from mamamia._errors import (
     TransportError,
 )
 from mamamia._sync import FileResult, SyncError, SyncReport, sync
-from mamamia._tables import ClinicalTable, read_clinical_table
+from mamamia._tables import (
+    ClinicalTable,
+    QualityTable,
+    RawFiles,
+    SplitsTable,
+    find_raw_file,
+    locate_raw_files,
+    read_clinical_table,
+    read_patient_info,
+    read_quality_scores,
+    read_splits,
+)
 from mamamia._volume import Geometry, Volume
 
 __all__ = [
@@ -48,17 +59,25 @@ __all__ = [
     "InvalidRequest",
     "MamamiaError",
     "NotFoundError",
+    "QualityTable",
     "QueryError",
     "QueryRejected",
     "QueryTimeout",
     "QueryTooLarge",
+    "RawFiles",
+    "SplitsTable",
     "SyncError",
     "SyncReport",
     "TableReadError",
     "TransportError",
     "Volume",
+    "find_raw_file",
     "load_cohort",
+    "locate_raw_files",
     "open",
     "read_clinical_table",
+    "read_patient_info",
+    "read_quality_scores",
+    "read_splits",
     "sync",
 ]
