@@ -1,0 +1,255 @@
+"""The catalog tables as Arrow: ``cases`` (one row per case), ``volumes`` (one row per case, kind
+and phase) and ``sources`` (one row per source volume file: provenance and content hashes).
+
+Column order and types are fixed here and documented in docs/ingest.md. NaN never appears:
+undefined values are null.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from enum import Enum
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel
+
+from mamamia_ingest._layout import RawLayout
+from mamamia_ingest._volumes import CaseResult
+
+__all__ = [
+    "FEATURE_SCHEMA",
+    "SOURCES_SCHEMA",
+    "VOLUMES_SCHEMA",
+    "build_tables",
+    "flatten_info",
+    "volumes_schema",
+]
+
+_F64 = pa.float64()
+_LIST_F64 = pa.list_(pa.float64())
+_LIST_I64 = pa.list_(pa.int64())
+
+VOLUMES_SCHEMA = pa.schema(
+    [
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("phase", pa.int32()),
+        pa.field("zarr_path", pa.string(), nullable=False),
+        pa.field("shape", _LIST_I64),
+        pa.field("dtype", pa.string()),
+        pa.field("spacing_xyz", _LIST_F64),
+        pa.field("origin_xyz", _LIST_F64),
+        pa.field("direction", _LIST_F64),
+        pa.field("orientation", pa.string()),
+        pa.field("acquisition_time_s", _F64),
+        pa.field("checksum", pa.string()),
+        pa.field("mean", _F64),
+        pa.field("std", _F64),
+        pa.field("p1", _F64),
+        pa.field("p99", _F64),
+    ]
+)
+
+SOURCES_SCHEMA = pa.schema(
+    [
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("role", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("size", pa.int64()),
+        pa.field("sha256", pa.string()),
+    ]
+)
+
+FEATURE_SCHEMA = pa.schema(
+    [
+        pa.field(f"{prefix}{name}", typ)
+        for prefix in ("", "auto_")
+        for name, typ in (
+            ("tumor_voxels", pa.int64()),
+            ("tumor_volume_cm3", _F64),
+            ("tumor_bbox_min_zyx", _LIST_I64),
+            ("tumor_bbox_max_zyx", _LIST_I64),
+            ("tumor_centroid_xyz_mm", _LIST_F64),
+        )
+    ]
+    + [pa.field("auto_expert_dice", _F64), pa.field("enhancement_ratio", _F64)]
+)
+
+
+def volumes_schema() -> pa.Schema:
+    """The ``volumes`` table's Arrow schema."""
+    return VOLUMES_SCHEMA
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _column_name(text: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", text.strip().lower()).strip("_") or "column"
+
+
+def flatten_info(value: Any, prefix: str = "info") -> dict[str, Any]:
+    """Nested JSON fields as flat columns: ``info_`` + the key path joined by ``_``."""
+    out: dict[str, Any] = {}
+    if isinstance(value, BaseModel):
+        data = value.model_dump(mode="json")
+        data.update(value.model_extra or {})
+        value = data
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if prefix == "info" and key == "patient_id":
+                continue
+            out.update(flatten_info(item, f"{prefix}_{_column_name(str(key))}"))
+        return out
+    out[prefix] = _plain(value)
+    return out
+
+
+def _infer_array(values: list[Any]) -> pa.Array:
+    """A typed column from JSON-ish values: bool, int64, float64, string, or JSON text."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return pa.array(values, pa.bool_())
+    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return pa.array(values, pa.int64())
+    if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+        return pa.array([None if v is None else float(v) for v in values], _F64)
+    if all(isinstance(v, str) for v in present):
+        return pa.array(values, pa.string())
+    return pa.array(
+        [v if v is None or isinstance(v, str) else json.dumps(v, sort_keys=True) for v in values],
+        pa.string(),
+    )
+
+
+def _quality_fields(score: Any) -> dict[str, Any]:
+    if score is None:
+        return {}
+    if isinstance(score, BaseModel):
+        data = score.model_dump(mode="json")
+        data.update(score.model_extra or {})
+    elif isinstance(score, Mapping):
+        data = dict(score)
+    else:
+        return {}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "patient_id":
+            continue
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                flat[_column_name(str(k))] = _plain(v)
+        else:
+            flat[_column_name(str(key))] = _plain(value)
+    return flat
+
+
+def build_tables(
+    order: Sequence[str],
+    clinical: Any,
+    extras: Mapping[str, Any],
+    results: Mapping[str, CaseResult],
+    layout: RawLayout,
+    tables_only: bool,
+) -> dict[str, pa.Table]:
+    """The ``cases``, ``volumes`` and ``sources`` tables for the cases in ``order``."""
+    # Clinical columns (typed by the schema's Arrow schema), reordered to ``order``; image-only
+    # cases get a row of nulls.
+    base: pa.Table = clinical.table
+    position = {pid: i for i, pid in enumerate(base.column("patient_id").to_pylist())}
+    take = pa.array([position.get(pid) for pid in order], pa.int64())
+    cases = base.take(take)
+    pid_index = cases.schema.get_field_index("patient_id")
+    cases = cases.set_column(
+        pid_index, cases.schema.field(pid_index), pa.array(list(order), pa.string())
+    )
+    columns: dict[str, pa.Array] = {}
+    taken = set(cases.column_names)
+
+    splits = extras.get("splits")
+    columns["split"] = pa.array(
+        [_plain(splits.get(pid)) if splits else None for pid in order], pa.string()
+    )
+    quality = extras.get("quality") or {}
+    q_rows = [_quality_fields(quality.get(pid)) for pid in order]
+    q_names: list[str] = ["expert_1_qs", "expert_2_qs"]
+    for row in q_rows:
+        q_names.extend(k for k in row if k not in q_names)
+    for name in q_names:
+        out_name = name if name not in taken and name not in columns else f"quality_{name}"
+        values = [row.get(name) for row in q_rows]
+        columns[out_name] = (
+            pa.array(values, pa.string())
+            if name in ("expert_1_qs", "expert_2_qs")
+            else _infer_array(values)
+        )
+    infos = extras.get("patient_info") or {}
+    i_rows = [flatten_info(infos[pid]) if pid in infos else {} for pid in order]
+    i_names: list[str] = []
+    for row in i_rows:
+        i_names.extend(k for k in row if k not in i_names)
+    for name in i_names:
+        columns[name] = _infer_array([row.get(name) for row in i_rows])
+
+    def kinds(pid: str) -> set[str]:
+        r = results.get(pid)
+        return {v["kind"] for v in r.volumes} if r is not None and r.generation else set()
+
+    columns["has_images"] = pa.array(["image" in kinds(pid) for pid in order], pa.bool_())
+    columns["has_expert"] = pa.array(["expert" in kinds(pid) for pid in order], pa.bool_())
+    columns["has_automatic"] = pa.array(["automatic" in kinds(pid) for pid in order], pa.bool_())
+    columns["num_phases_stored"] = pa.array(
+        [sum(1 for k in _kinds_list(results.get(pid)) if k == "image") for pid in order],
+        pa.int32(),
+    )
+    columns["generation"] = pa.array(
+        [
+            results[pid].generation if pid in results and results[pid].generation else None
+            for pid in order
+        ],
+        pa.string(),
+    )
+    for f in FEATURE_SCHEMA:
+        columns[f.name] = pa.array(
+            [
+                (results[pid].features.get(f.name) if pid in results else None)
+                for pid in order
+            ],
+            f.type,
+        )
+    for name, array in columns.items():
+        cases = cases.append_column(name, array)
+    cases = cases.replace_schema_metadata(
+        {**(base.schema.metadata or {}), b"mamamia.table": b"cases"}
+    )
+
+    volume_rows = [
+        {f.name: row.get(f.name) for f in VOLUMES_SCHEMA}
+        for pid in order
+        if pid in results and results[pid].generation
+        for row in results[pid].volumes
+    ]
+    volumes = pa.Table.from_pylist(volume_rows, schema=VOLUMES_SCHEMA)
+    source_rows = [
+        {f.name: rec.get(f.name) for f in SOURCES_SCHEMA}
+        for pid in order
+        if pid in results
+        for rec in results[pid].sources
+    ]
+    sources = pa.Table.from_pylist(source_rows, schema=SOURCES_SCHEMA)
+    return {"cases": cases, "volumes": volumes, "sources": sources}
+
+
+def _kinds_list(result: CaseResult | None) -> list[str]:
+    if result is None or not result.generation:
+        return []
+    return [v["kind"] for v in result.volumes]
