@@ -2,4 +2,13 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from mamamia_ingest._ingest import IngestError, IngestReport, ingest
+from mamamia_ingest._verify import VerifyReport, verify
+
+__all__ = [
+    "IngestError",
+    "IngestReport",
+    "VerifyReport",
+    "ingest",
+    "verify",
+]

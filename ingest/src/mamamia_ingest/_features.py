@@ -55,7 +55,7 @@ def voxel_checksum(array: np.ndarray[Any, Any]) -> str:
     a = np.ascontiguousarray(array)
     if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and not _little()):
         a = a.astype(a.dtype.newbyteorder("<"))
-    return "sha256:" + hashlib.sha256(memoryview(a).cast("B")).hexdigest()
+    return "sha256:" + hashlib.sha256(a.data.cast("B")).hexdigest()
 
 
 def _little() -> bool:
@@ -79,9 +79,10 @@ def intensity_stats(array: np.ndarray[Any, Any]) -> dict[str, float | None]:
 
 def check_mask_values(mask: np.ndarray[Any, Any]) -> list[float]:
     """Up to five values in ``mask`` that are neither 0 nor 1 (empty when the mask is valid)."""
-    if mask.dtype.kind in "ui":
-        if mask.size == 0 or (int(mask.min()) >= 0 and int(mask.max()) <= 1):
-            return []
+    if mask.dtype.kind in "ui" and (
+        mask.size == 0 or (int(mask.min()) >= 0 and int(mask.max()) <= 1)
+    ):
+        return []
     bad = mask[(mask != 0) & (mask != 1)]
     if bad.size == 0:
         return []

@@ -23,16 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import mamamia as _sdk
-from mamamia import read_clinical_table
-from mamamia_schema import FORMAT_VERSION, Problem, Severity
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
+from mamamia import read_clinical_table, read_patient_info, read_quality_scores, read_splits
 from mamamia_ingest._catalog_writer import (
     atomic_write,
     catalog_lock,
-    catalog_version_of,
     collect_garbage,
     read_previous,
     write_table,
@@ -47,6 +44,13 @@ from mamamia_ingest._volumes import (
     VolumeSettings,
     init_worker,
     process_case,
+)
+from mamamia_schema import (
+    CatalogManifest,
+    Problem,
+    Severity,
+    TableRef,
+    catalog_version_of,
 )
 
 __all__ = ["IngestError", "IngestReport", "ingest"]
@@ -161,16 +165,10 @@ def _phase_times(
     return tuple(float(t) if t is not None and math.isfinite(float(t)) else None for t in times)
 
 
-def _source_file_record(layout: RawLayout, path: Path | None) -> dict[str, Any] | None:
-    if path is None:
-        return None
-    st = path.stat()
-    return {
-        "path": layout.rel(path),
-        "size": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
-        "sha256": hash_file(path),
-    }
+def _table_sources(layout: RawLayout) -> dict[str, str]:
+    """relpath -> sha256 of every table-like source (the volume files are in ``sources``)."""
+    paths = [layout.clinical, layout.splits, layout.quality, *layout.patient_info.values()]
+    return {layout.rel(p): hash_file(p) for p in sorted(q for q in paths if q is not None)}
 
 
 def ingest(
@@ -210,7 +208,13 @@ def ingest(
     try:
         with catalog_lock(cat_path):
             report = _run(
-                raw_path, cat_path, n_jobs, _patterns(cases), tables_only, strict, settings,
+                raw_path,
+                cat_path,
+                n_jobs,
+                _patterns(cases),
+                tables_only,
+                strict,
+                settings,
                 progress,
             )
     except RuntimeError as exc:
@@ -248,9 +252,7 @@ def _run(
     problems = report.problems
     problems.extend(p for p in layout.problems if p.case is None or _selected(p.case, patterns))
     if layout.clinical is None:
-        raise IngestError(
-            f"{raw}: no clinical_and_imaging_info.xlsx here (the one required file)"
-        )
+        raise IngestError(f"{raw}: no clinical_and_imaging_info.xlsx here (the one required file)")
 
     def stop_now() -> bool:
         return strict and any(p.severity is Severity.ERROR for p in problems)
@@ -331,76 +333,40 @@ def _run(
 
     report.cases_with_images = sum(1 for r in results.values() if r.generation)
     tables = build_tables(order, clinical, extras, results, layout, tables_only)
-    refs = {name: write_table(catalog, name, table) for name, table in tables.items()}
-    version = catalog_version_of(refs, FORMAT_VERSION)
-    report.catalog_version = version
-    source_files = {
-        rec["path"]: {k: v for k, v in rec.items() if k != "path"}
-        for rec in (
-            _source_file_record(layout, p)
-            for p in (layout.clinical, layout.splits, layout.quality)
-        )
-        if rec is not None
-    }
-    unchanged = (
-        prev.manifest is not None
-        and prev.catalog_version == version
-        and prev.manifest.get("source_files") == source_files
+    refs = {name: TableRef(**write_table(catalog, name, table)) for name, table in tables.items()}
+    source_files = _table_sources(layout)
+    byte_settings = settings.byte_settings() | {"tables_only": tables_only, "cases": patterns}
+    version = catalog_version_of(
+        dataset_release=clinical.release,
+        source_files=source_files,
+        tables=refs,
+        settings=byte_settings,
     )
-    new_generations = {r.zarr_dir for r in results.values() if r.zarr_dir}
-    if not unchanged:
-        manifest = _manifest(version, clinical.release, refs, source_files, len(order))
-        atomic_write(catalog / "catalog.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    report.catalog_version = version
+    if prev.catalog_version != version:
+        manifest = CatalogManifest(
+            catalog_version=version,
+            dataset_release=clinical.release,
+            created_at=datetime.now(UTC),
+            source_files=source_files,
+            tables=refs,
+        )
+        text = json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
+        atomic_write(catalog / "catalog.json", text.encode())
         report.published = True
-    keep_tables = {ref["path"] for ref in refs.values()}
-    keep_gens = new_generations
-    if not unchanged:
-        keep_tables |= prev.table_paths
-        keep_gens = keep_gens | prev.generations
-    else:
-        # The manifest on disk is the previous one: keep what it and its predecessor named.
-        keep_tables |= prev.table_paths
-        keep_gens = keep_gens | prev.generations
-    collect_garbage(catalog, {g for g in keep_gens if g}, keep_tables)
+    # Keep what the new manifest and the one before it name (readers of either keep working).
+    keep_tables = {ref.path for ref in refs.values()} | prev.table_paths
+    keep_gens = {r.zarr_dir for r in results.values() if r.zarr_dir} | prev.generations
+    collect_garbage(catalog, keep_gens, keep_tables)
     return report
-
-
-def _manifest(
-    version: str,
-    release: int,
-    refs: dict[str, dict[str, Any]],
-    source_files: dict[str, Any],
-    n_cases: int,
-) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "catalog_version": version,
-        "release": release,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cases": n_cases,
-        "tables": refs,
-        "source_files": source_files,
-    }
-    model = getattr(sys.modules.get("mamamia_schema"), "CatalogManifest", None)
-    if model is not None:
-        try:
-            validated = model.model_validate(doc)
-            dumped: dict[str, Any] = validated.model_dump(mode="json")
-            return dumped
-        except Exception:
-            pass
-    return doc
 
 
 def _read_optional_tables(layout: RawLayout, problems: list[Problem]) -> dict[str, Any]:
     """Splits, quality scores and per-case JSON, each optional (their columns are then null)."""
     out: dict[str, Any] = {"splits": None, "quality": None, "patient_info": {}}
-    read_splits = getattr(_sdk, "read_splits", None)
-    read_quality = getattr(_sdk, "read_quality_scores", None)
-    read_info = getattr(_sdk, "read_patient_info", None)
-    if layout.splits is not None and read_splits is not None:
+    if layout.splits is not None:
         try:
-            splits = read_splits(layout.splits)
+            splits = read_splits(layout.splits, relpath=layout.rel(layout.splits))
             problems.extend(splits.problems)
             out["splits"] = splits.splits
         except Exception as exc:
@@ -412,9 +378,9 @@ def _read_optional_tables(layout: RawLayout, problems: list[Problem]) -> dict[st
                     file=layout.rel(layout.splits),
                 )
             )
-    if layout.quality is not None and read_quality is not None:
+    if layout.quality is not None:
         try:
-            quality = read_quality(layout.quality)
+            quality = read_quality_scores(layout.quality, relpath=layout.rel(layout.quality))
             problems.extend(quality.problems)
             out["quality"] = quality.rows
         except Exception as exc:
@@ -426,24 +392,23 @@ def _read_optional_tables(layout: RawLayout, problems: list[Problem]) -> dict[st
                     file=layout.rel(layout.quality),
                 )
             )
-    if read_info is not None:
-        for case, path in sorted(layout.patient_info.items()):
-            try:
-                info, info_problems = read_info(path)
-            except Exception as exc:
-                problems.append(
-                    _problem(
-                        Severity.ERROR,
-                        f"case {case}: {layout.rel(path)} cannot be read ({exc})",
-                        "file",
-                        case=case,
-                        file=layout.rel(path),
-                    )
+    for case, path in sorted(layout.patient_info.items()):
+        try:
+            info, info_problems = read_patient_info(path, relpath=layout.rel(path))
+        except Exception as exc:
+            problems.append(
+                _problem(
+                    Severity.ERROR,
+                    f"case {case}: {layout.rel(path)} cannot be read ({exc})",
+                    "file",
+                    case=case,
+                    file=layout.rel(path),
                 )
-                continue
-            problems.extend(info_problems)
-            if info is not None:
-                out["patient_info"][case] = info
+            )
+            continue
+        problems.extend(info_problems)
+        if info is not None:
+            out["patient_info"][case] = info
     return out
 
 

@@ -82,9 +82,7 @@ def _entries(folder: Path) -> list[os.DirEntry[str]]:
 
 def _child(entries: list[os.DirEntry[str]], name: str, *, directory: bool) -> Path | None:
     """The entry called ``name`` in any letter case (exact case preferred)."""
-    matches = [
-        e for e in entries if e.name.lower() == name.lower() and e.is_dir() == directory
-    ]
+    matches = [e for e in entries if e.name.lower() == name.lower() and e.is_dir() == directory]
     matches.sort(key=lambda e: e.name != name)
     return Path(matches[0].path) if matches else None
 

@@ -160,7 +160,9 @@ def read_header_info(path: Path, private: PrivateDir, max_bytes: int) -> HeaderI
         reader.ReadImageInformation()
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
-        raise NiftiError("header", f"{path.name}: SimpleITK cannot read the header ({first})")
+        raise NiftiError(
+            "header", f"{path.name}: SimpleITK cannot read the header ({first})"
+        ) from None
     finally:
         link.unlink()
     size = tuple(int(s) for s in reader.GetSize())
@@ -171,7 +173,7 @@ def read_header_info(path: Path, private: PrivateDir, max_bytes: int) -> HeaderI
     if reader.GetNumberOfComponents() != 1 or reader.GetPixelID() not in _SITK_DTYPES:
         raise NiftiError(
             "pixel_type",
-            f"{path.name}: unsupported pixel type {reader.GetPixelIDTypeAsString()!r} "
+            f"{path.name}: unsupported pixel type {sitk.GetPixelIDValueAsString(reader.GetPixelID())!r} "
             f"with {reader.GetNumberOfComponents()} components",
         )
     dtype = _SITK_DTYPES[reader.GetPixelID()]
@@ -182,9 +184,7 @@ def read_header_info(path: Path, private: PrivateDir, max_bytes: int) -> HeaderI
         origin_xyz=tuple(float(o) for o in reader.GetOrigin()),
         direction=direction,
         dtype=dtype,
-        orientation=str(
-            sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(direction)
-        ),
+        orientation=str(sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(direction)),
     )
     if info.nbytes > max_bytes:
         raise NiftiError(
@@ -336,9 +336,7 @@ def _read_payload(path: Path, max_bytes: int) -> tuple[_RawHeader, bytearray, st
     return header, buf, h.hexdigest()
 
 
-def load_volume(
-    path: Path, info: HeaderInfo, private: PrivateDir, max_bytes: int
-) -> LoadedVolume:
+def load_volume(path: Path, info: HeaderInfo, private: PrivateDir, max_bytes: int) -> LoadedVolume:
     """The voxels of ``path`` exactly as ``sitk.GetArrayFromImage(sitk.ReadImage(path))``."""
     header, buf, digest = _read_payload(path, max_bytes)
     code = _NIFTI_DTYPES.get(header.datatype)
@@ -363,7 +361,9 @@ def load_volume(
     try:
         image = sitk.ReadImage(str(tmp))
     except RuntimeError as exc:
-        raise NiftiError("corrupt", f"{path.name}: SimpleITK cannot read the voxels ({exc})") from None
+        raise NiftiError(
+            "corrupt", f"{path.name}: SimpleITK cannot read the voxels ({exc})"
+        ) from None
     finally:
         tmp.unlink()
     array = sitk.GetArrayFromImage(image)

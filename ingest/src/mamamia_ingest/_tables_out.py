@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from mamamia_ingest._layout import RawLayout
 from mamamia_ingest._volumes import CaseResult
+from mamamia_schema import volumes_arrow_schema
 
 __all__ = [
     "FEATURE_SCHEMA",
@@ -26,33 +27,14 @@ __all__ = [
     "VOLUMES_SCHEMA",
     "build_tables",
     "flatten_info",
-    "volumes_schema",
 ]
 
 _F64 = pa.float64()
 _LIST_F64 = pa.list_(pa.float64())
 _LIST_I64 = pa.list_(pa.int64())
 
-VOLUMES_SCHEMA = pa.schema(
-    [
-        pa.field("patient_id", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),
-        pa.field("phase", pa.int32()),
-        pa.field("zarr_path", pa.string(), nullable=False),
-        pa.field("shape", _LIST_I64),
-        pa.field("dtype", pa.string()),
-        pa.field("spacing_xyz", _LIST_F64),
-        pa.field("origin_xyz", _LIST_F64),
-        pa.field("direction", _LIST_F64),
-        pa.field("orientation", pa.string()),
-        pa.field("acquisition_time_s", _F64),
-        pa.field("checksum", pa.string()),
-        pa.field("mean", _F64),
-        pa.field("std", _F64),
-        pa.field("p1", _F64),
-        pa.field("p99", _F64),
-    ]
-)
+#: The schema package's ``volumes`` schema (from ``VolumeInfo``), the one readers expect.
+VOLUMES_SCHEMA = volumes_arrow_schema()
 
 SOURCES_SCHEMA = pa.schema(
     [
@@ -78,11 +60,6 @@ FEATURE_SCHEMA = pa.schema(
     ]
     + [pa.field("auto_expert_dice", _F64), pa.field("enhancement_ratio", _F64)]
 )
-
-
-def volumes_schema() -> pa.Schema:
-    """The ``volumes`` table's Arrow schema."""
-    return VOLUMES_SCHEMA
 
 
 def _plain(value: Any) -> Any:
@@ -209,7 +186,7 @@ def build_tables(
     columns["has_automatic"] = pa.array(["automatic" in kinds(pid) for pid in order], pa.bool_())
     columns["num_phases_stored"] = pa.array(
         [sum(1 for k in _kinds_list(results.get(pid)) if k == "image") for pid in order],
-        pa.int32(),
+        pa.int64(),
     )
     columns["generation"] = pa.array(
         [
@@ -220,10 +197,7 @@ def build_tables(
     )
     for f in FEATURE_SCHEMA:
         columns[f.name] = pa.array(
-            [
-                (results[pid].features.get(f.name) if pid in results else None)
-                for pid in order
-            ],
+            [(results[pid].features.get(f.name) if pid in results else None) for pid in order],
             f.type,
         )
     for name, array in columns.items():

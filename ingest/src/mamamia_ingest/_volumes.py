@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import zarr
-from mamamia_schema import Problem, Severity
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from mamamia_ingest._features import (
@@ -45,6 +44,7 @@ from mamamia_ingest._nifti import (
     load_volume,
     read_header_info,
 )
+from mamamia_schema import Problem, Severity
 
 __all__ = [
     "CODEC",
@@ -139,11 +139,14 @@ def generation_id(
 
 
 def _problem(
-    severity: Severity, case: str, file: str | None, rule: str, message: str, value: str | None = None
+    severity: Severity,
+    case: str,
+    file: str | None,
+    rule: str,
+    message: str,
+    value: str | None = None,
 ) -> Problem:
-    return Problem(
-        severity=severity, case=case, file=file, rule=rule, message=message, value=value
-    )
+    return Problem(severity=severity, case=case, file=file, rule=rule, message=message, value=value)
 
 
 def _read_attrs(gen_dir: Path) -> dict[str, Any] | None:
@@ -249,7 +252,7 @@ def _chunks(shape: tuple[int, ...], chunks_zyx: tuple[int, int, int]) -> tuple[i
 
 def _create(
     group: zarr.Group, name: str, shape: tuple[int, ...], dtype: np.dtype[Any], job: CaseJob
-) -> zarr.Array:
+) -> zarr.Array[Any]:
     return group.create_array(
         name=name,
         shape=shape,
@@ -564,9 +567,11 @@ def _build(
         "complete": True,
     }
     _check_json(block)
-    root.attrs.update(
-        {"ome": {"version": "0.5", "multiscales": [_multiscale(case, ref)]}, "mamamia": block}
-    )
+    attrs: dict[str, Any] = {
+        "ome": {"version": "0.5", "multiscales": [_multiscale(case, ref)]},
+        "mamamia": block,
+    }
+    root.attrs.update(attrs)
     final = case_dir / f"{gen}.zarr"
     try:
         os.rename(tmp, final)
@@ -577,7 +582,10 @@ def _build(
     result.generation = gen
     result.features = features
     result.volumes = [
-        {**{k: v for k, v in r.items() if k != "array"}, "zarr_path": f"{result.zarr_dir}/{r['array']}"}
+        {
+            **{k: v for k, v in r.items() if k != "array"},
+            "zarr_path": f"{result.zarr_dir}/{r['array']}",
+        }
         for r in rows
     ]
 

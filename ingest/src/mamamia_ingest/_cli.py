@@ -1,0 +1,7 @@
+"""Click commands of mamamia-ingest, registered under the ``mamamia.commands`` entry points."""
+
+from __future__ import annotations
+
+from mamamia_ingest._cli_ingest import ingest_command, verify_command
+
+__all__ = ["ingest_command", "verify_command"]

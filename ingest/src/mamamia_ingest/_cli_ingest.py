@@ -1,0 +1,111 @@
+"""``mamamia ingest`` and ``mamamia verify`` (registered through ``mamamia_ingest._cli``)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+__all__ = ["ingest_command", "verify_command"]
+
+
+def _chunks(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        parts = tuple(int(p) for p in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected Z,Y,X (three integers), got {value!r}") from None
+    if len(parts) != 3 or any(p < 1 for p in parts):
+        raise click.BadParameter(f"expected three positive integers Z,Y,X, got {value!r}")
+    return parts
+
+
+@click.command(name="ingest")
+@click.argument("raw", type=click.Path(exists=True, file_okay=False))
+@click.argument("catalog", type=click.Path(file_okay=False))
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (default: the number of CPU cores).",
+)
+@click.option(
+    "--cases",
+    "cases",
+    default=None,
+    metavar="PATTERN",
+    help="Only these cases: glob patterns on patient_id, comma-separated (DUKE_*,NACT_0?).",
+)
+@click.option("--tables-only", is_flag=True, help="Ingest the tables without any volume.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Stop at the first error and leave the existing catalog exactly as it was.",
+)
+@click.option(
+    "--chunks",
+    callback=_chunks,
+    default=None,
+    metavar="Z,Y,X",
+    help="Chunk shape of the volumes (default 32,128,128).",
+)
+@click.option(
+    "--max-volume-mb",
+    type=click.FloatRange(min=0.001),
+    default=None,
+    help="Refuse volumes whose header promises more voxel bytes (default 2048 MiB).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar; only the summary.")
+def ingest_command(
+    raw: str,
+    catalog: str,
+    jobs: int | None,
+    cases: str | None,
+    tables_only: bool,
+    strict: bool,
+    chunks: tuple[int, ...] | None,
+    max_volume_mb: float | None,
+    quiet: bool,
+) -> None:
+    """Turn the raw MAMA-MIA folder RAW into (or update) the catalog CATALOG.
+
+    Exit status: 0 when no error was found (warnings and notes alone give 0), 1 when any error
+    was found (the valid cases are still ingested), 2 when nothing could be ingested.
+    """
+    from mamamia_ingest._ingest import IngestError, ingest
+    from mamamia_ingest._nifti import DEFAULT_MAX_VOLUME_BYTES
+
+    budget = DEFAULT_MAX_VOLUME_BYTES if max_volume_mb is None else int(max_volume_mb * 2**20)
+    try:
+        report = ingest(
+            raw,
+            catalog,
+            jobs=jobs,
+            cases=cases,
+            tables_only=tables_only,
+            strict=strict,
+            chunks=chunks,
+            max_volume_bytes=budget,
+            progress=not quiet,
+        )
+    except IngestError as exc:
+        click.echo(f"mamamia ingest: {exc}", err=True)
+        sys.exit(2)
+    click.echo(report.summary())
+    sys.exit(report.exit_code)
+
+
+@click.command(name="verify")
+@click.argument("catalog", type=click.Path(exists=True, file_okay=False))
+def verify_command(catalog: str) -> None:
+    """Check CATALOG: tables match their hashes, every array and chunk exists and decodes
+    (crc32c), every volume matches its checksum. Exit status 0 when all is well, else 1."""
+    from mamamia_ingest._verify import verify
+
+    report = verify(catalog)
+    click.echo(report.summary())
+    sys.exit(report.exit_code)
