@@ -8,6 +8,7 @@ from __future__ import annotations
 from mamamia._case import Case
 from mamamia._catalog import Catalog, Citation, open
 from mamamia._cohort import Cohort, CohortChange, CohortChangedWarning, load_cohort
+from mamamia._crops import CropStream, GridStitcher
 from mamamia._errors import (
     AuthenticationError,
     CatalogError,
@@ -54,8 +55,10 @@ __all__ = [
     "Cohort",
     "CohortChange",
     "CohortChangedWarning",
+    "CropStream",
     "FileResult",
     "Geometry",
+    "GridStitcher",
     "InvalidRequest",
     "MamamiaError",
     "NotFoundError",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -14,6 +14,7 @@ import pyarrow as pa
 from mamamia._backend import Backend
 from mamamia._case import Case
 from mamamia._cohort import Cohort, cohort_sql
+from mamamia._crops import CropStream, crop_stream
 from mamamia._errors import InvalidRequest, NotFoundError
 from mamamia._local import LocalBackend
 
@@ -133,6 +134,42 @@ class Catalog:
             {"id": key},
         )
         return Case(self, rows.to_pylist()[0], volumes)
+
+    def crops(
+        self,
+        cohort: Cohort | Iterable[str],
+        /,
+        *,
+        size: int | Sequence[int] = (64, 64, 64),
+        phases: Sequence[int] = (0, 1),
+        subtraction: bool = True,
+        label: str | None = "expert",
+        sampler: str = "tumor",
+        pos_ratio: float = 0.5,
+        per_case: int = 1,
+        normalize: str | None = "zscore",
+        spacing: float | Sequence[float] | None = None,
+        overlap: int | Sequence[int] | None = None,
+        seed: int = 0,
+        epoch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        even: bool = False,
+        threads: int | None = None,
+        prefetch: int | None = None,
+    ) -> CropStream:
+        """Stream crops of a cohort: dicts ``{patient_id, image, label, index, spacing}``.
+
+        ``sampler`` is ``"tumor"`` (centred on an expert-mask voxel with probability
+        ``pos_ratio``, anywhere otherwise), ``"uniform"`` or ``"grid"`` (tiles with ``overlap``
+        for inference). See docs/crops.md for channels, normalization, resampling and sharding.
+        """
+        return crop_stream(
+            self, cohort, size=size, phases=phases, subtraction=subtraction, label=label,
+            sampler=sampler, pos_ratio=pos_ratio, per_case=per_case, normalize=normalize,
+            spacing=spacing, overlap=overlap, seed=seed, epoch=epoch, rank=rank,
+            world_size=world_size, even=even, threads=threads, prefetch=prefetch,
+        )  # fmt: skip
 
 
 def open(path: str | Path) -> Catalog:

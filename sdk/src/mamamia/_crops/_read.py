@@ -1,0 +1,223 @@
+"""One case's crops: where they go (tumour, uniform, grid) and what they hold."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mamamia._crops._config import CropConfig
+from mamamia._crops._region import Window
+from mamamia._errors import CatalogFormatError, InvalidRequest
+
+if TYPE_CHECKING:
+    from mamamia._catalog import Catalog
+    from mamamia._volume import Volume
+
+__all__ = ["CaseReader", "Tumour"]
+
+Crop = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Tumour:
+    """The expert mask's nonzero voxels, as flat indices into its bounding box."""
+
+    box_min: tuple[int, int, int]
+    box_shape: tuple[int, int, int]
+    flat: npt.NDArray[np.intp]
+
+    def voxel(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        flat = int(self.flat[rng.integers(len(self.flat))])
+        z, y, x = np.unravel_index(flat, self.box_shape)
+        return (self.box_min[0] + int(z), self.box_min[1] + int(y), self.box_min[2] + int(x))
+
+
+class CaseReader:
+    """Reads the crops of one case (opened through the Catalog interface only)."""
+
+    def __init__(self, catalog: Catalog, patient_id: str, config: CropConfig) -> None:
+        self.config = config
+        case = catalog.case(patient_id)
+        self.patient_id = case.patient_id
+        self._case = case
+        self.image: Volume = case.image
+        self.shape = self.image.spatial_shape
+        phases = self.image.shape[0]
+        missing = [p for p in config.read_phases if p >= phases]
+        if missing:
+            why = " (the subtraction needs phases 0 and 1)" if config.subtraction else ""
+            raise InvalidRequest(
+                f"case {self.patient_id} has {phases} phases (0..{phases - 1}); the crops ask "
+                f"for phase {missing[0]}{why}"
+            )
+        self.label: Volume | None = None
+        if config.label is not None:
+            self.label = self._mask(config.label)
+        self.source_spacing = self.image.spacing
+        if config.spacing is None:
+            self.ratio: tuple[float, float, float] = (1.0, 1.0, 1.0)
+            self.spacing = self.source_spacing
+        else:
+            self.spacing = config.spacing
+            self.ratio = (
+                config.spacing[0] / self.source_spacing[0],
+                config.spacing[1] / self.source_spacing[1],
+                config.spacing[2] / self.source_spacing[2],
+            )
+        self._stats = self._phase_stats() if config.normalize == "zscore" else {}
+        self._tumour: Tumour | None = None
+        self._tumour_read = False
+
+    def _mask(self, kind: str) -> Volume:
+        mask = self._case.mask(kind)
+        if mask.spatial_shape != self.shape:
+            raise CatalogFormatError(
+                f"case {self.patient_id}: the {kind} mask has shape {mask.spatial_shape}, the "
+                f"image {self.shape}"
+            )
+        return mask
+
+    def _phase_stats(self) -> dict[int, tuple[float, float]]:
+        stats: dict[int, tuple[float, float]] = {}
+        for row in self._case.volumes:
+            if row.get("kind") != "image" or row.get("phase") is None:
+                continue
+            mean, std = row.get("mean"), row.get("std")
+            if mean is None or std is None or not math.isfinite(mean) or not math.isfinite(std):
+                continue
+            # A constant phase has std 0: centring alone keeps it finite.
+            stats[int(row["phase"])] = (float(mean), float(std) if std > 0 else 1.0)
+        for phase in self.config.read_phases:
+            if phase not in stats:
+                raise CatalogFormatError(
+                    f"case {self.patient_id}: the volumes table has no mean/std for phase "
+                    f"{phase}; normalize='zscore' needs them (use normalize=None)"
+                )
+        return stats
+
+    # Where crops go -----------------------------------------------------------------------
+
+    def tumour(self) -> Tumour | None:
+        """The expert mask's voxels inside the catalog's bounding box (read once, lazily)."""
+        if self._tumour_read:
+            return self._tumour
+        self._tumour_read = True
+        fields = self._case
+        lo, hi = fields.get("tumor_bbox_min_zyx"), fields.get("tumor_bbox_max_zyx")
+        voxels = fields.get("tumor_voxels")
+        if lo is None or hi is None or not voxels:
+            return None  # no tumour in the catalog: tumour draws fall back to uniform ones
+        box_min = (int(lo[0]), int(lo[1]), int(lo[2]))
+        box_max = (int(hi[0]), int(hi[1]), int(hi[2]))
+        if not all(0 <= a < b <= n for a, b, n in zip(box_min, box_max, self.shape, strict=True)):
+            raise CatalogFormatError(
+                f"case {self.patient_id}: tumour bounding box {box_min}..{box_max} does not fit "
+                f"the volume {self.shape}"
+            )
+        expert = self.label if self.config.label == "expert" else self._mask("expert")
+        assert expert is not None
+        region = expert[tuple(slice(a, b) for a, b in zip(box_min, box_max, strict=True))]
+        flat = np.flatnonzero(region)
+        if flat.size == 0:
+            raise CatalogFormatError(
+                f"case {self.patient_id}: the catalog counts {voxels} tumour voxels in "
+                f"{box_min}..{box_max}, but the expert mask is empty there"
+            )
+        box_shape = (region.shape[0], region.shape[1], region.shape[2])
+        self._tumour = Tumour(box_min, box_shape, flat.astype(np.intp, copy=False))
+        return self._tumour
+
+    def centred_start(self, centre: Sequence[int]) -> tuple[int, int, int]:
+        """The start that puts the window's middle voxel (size // 2) on ``centre``."""
+        start: list[int] = []
+        for a in range(3):
+            half, r = self.config.size[a] // 2, self.ratio[a]
+            first = int(centre[a]) - math.floor(half * r + 0.5)
+            # Labels take the nearest voxel: make sure the middle one lands on the centre.
+            for candidate in (first, first + 1, first - 1):
+                if math.floor(candidate + half * r + 0.5) == int(centre[a]):
+                    first = candidate
+                    break
+            start.append(first)
+        return (start[0], start[1], start[2])
+
+    def uniform_start(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        """A start anywhere: inside the volume where it fits, else overhanging evenly at random."""
+        start: list[int] = []
+        for a in range(3):
+            n, extent = self.shape[a], self.extent(a)
+            if n >= extent:
+                start.append(int(rng.integers(0, n - extent + 1)))
+            else:
+                start.append(int(rng.integers(n - extent, 1)))
+        return (start[0], start[1], start[2])
+
+    def extent(self, axis: int) -> int:
+        """Source voxels a window spans along ``axis``."""
+        return math.floor((self.config.size[axis] - 1) * self.ratio[axis] + 1e-9) + 1
+
+    def random_starts(self, rng: np.random.Generator) -> list[tuple[int, int, int]]:
+        """``per_case`` starts for the tumour or uniform sampler, from this visit's stream."""
+        starts: list[tuple[int, int, int]] = []
+        for _ in range(self.config.per_case):
+            positive = self.config.sampler == "tumor" and rng.random() < self.config.pos_ratio
+            tumour = self.tumour() if positive else None
+            if tumour is not None:
+                starts.append(self.centred_start(tumour.voxel(rng)))
+            else:
+                starts.append(self.uniform_start(rng))
+        return starts
+
+    # What crops hold ----------------------------------------------------------------------
+
+    def read(self, start: Sequence[int]) -> Crop:
+        config = self.config
+        window = Window(start, config.size, self.ratio, self.shape)
+        crop: Crop = {"patient_id": self.patient_id}
+        if window.empty:
+            image = np.zeros((config.channels, *config.size), dtype=np.float32)
+        else:
+            image = window.sample_linear(self._channels(window.source_box))
+        crop["image"] = image
+        if self.label is not None:
+            if window.empty:
+                crop["label"] = np.zeros(config.size, dtype=np.uint8)
+            else:
+                region = self.label[window.source_box]
+                crop["label"] = window.sample_nearest(region, np.uint8)
+        crop["index"] = window.start
+        crop["spacing"] = self.spacing
+        return crop
+
+    def _channels(self, box: tuple[slice, slice, slice]) -> npt.NDArray[np.float32]:
+        """The source box as channels (C, z, y, x), normalised before any resampling.
+
+        Linear interpolation commutes with the affine z-score, so normalising first gives the
+        same values and keeps the padding at exactly 0.
+        """
+        config = self.config
+        phases = config.read_phases
+        first, last = phases[0], phases[-1]
+        if last - first + 1 == len(phases):
+            raw = self.image[(slice(first, last + 1), *box)]
+            rows = {p: raw[p - first] for p in phases}
+        else:
+            rows = {p: self.image[(p, *box)] for p in phases}
+        channels: list[npt.NDArray[np.float32]] = []
+        for p in config.phases:
+            values = rows[p].astype(np.float32)
+            if self._stats:
+                mean, std = self._stats[p]
+                values = (values - np.float32(mean)) / np.float32(std)
+            channels.append(values)
+        if config.subtraction:
+            diff = rows[1].astype(np.float32) - rows[0].astype(np.float32)
+            if self._stats:
+                diff /= np.float32(self._stats[0][1])
+            channels.append(diff)
+        return np.stack(channels)
