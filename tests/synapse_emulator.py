@@ -152,6 +152,7 @@ class SynapseEmulator:
         self._drop: dict[str, tuple[int, float]] = {}  # handle id -> (remaining, fraction sent)
         self._throttle: dict[str, float] = {}  # handle id -> bytes per second
         self.blob_bytes_sent = 0
+        self.partial_responses = 0  # 206 answers (resumed or ranged downloads)
         root_entity = _Entity(project_id, project_name, None, PROJECT, modified_on=_now_iso())
         root_entity.etag = "e0"
         self.entities[project_id] = root_entity
@@ -273,9 +274,14 @@ class SynapseEmulator:
         with self._lock:
             self._drop[self.handle_of(relpath).id] = (times, fraction)
 
-    def throttle(self, relpath: str, bytes_per_second: float) -> None:
+    def throttle(self, relpath: str, bytes_per_second: float | None) -> None:
+        """Serve that file at ``bytes_per_second`` (None: full speed again)."""
         with self._lock:
-            self._throttle[self.handle_of(relpath).id] = bytes_per_second
+            fh_id = self.handle_of(relpath).id
+            if bytes_per_second:
+                self._throttle[fh_id] = bytes_per_second
+            else:
+                self._throttle.pop(fh_id, None)
 
     def count(self, route: str) -> int:
         with self._lock:
@@ -286,6 +292,7 @@ class SynapseEmulator:
             self.route_counts.clear()
             self.request_log.clear()
             self.blob_bytes_sent = 0
+            self.partial_responses = 0
 
     # ------------------------------------------------------------------ server
     @property
@@ -568,6 +575,8 @@ class _Handler(BaseHTTPRequestHandler):
                 )
                 return
             status = 206
+            with emu._lock:
+                emu.partial_responses += 1
         payload = content[start:stop]
         if emu._take(emu._corrupt, handle.id) is not None and payload:
             flipped = bytearray(payload)

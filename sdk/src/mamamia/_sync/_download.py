@@ -275,7 +275,7 @@ class Downloader:
             position = have
             partial.parent.mkdir(parents=True, exist_ok=True)
             with partial.open(mode) as out:
-                for chunk in response.iter_raw(_BLOCK):
+                for chunk in response.iter_raw():
                     if self._stop.is_set():
                         out.flush()
                         raise Cancelled()
