@@ -50,7 +50,7 @@ class CaseReader:
         phases = self.image.shape[0]
         missing = [p for p in config.read_phases if p >= phases]
         if missing:
-            why = " (the subtraction needs phases 0 and 1)" if config.subtraction else ""
+            why = "" if missing[0] in config.phases else " (the subtraction needs phases 0 and 1)"
             raise InvalidRequest(
                 f"case {self.patient_id} has {phases} phases (0..{phases - 1}); the crops ask "
                 f"for phase {missing[0]}{why}"

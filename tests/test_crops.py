@@ -1,0 +1,422 @@
+"""Crop streaming: sizes, labels at the index, tumour ratio, resampling, z-score, sharding, grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+import mamamia
+from crops_catalog import PhantomCase, build_catalog
+from mamamia import CropStream, GridStitcher, InvalidRequest, NotFoundError
+
+
+@pytest.fixture(scope="session")
+def crop_cases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, PhantomCase]]:
+    root = tmp_path_factory.mktemp("crops-catalog")
+    return root, build_catalog(root)
+
+
+@pytest.fixture(scope="session")
+def cat(crop_cases: tuple[Path, dict[str, PhantomCase]]) -> mamamia.Catalog:
+    return mamamia.open(crop_cases[0])
+
+
+@pytest.fixture(scope="session")
+def cases(crop_cases: tuple[Path, dict[str, PhantomCase]]) -> dict[str, PhantomCase]:
+    return crop_cases[1]
+
+
+def padded_slice(volume: np.ndarray, index: tuple[int, ...], size: tuple[int, ...]) -> np.ndarray:
+    """``volume[index : index + size]`` on the last three axes, zero outside (the reference)."""
+    pad = [(0, 0)] * (volume.ndim - 3) + [(s, s) for s in size]
+    big = np.pad(volume, pad)
+    box = tuple(slice(i + s, i + 2 * s) for i, s in zip(index, size, strict=True))
+    return big[(..., *box)]
+
+
+def centre_voxel(crop: dict[str, Any]) -> int:
+    z, y, x = (n // 2 for n in crop["label"].shape)
+    return int(crop["label"][z, y, x])
+
+
+def test_every_crop_has_the_asked_size_and_dtypes(cat: mamamia.Catalog) -> None:
+    # Bigger than some volumes along z and x: those crops are padded to the size.
+    size = (20, 16, 36)
+    for sampler in ("tumor", "uniform", "grid"):
+        stream = cat.crops(cat.cohort("true"), size=size, sampler=sampler, per_case=2)
+        assert isinstance(stream, CropStream)
+        crops = list(stream)
+        assert len(crops) == len(stream) > 0
+        for crop in crops:
+            assert set(crop) == {"patient_id", "image", "label", "index", "spacing"}
+            assert crop["image"].shape == (3, *size)  # phases 0, 1 and the subtraction
+            assert crop["image"].dtype == np.float32
+            assert crop["label"].shape == size
+            assert crop["label"].dtype == np.uint8
+            assert len(crop["index"]) == 3
+            assert all(isinstance(v, int) for v in crop["index"])
+
+
+def test_label_and_image_equal_the_volume_at_index_with_padding(
+    cat: mamamia.Catalog, cases: dict[str, PhantomCase]
+) -> None:
+    size = (16, 24, 24)
+    stream = cat.crops(
+        cat.cohort("patient_id != 'CROP_003'"),  # CROP_003 has no phase 2
+        size=size,
+        phases=(2, 0),
+        subtraction=True,
+        normalize=None,
+        per_case=6,
+        seed=3,
+    )
+    overhanging = 0
+    for crop in stream:
+        case = cases[crop["patient_id"]]
+        index = crop["index"]
+        assert np.array_equal(crop["label"], padded_slice(case.expert, index, size))
+        image = case.image.astype(np.float32)
+        expected = np.stack(
+            [
+                padded_slice(image[2], index, size),
+                padded_slice(image[0], index, size),
+                padded_slice(image[1] - image[0], index, size),
+            ]
+        )
+        assert np.array_equal(crop["image"], expected)
+        overhanging += any(
+            i < 0 or i + s > n for i, s, n in zip(index, size, case.shape, strict=True)
+        )
+    assert overhanging > 0, "no crop reached a border: the padding went untested"
+
+
+def test_automatic_label_and_no_label(cat: mamamia.Catalog, cases: dict[str, PhantomCase]) -> None:
+    for crop in cat.crops(["CROP_001"], size=8, label="automatic", per_case=4, pos_ratio=1.0):
+        case = cases["CROP_001"]
+        assert np.array_equal(crop["label"], padded_slice(case.automatic, crop["index"], (8, 8, 8)))
+    crops = list(cat.crops(["crop_001"], size=8, label=None))
+    assert "label" not in crops[0]
+    assert crops[0]["patient_id"] == "CROP_001"
+
+
+def test_tumour_crops_hold_tumour_at_the_asked_ratio(cat: mamamia.Catalog) -> None:
+    tumour_cases = cat.cohort("tumor_voxels > 0")
+    assert len(tumour_cases) == 6
+    # Small crops in much larger volumes: a uniform crop rarely meets a tumour by chance.
+    common = {"size": (4, 4, 4), "sampler": "tumor", "seed": 11}
+    half = list(cat.crops(tumour_cases, pos_ratio=0.5, per_case=34, **common))
+    assert len(half) == 204
+    with_tumour = sum(crop["label"].any() for crop in half) / len(half)
+    assert 0.35 <= with_tumour <= 0.65
+    always = list(cat.crops(tumour_cases, pos_ratio=1.0, per_case=34, **common))
+    # A tumour crop is centred on an expert voxel, so it holds tumour, always.
+    assert all(centre_voxel(crop) == 1 for crop in always)
+    never = list(cat.crops(tumour_cases, pos_ratio=0.0, per_case=34, **common))
+    assert sum(crop["label"].any() for crop in never) / len(never) < 0.15
+
+
+def test_multifocal_case_gets_crops_on_every_focus(
+    cat: mamamia.Catalog, cases: dict[str, PhantomCase]
+) -> None:
+    case = cases["CROP_002"]
+    assert len(case.blobs) == 2
+    hits = [0, 0]
+    for crop in cat.crops(["CROP_002"], size=(5, 5, 5), pos_ratio=1.0, per_case=60, seed=5):
+        centre = tuple(i + 2 for i in crop["index"])
+        assert case.expert[centre] == 1
+        for n, (start, size) in enumerate(case.blobs):
+            if all(s <= c < s + k for c, s, k in zip(centre, start, size, strict=True)):
+                hits[n] += 1
+    assert sum(hits) == 60
+    assert min(hits) > 0, f"one focus was never sampled: {hits}"
+
+
+def test_case_without_tumour_falls_back_to_uniform_crops(cat: mamamia.Catalog) -> None:
+    crops = list(cat.crops(["CROP_004"], size=8, pos_ratio=1.0, per_case=5))
+    assert len(crops) == 5
+    assert not any(crop["label"].any() for crop in crops)
+    assert len({crop["index"] for crop in crops}) > 1
+
+
+def _sitk_resample(
+    volume: np.ndarray,
+    spacing_xyz: tuple[float, ...],
+    start_zyx: tuple[int, ...],
+    size_zyx: tuple[int, ...],
+    target_zyx: tuple[float, ...],
+    interpolator: int,
+) -> np.ndarray:
+    """SimpleITK's resampling of the crop window: the independent reference."""
+    image = sitk.GetImageFromArray(volume)
+    image.SetSpacing(spacing_xyz)
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetOutputSpacing(tuple(reversed(target_zyx)))
+    resampler.SetSize([int(n) for n in reversed(size_zyx)])
+    origin = [start_zyx[2 - a] * spacing_xyz[a] for a in range(3)]
+    resampler.SetOutputOrigin(origin)
+    resampler.SetOutputDirection(image.GetDirection())
+    resampler.SetInterpolator(interpolator)
+    resampler.SetDefaultPixelValue(0)
+    return sitk.GetArrayFromImage(resampler.Execute(image))
+
+
+def test_spacing_resamples_to_the_asked_voxel_size(
+    cat: mamamia.Catalog, cases: dict[str, PhantomCase]
+) -> None:
+    # Ratios chosen so no nearest-neighbour coordinate falls on a .5 tie within 10 voxels.
+    target = (2.34, 0.93, 1.13)
+    size = (10, 10, 10)
+    checked = 0
+    stream = cat.crops(
+        ["CROP_001", "CROP_005"],
+        size=size,
+        spacing=target,
+        normalize=None,
+        subtraction=False,
+        phases=(1,),
+        pos_ratio=1.0,
+        per_case=4,
+        seed=2,
+    )
+    for crop in stream:
+        case = cases[crop["patient_id"]]
+        assert crop["spacing"] == target
+        assert crop["image"].shape == (1, *size)
+        reference = _sitk_resample(
+            case.image[1].astype(np.float32),
+            case.spacing_xyz,
+            crop["index"],
+            size,
+            target,
+            sitk.sitkLinear,
+        )
+        labels = _sitk_resample(
+            case.expert, case.spacing_xyz, crop["index"], size, target, sitk.sitkNearestNeighbor
+        )
+        # Compare where SimpleITK's window lies wholly inside (its border rule differs by a hair).
+        inside = reference != 0
+        assert inside.mean() > 0.3
+        np.testing.assert_allclose(
+            crop["image"][0][inside], reference[inside], rtol=1e-4, atol=1e-2
+        )
+        assert np.array_equal(crop["label"][inside], labels[inside])
+        assert crop["label"].any()  # pos_ratio 1: tumour even after resampling
+        checked += 1
+    assert checked == 8
+
+
+def test_spacing_equal_to_the_source_is_plain_slicing(
+    cat: mamamia.Catalog, cases: dict[str, PhantomCase]
+) -> None:
+    case = cases["CROP_003"]  # 1 mm isotropic
+    for crop in cat.crops(["CROP_003"], size=6, spacing=1.0, normalize=None, per_case=3):
+        assert np.array_equal(crop["label"], padded_slice(case.expert, crop["index"], (6, 6, 6)))
+        assert np.array_equal(
+            crop["image"][0],
+            padded_slice(case.image[0].astype(np.float32), crop["index"], (6, 6, 6)),
+        )
+
+
+def test_zscore_uses_the_catalog_statistics(
+    cat: mamamia.Catalog, cases: dict[str, PhantomCase]
+) -> None:
+    stats = {
+        (row["patient_id"], row["phase"]): (row["mean"], row["std"])
+        for row in cat.sql(
+            "SELECT patient_id, phase, mean, std FROM volumes WHERE kind = 'image'"
+        ).to_pylist()
+    }
+    size = (14, 14, 14)  # CROP_006 has 12 slices: its crops overhang
+    padded_seen = False
+    for crop in cat.crops(cat.cohort("true"), size=size, per_case=3, seed=4, sampler="uniform"):
+        pid = crop["patient_id"]
+        case = cases[pid]
+        inside = padded_slice(np.ones(case.shape, dtype=bool), crop["index"], size)
+        image = case.image.astype(np.float32)
+        for channel, phase in enumerate((0, 1)):
+            mean, std = stats[(pid, phase)]
+            expected = np.where(
+                inside,
+                (padded_slice(image[phase], crop["index"], size) - np.float32(mean))
+                / np.float32(std),
+                0,
+            )
+            np.testing.assert_allclose(crop["image"][channel], expected, rtol=1e-6, atol=1e-5)
+        subtraction = padded_slice(image[1] - image[0], crop["index"], size) / np.float32(
+            stats[(pid, 0)][1]
+        )
+        np.testing.assert_allclose(crop["image"][2], subtraction, rtol=1e-6, atol=1e-5)
+        # Padding is exactly 0 after normalisation.
+        assert not crop["image"][:, ~inside].any()
+        padded_seen |= not inside.all()
+    assert padded_seen
+
+
+def test_the_same_seed_gives_the_same_crops_and_another_epoch_others(cat: mamamia.Catalog) -> None:
+    cohort = cat.cohort("true")
+
+    def run(**options: Any) -> list[tuple[str, tuple[int, int, int], bytes]]:
+        stream = cat.crops(cohort, size=8, per_case=2, **options)
+        return [
+            (c["patient_id"], c["index"], c["image"].tobytes() + c["label"].tobytes())
+            for c in stream
+        ]
+
+    first = run(seed=7, epoch=0, threads=4)
+    assert run(seed=7, epoch=0, threads=1, prefetch=1) == first  # threads never change the crops
+    other_epoch = run(seed=7, epoch=1)
+    assert other_epoch != first
+    assert [c[1] for c in other_epoch] != [c[1] for c in first]
+    assert run(seed=8, epoch=0) != first
+    stream = cat.crops(cohort, size=8, per_case=2, seed=7)
+    stream.set_epoch(1)
+    assert [(c["patient_id"], c["index"]) for c in stream] == [(c[0], c[1]) for c in other_epoch]
+
+
+def test_shards_cover_each_case_once_per_epoch(cat: mamamia.Catalog) -> None:
+    cohort = cat.cohort("true")
+    for epoch in (0, 1):
+        seen: list[str] = []
+        for rank in range(2):
+            stream = cat.crops(cohort, size=8, rank=rank, world_size=2, epoch=epoch)
+            for worker in range(2):
+                part = CropStream(
+                    cat,
+                    stream.case_ids,
+                    stream.config,
+                    epoch=epoch,
+                    rank=rank,
+                    world_size=2,
+                    worker=worker,
+                    num_workers=2,
+                )
+                seen += [crop["patient_id"] for crop in part]
+        assert sorted(seen) == cohort.case_ids
+
+
+def test_even_pads_every_rank_to_the_same_length(cat: mamamia.Catalog) -> None:
+    cohort = cat.cohort("true")  # 7 cases over 3 ranks: 3, 2, 2 unless padded
+    uneven = [len(cat.crops(cohort, size=8, rank=r, world_size=3)) for r in range(3)]
+    assert sorted(uneven) == [2, 2, 3]
+    streams = [cat.crops(cohort, size=8, rank=r, world_size=3, even=True) for r in range(3)]
+    assert [len(s) for s in streams] == [3, 3, 3]
+    ids = [crop["patient_id"] for s in streams for crop in s]
+    assert len(ids) == 9
+    assert set(ids) == set(cohort.case_ids)
+
+
+def test_epoch_order_is_shuffled(cat: mamamia.Catalog) -> None:
+    cohort = cat.cohort("true")
+    orders = {tuple(cat.crops(cohort, epoch=e).shard_case_ids()) for e in range(5)}
+    assert len(orders) > 1
+    assert all(sorted(order) == cohort.case_ids for order in orders)
+
+
+def test_grid_and_stitcher_reconstruct_the_volume(
+    cat: mamamia.Catalog, cases: dict[str, PhantomCase]
+) -> None:
+    stream = cat.crops(
+        cat.cohort("true"),
+        size=(8, 16, 20),
+        overlap=(2, 5, 4),
+        sampler="grid",
+        phases=(0, 1),
+        subtraction=False,
+        normalize=None,
+    )
+    crops = list(stream)
+    assert len(crops) == len(stream)
+    stitched = dict(stream.stitch((crop, crop["image"]) for crop in crops))
+    labels = dict(stream.stitch((crop, crop["label"][None]) for crop in crops))
+    assert sorted(stitched) == sorted(cases)
+    for pid, volume in stitched.items():
+        assert np.array_equal(volume, cases[pid].image[:2].astype(np.float32))
+        assert np.array_equal(labels[pid][0], cases[pid].expert.astype(np.float32))
+
+
+def test_grid_tiles_overlap_and_reach_every_border(cat: mamamia.Catalog) -> None:
+    stream = cat.crops(["CROP_003"], size=(8, 8, 8), overlap=4, sampler="grid", normalize=None)
+    starts = sorted({crop["index"] for crop in stream})
+    zs = sorted({s[0] for s in starts})
+    assert zs == [0, 4, 8]  # 16 slices, tiles of 8 stepping 4
+    assert len(starts) == len(stream) == 3 * 7 * 7  # 30 voxels: 0, 4, ..., 20, 22
+
+
+def test_stitcher_rejects_incomplete_coverage() -> None:
+    stitcher = GridStitcher((4, 4, 4))
+    stitcher.add(np.ones((2, 2, 2)), (0, 0, 0))
+    assert not stitcher.complete
+    with pytest.raises(InvalidRequest, match="covered by no tile"):
+        stitcher.result()
+    stitcher.add(np.full((6, 6, 6), 3.0), (-1, -1, -1))  # overhanging tile: padding dropped
+    assert stitcher.complete
+    result = stitcher.result()
+    assert result[0, 0, 0] == 2.0
+    assert result[3, 3, 3] == 3.0
+
+
+def test_stream_reads_ahead_only_a_bounded_number_of_cases(
+    crop_cases: tuple[Path, dict[str, PhantomCase]],
+) -> None:
+    opened: list[str] = []
+
+    class CountingCatalog(mamamia.Catalog):
+        def case(self, patient_id: str) -> mamamia.Case:
+            opened.append(patient_id)
+            return super().case(patient_id)
+
+    counting = CountingCatalog(mamamia.open(crop_cases[0])._backend)
+    stream = counting.crops(counting.cohort("true"), size=8, threads=1, prefetch=2, per_case=3)
+    iterator = iter(stream)
+    next(iterator)
+    assert len(opened) <= 3  # prefetch 2 ahead, plus the one being consumed
+    rest = list(iterator)
+    assert len(rest) == 7 * 3 - 1
+
+
+def test_bad_options_name_the_parameter(cat: mamamia.Catalog) -> None:
+    cohort = cat.cohort("true")
+    for options, word in [
+        ({"size": (8, 8)}, "size"),
+        ({"size": 0}, "size"),
+        ({"sampler": "random"}, "sampler"),
+        ({"pos_ratio": 1.5}, "pos_ratio"),
+        ({"per_case": 0}, "per_case"),
+        ({"normalize": "minmax"}, "normalize"),
+        ({"label": "manual"}, "label"),
+        ({"spacing": (1.0, -1.0, 1.0)}, "spacing"),
+        ({"spacing": 1.0, "sampler": "grid"}, "spacing"),
+        ({"overlap": 8, "size": 8, "sampler": "grid"}, "overlap"),
+        ({"phases": (0, 0)}, "phases"),
+        ({"rank": 2, "world_size": 2}, "rank"),
+        ({"threads": 0}, "threads"),
+    ]:
+        with pytest.raises(InvalidRequest, match=word):
+            cat.crops(cohort, **options)
+    with pytest.raises(InvalidRequest, match="one string"):
+        cat.crops("CROP_001")
+
+
+def test_unknown_cases_and_missing_phases_are_named(cat: mamamia.Catalog) -> None:
+    with pytest.raises(NotFoundError, match="CROP_999"):
+        cat.crops(["CROP_001", "CROP_999"])
+    # CROP_003 has 2 phases: phase 2 does not exist there.
+    stream = cat.crops(["CROP_003"], phases=(0, 2), size=8)
+    with pytest.raises(InvalidRequest, match=r"CROP_003 has 2 phases.*phase 2"):
+        list(stream)
+
+
+def test_early_stop_leaves_no_thread_behind(cat: mamamia.Catalog) -> None:
+    import threading
+
+    before = {t for t in threading.enumerate() if t.name.startswith("mamamia-crops")}
+    stream = cat.crops(cat.cohort("true"), size=8, per_case=4, threads=3)
+    for n, _crop in enumerate(stream):
+        if n == 2:
+            break
+    after = {t for t in threading.enumerate() if t.name.startswith("mamamia-crops")}
+    assert after <= before
