@@ -2,4 +2,7 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from mamamia_server._app import create_app
+from mamamia_server._settings import ServerSettings
+
+__all__: list[str] = ["ServerSettings", "create_app"]

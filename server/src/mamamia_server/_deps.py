@@ -1,0 +1,55 @@
+"""FastAPI dependencies shared by the routes (``Annotated`` aliases)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+import mamamia
+from mamamia_server._settings import ServerSettings
+from mamamia_server._state import CatalogHolder, CatalogState
+
+__all__ = ["VERSION_PATTERN", "HolderDep", "SettingsDep", "StateDep", "take_state"]
+
+VERSION_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+
+
+def _settings(request: Request) -> ServerSettings:
+    settings: ServerSettings = request.app.state.settings
+    return settings
+
+
+def _holder(request: Request) -> CatalogHolder:
+    holder: CatalogHolder = request.app.state.holder
+    return holder
+
+
+def take_state(request: Request, version: str | None = None) -> CatalogState:
+    """The one state this request answers from (pinned to ``version`` if given, else 409)."""
+    holder: CatalogHolder = request.app.state.holder
+    try:
+        state = holder.pinned(version)
+    except mamamia.CatalogVersionMismatch:
+        request.state.catalog_version = holder.peek().version
+        raise
+    request.state.catalog_version = state.version
+    return state
+
+
+def _state(
+    request: Request,
+    version: Annotated[
+        str | None,
+        Query(
+            description="Answer only from this catalog version (409 if it is no longer served).",
+            pattern=VERSION_PATTERN,
+        ),
+    ] = None,
+) -> CatalogState:
+    return take_state(request, version)
+
+
+SettingsDep = Annotated[ServerSettings, Depends(_settings)]
+HolderDep = Annotated[CatalogHolder, Depends(_holder)]
+StateDep = Annotated[CatalogState, Depends(_state)]

@@ -1,0 +1,197 @@
+"""The catalog version being served, swapped atomically when ingest writes a new one.
+
+A ``CatalogState`` is one catalog version: its manifest, a query engine over the Parquet files
+that manifest names, and an SDK ``Catalog`` for the volumes. ``CatalogHolder`` keeps the current
+state in one attribute; a request takes it once (``holder.current()``) and uses only that state,
+so one answer never mixes two versions. The check for a new catalog.json is throttled to one
+``stat`` per poll interval; a request pinned to another version forces one before answering 409.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+import mamamia
+from mamamia._manifest import read_manifest
+from mamamia_server._engine import QueryEngine
+from mamamia_server._limits import QueryLimits
+
+__all__ = ["CatalogHolder", "CatalogState"]
+
+_CASE_CACHE = 256
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+@dataclass(eq=False)
+class CatalogState:
+    """One catalog version, everything a request needs to answer from it."""
+
+    root: Path
+    version: str
+    manifest: Mapping[str, Any]
+    engine: QueryEngine
+    catalog: mamamia.Catalog
+    stamp: tuple[int, int, int] | None
+    _cases: OrderedDict[str, mamamia.Case] = field(default_factory=OrderedDict)
+    _levels: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def case(self, patient_id: str) -> mamamia.Case:
+        """The SDK Case (fields and lazy volumes), cached: volumes open their arrays once."""
+        key = patient_id.upper()
+        with self._lock:
+            found = self._cases.get(key)
+            if found is not None:
+                self._cases.move_to_end(key)
+                return found
+        case = self.catalog.case(patient_id)
+        with self._lock:
+            self._cases[key] = case
+            while len(self._cases) > _CASE_CACHE:
+                self._cases.popitem(last=False)
+        return case
+
+    def level_array(self, zarr_path: str, level: int) -> Any | None:
+        """The array of another resolution level beside ``zarr_path`` (``.../0`` -> ``.../1``)."""
+        head, _, tail = zarr_path.rstrip("/").rpartition("/")
+        if tail != "0" or not head:
+            return None
+        relative = f"{head}/{level}"
+        with self._lock:
+            if relative in self._levels:
+                return self._levels[relative]
+        root = self.root.resolve()
+        path = (root / relative).resolve()
+        array: Any | None = None
+        if path.is_relative_to(root) and (path / "zarr.json").is_file():
+            import zarr
+
+            array = zarr.open_array(store=str(path), mode="r")
+        with self._lock:
+            self._levels[relative] = array
+        return array
+
+    def table_rows(self) -> dict[str, int | None]:
+        out: dict[str, int | None] = {}
+        for name, ref in self.manifest["tables"].items():
+            rows = ref.get("rows") if isinstance(ref, Mapping) else None
+            out[str(name)] = int(rows) if isinstance(rows, int) else None
+        return out
+
+    def schema(self, table: str) -> pa.Schema:
+        return self.catalog.schema(table)
+
+
+def _table_paths(root: Path, manifest: Mapping[str, Any]) -> dict[str, Path]:
+    paths: dict[str, Path] = {}
+    resolved_root = root.resolve()
+    for name, ref in manifest["tables"].items():
+        path = (resolved_root / str(ref["path"])).resolve()
+        if not path.is_relative_to(resolved_root):
+            raise mamamia.CatalogFormatError(f"table {name!r} points outside the catalog")
+        paths[str(name)] = path
+    return paths
+
+
+def load_state(root: Path, limits: QueryLimits) -> CatalogState:
+    """Build the state of the version catalog.json names now (retrying a concurrent swap)."""
+    last: Exception | None = None
+    for _ in range(3):
+        stamp = _stamp(root / "catalog.json")
+        manifest = read_manifest(root)
+        catalog = mamamia.open(root)
+        if catalog.version != manifest["catalog_version"]:
+            # catalog.json was replaced between the two reads; take the newer one whole.
+            catalog.close()
+            last = mamamia.CatalogError("catalog.json changed while it was being opened")
+            continue
+        manifest = catalog.manifest
+        engine = QueryEngine(_table_paths(root, manifest), limits)
+        return CatalogState(
+            root=root,
+            version=str(manifest["catalog_version"]),
+            manifest=manifest,
+            engine=engine,
+            catalog=catalog,
+            stamp=stamp,
+        )
+    assert last is not None
+    raise last
+
+
+class CatalogHolder:
+    """The current ``CatalogState`` of a catalog folder, refreshed when catalog.json changes."""
+
+    def __init__(self, root: Path, limits: QueryLimits, poll_s: float = 1.0) -> None:
+        self.root = root
+        self.limits = limits
+        self.poll_s = poll_s
+        self._state = load_state(root, limits)
+        self._checked = time.monotonic()
+        self._reload_lock = threading.Lock()
+        #: the last reload failure (shown by /v1/health), None once a reload succeeds
+        self.last_error: str | None = None
+
+    def peek(self) -> CatalogState:
+        """The current state without checking for a new one."""
+        return self._state
+
+    def current(self, *, force: bool = False) -> CatalogState:
+        """The state to answer one request from (checks catalog.json at most every poll_s)."""
+        now = time.monotonic()
+        if force or now - self._checked >= self.poll_s:
+            self._maybe_reload(force)
+        return self._state
+
+    def pinned(self, version: str | None) -> CatalogState:
+        """The current state if it is ``version`` (or no version is asked), else 409."""
+        state = self.current()
+        if version is None or version == state.version:
+            return state
+        state = self.current(force=True)
+        if version != state.version:
+            raise mamamia.CatalogVersionMismatch(
+                f"catalog version {version} is no longer served; this server now serves "
+                f"{state.version}: run the request again without the version (or the cursor) "
+                "to get the current data"
+            )
+        return state
+
+    def _maybe_reload(self, force: bool) -> None:
+        # One thread reloads; the others keep answering from the current state meanwhile,
+        # unless they force a check (a pinned version), then they wait for it.
+        if not self._reload_lock.acquire(blocking=force):
+            return
+        try:
+            self._checked = time.monotonic()
+            stamp = _stamp(self.root / "catalog.json")
+            if stamp is None or stamp == self._state.stamp:
+                return
+            try:
+                manifest = read_manifest(self.root)
+                if manifest["catalog_version"] == self._state.version:
+                    self._state.stamp = stamp
+                    return
+                self._state = load_state(self.root, self.limits)
+                self.last_error = None
+            except (mamamia.MamamiaError, OSError, ValueError) as exc:
+                # A broken new catalog must not take the served one down; health reports it.
+                self.last_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._reload_lock.release()
