@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from mamamia_ingest._cli_ingest import ingest_command, verify_command
+from mamamia_ingest._cli_phantom import phantom_command
 
-__all__ = ["ingest_command", "verify_command"]
+__all__ = ["ingest_command", "phantom_command", "verify_command"]

@@ -1,0 +1,268 @@
+"""The non-image files of a phantom dataset, in the MAMA-MIA layout (../shared/DATASET.md)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import mimetypes
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+
+import openpyxl
+
+from ._atomic import TMP_PREFIX, atomic_target, write_text_atomic
+from ._columns import builtin_legend
+from ._source import SourceTable, to_cell
+
+__all__ = [
+    "CLINICAL_XLSX",
+    "MANIFEST",
+    "MARKER",
+    "QUALITY_CSV",
+    "SPLITS_CSV",
+    "automatic_name",
+    "clean_stale",
+    "expert_name",
+    "image_name",
+    "json_name",
+    "patient_info",
+    "write_clinical_xlsx",
+    "write_manifests",
+    "write_quality_scores",
+    "write_splits",
+]
+
+CLINICAL_XLSX = "clinical_and_imaging_info.xlsx"
+SPLITS_CSV = "train_test_splits.csv"
+QUALITY_CSV = "preliminary_automatic_segmentations_quality_scores.csv"
+MANIFEST = "SYNAPSE_METADATA_MANIFEST.tsv"
+#: A hidden file that marks a folder as written by ``mamamia phantom`` (so a rerun may clean it).
+MARKER = ".mamamia-phantom.json"
+
+#: The dataset's Synapse project; the phantom's folders and files get made-up ids after it.
+SYNAPSE_PROJECT = "syn60868042"
+_MANIFEST_COLUMNS = (
+    "path",
+    "parent",
+    "name",
+    "id",
+    "synapseStore",
+    "contentType",
+    "used",
+    "executed",
+    "activityName",
+    "activityDescription",
+)
+
+
+def image_name(case: str, phase: int, lowercase: bool) -> str:
+    """``images/<CASE>/<CASE>_000N.nii.gz`` (file name lowercase in the lowercase variant)."""
+    stem = case.lower() if lowercase else case
+    return f"images/{case}/{stem}_{phase:04d}.nii.gz"
+
+
+def expert_name(case: str) -> str:
+    # Expert masks keep uppercase names even in copies that lowercase everything else.
+    return f"segmentations/expert/{case}.nii.gz"
+
+
+def automatic_name(case: str, lowercase: bool) -> str:
+    return f"segmentations/automatic/{case.lower() if lowercase else case}.nii.gz"
+
+
+def json_name(case: str, lowercase: bool) -> str:
+    return f"patient_info_files/{case.lower() if lowercase else case}.json"
+
+
+def write_clinical_xlsx(path: Path, table: SourceTable, release: int) -> int:
+    """``dataset_info`` (the table's header and raw cells) and ``legend`` sheets, atomically."""
+    wb = openpyxl.Workbook(write_only=True)
+    info = wb.create_sheet("dataset_info")
+    info.append(list(table.header))
+    for row in table.rows:
+        info.append([to_cell(c) for c in row])
+    legend = wb.create_sheet("legend")
+    for lrow in table.legend or tuple(builtin_legend(release)):
+        legend.append([to_cell(c) for c in lrow])
+    with atomic_target(path) as tmp:
+        wb.save(tmp)
+    return os.path.getsize(path)
+
+
+def write_splits(path: Path, splits: Mapping[str, str]) -> int:
+    """Two columns ``train_split,test_split``; the shorter one padded with blanks."""
+    train = [c for c, s in splits.items() if s == "train"]
+    test = [c for c, s in splits.items() if s == "test"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["train_split", "test_split"])
+    for a, b in itertools.zip_longest(train, test, fillvalue=""):
+        writer.writerow([a, b])
+    return write_text_atomic(path, out.getvalue())
+
+
+def write_quality_scores(path: Path, rows: Sequence[tuple[str, str, str, float]]) -> int:
+    """``patient_id, expert_1_qs, expert_2_qs, dice`` (dice of automatic vs expert mask)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["patient_id", "expert_1_qs", "expert_2_qs", "dice"])
+    for case, q1, q2, dice in rows:
+        writer.writerow([case, q1, q2, f"{dice:.4f}"])
+    return write_text_atomic(path, out.getvalue())
+
+
+def _plain(value: object) -> object:
+    """A JSON value: stripped strings, integral floats as ints, empty as null."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return str(value)
+
+
+def patient_info(
+    case: str,
+    row: Mapping[str, object],
+    box_zyx: tuple[tuple[int, int, int], tuple[int, int, int]],
+) -> dict[str, object]:
+    """The release-2 per-case JSON.
+
+    ``breast_coordinates`` follows the official sample code: ``x``/``y``/``z`` name the axes of
+    the SimpleITK array in numpy order, so ``x`` is array axis 0 (SimpleITK z) and ``z`` is array
+    axis 2 (SimpleITK x); ``*_min`` inclusive, ``*_max`` exclusive (slice bounds).
+    """
+    (z0, y0, x0), (z1, y1, x1) = box_zyx
+    bilateral = row.get("bilateral_mri")
+    return {
+        "patient_id": case,
+        "clinical_data": {
+            "age": _plain(row.get("age")),
+            "menopausal_status": _plain(row.get("menopause")),
+            "breast_density": _plain(row.get("breast_density")),
+        },
+        "primary_lesion": {
+            "breast_coordinates": {
+                "x_min": z0,
+                "x_max": z1,
+                "y_min": y0,
+                "y_max": y1,
+                "z_min": x0,
+                "z_max": x1,
+            },
+            "pcr": _plain(row.get("pcr")),
+            "tumor_subtype": _plain(row.get("tumor_subtype")),
+        },
+        "imaging_data": {
+            "bilateral": None if bilateral is None else bool(bilateral),
+            "dataset": _plain(row.get("dataset")),
+            "site": _plain(row.get("site")),
+            "scanner_manufacturer": _plain(row.get("manufacturer")),
+            "scanner_model": _plain(row.get("scanner_model")),
+            "field_strength": _plain(row.get("field_strength")),
+            "echo_time": _plain(row.get("echo_time")),
+            "repetition_time": _plain(row.get("repetition_time")),
+        },
+    }
+
+
+def write_json(path: Path, data: Mapping[str, object]) -> int:
+    return write_text_atomic(path, json.dumps(data, indent=4) + "\n")
+
+
+def _content_type(name: str) -> str:
+    # What synapseclient records for an upload: mimetypes' guess, else octet-stream.
+    guess, _ = mimetypes.guess_type(name, strict=False)
+    return guess or "application/octet-stream"
+
+
+def write_manifests(root: Path, files: Iterable[str]) -> list[str]:
+    """A ``SYNAPSE_METADATA_MANIFEST.tsv`` in every folder, as ``synapseutils.syncFromSynapse``
+    leaves them: each lists every file at or below its folder, tab separated, unquoted."""
+    paths = sorted(PurePosixPath(f) for f in files)
+    folders = sorted({PurePosixPath(".")} | {p for f in paths for p in f.parents})
+    # Made-up but stable Synapse ids: the project for the root, then numbered in sorted order.
+    ids: dict[PurePosixPath, str] = {PurePosixPath("."): SYNAPSE_PROJECT}
+    serial = itertools.count(60868100)
+    for entity in sorted({*folders, *paths}):
+        if entity not in ids:
+            ids[entity] = f"syn{next(serial)}"
+    absolute = root.resolve()
+    written = []
+    for folder in folders:
+        out = io.StringIO()
+        writer = csv.writer(
+            out, delimiter="\t", quoting=csv.QUOTE_NONE, quotechar=None, lineterminator="\n"
+        )
+        writer.writerow(_MANIFEST_COLUMNS)
+        for f in paths:
+            if folder != PurePosixPath(".") and folder not in f.parents:
+                continue
+            writer.writerow(
+                [
+                    str(absolute / f),
+                    ids[f.parent],
+                    f.name,
+                    ids[f],
+                    "True",
+                    _content_type(f.name),
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
+        rel = str(folder / MANIFEST) if folder != PurePosixPath(".") else MANIFEST
+        write_text_atomic(root / rel, out.getvalue())
+        written.append(rel)
+    return written
+
+
+_MANAGED_DIRS = ("images", "segmentations", "patient_info_files")
+_MANAGED_ROOT_FILES = (
+    CLINICAL_XLSX,
+    SPLITS_CSV,
+    QUALITY_CSV,
+    "automatic_segmentations_quality_scores.csv",
+    MANIFEST,
+    "manifest.csv",
+)
+
+
+def clean_stale(root: Path, keep: set[str]) -> list[str]:
+    """Remove what an earlier phantom run left in ``root`` that this run did not write
+    (cases no longer chosen, phases beyond ``num_phases``, the other name-case variant, temp
+    files of killed runs). Only dataset folders and files are touched; returns what went."""
+    removed: list[str] = []
+    for name in _MANAGED_ROOT_FILES:
+        if name not in keep and (root / name).is_file():
+            (root / name).unlink()
+            removed.append(name)
+    for top in _MANAGED_DIRS:
+        base = root / top
+        if not base.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(base, topdown=False):
+            here = Path(dirpath)
+            for fname in filenames:
+                rel = (here / fname).relative_to(root).as_posix()
+                if rel not in keep:
+                    (here / fname).unlink()
+                    removed.append(rel)
+            for dname in dirnames:
+                sub = here / dname
+                if sub.is_dir() and not any(sub.iterdir()):
+                    sub.rmdir()
+        if base.is_dir() and not any(base.iterdir()):
+            base.rmdir()
+    for stray in root.glob(f"{TMP_PREFIX}*"):
+        if stray.is_file():
+            stray.unlink()
+        elif stray.is_dir():
+            shutil.rmtree(stray)
+    return removed
