@@ -44,6 +44,7 @@ from mamamia_schema import (
     quality_arrow_schema,
     records_from_arrow,
     records_to_arrow,
+    schema_docs,
     splits_arrow_schema,
     validate_clinical_row,
     validate_patient_info,
@@ -713,3 +714,16 @@ def test_problem_is_frozen_and_prints_its_message() -> None:
     assert str(problem) == "error: X_1: pcr = 7 (rule enum)."
     with pytest.raises(ValidationError):
         problem.rule = "other"  # type: ignore[misc]
+
+
+def test_schema_docs_read_back_the_field_metadata() -> None:
+    docs = schema_docs(clinical_arrow_schema(2, ["notes"]))
+    assert docs["patient_size"].unit == "m"
+    assert docs["view"].values == ["axial", "sagittal"]
+    assert docs["age_group"].derived
+    assert docs["notes"].legend_field == "notes"
+    assert docs["breast_density"].releases == [2]
+    volume_docs = schema_docs(volumes_arrow_schema())
+    assert volume_docs["spacing_xyz"].unit == "mm"
+    assert "SimpleITK" in volume_docs["direction"].description
+    assert schema_docs(splits_arrow_schema())["split"].values == ["train", "test"]

@@ -9,6 +9,7 @@ from mamamia_schema._arrow import (
     model_arrow_schema,
     records_from_arrow,
     records_to_arrow,
+    schema_docs,
 )
 from mamamia_schema._clinical import (
     BREAST_DENSITY_VALUES,
@@ -110,6 +111,7 @@ __all__ = [
     "quality_arrow_schema",
     "records_from_arrow",
     "records_to_arrow",
+    "schema_docs",
     "splits_arrow_schema",
     "tumor_subtype_group",
     "validate_clinical_row",

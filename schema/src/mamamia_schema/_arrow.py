@@ -14,7 +14,7 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from ._clinical import DERIVED_COLUMNS, ClinicalRecord, clinical_columns
-from ._columns import COLUMN_DOCS, logical_type
+from ._columns import COLUMN_DOCS, ColumnDoc, logical_type
 
 __all__ = [
     "FORMAT_VERSION",
@@ -23,6 +23,7 @@ __all__ = [
     "model_arrow_schema",
     "records_from_arrow",
     "records_to_arrow",
+    "schema_docs",
 ]
 
 FORMAT_VERSION = 1
@@ -276,3 +277,23 @@ def records_from_arrow(table: pa.Table, model: type[M]) -> list[M]:
             data["extra"] = {**(data.get("extra") or {}), **extra}
         out.append(model.model_validate(data))
     return out
+
+
+def schema_docs(schema: pa.Schema) -> dict[str, ColumnDoc]:
+    """Column docs of any table from its Arrow field metadata (what the schema endpoint serves)."""
+    release = (schema.metadata or {}).get(b"mamamia.release")
+    docs: dict[str, ColumnDoc] = {}
+    for field in schema:
+        meta = field.metadata or {}
+        values = json.loads(meta[_VALUES]) if _VALUES in meta else None
+        docs[field.name] = ColumnDoc(
+            name=field.name,
+            type=meta.get(_TYPE, b"string").decode(),
+            unit=meta[_UNIT].decode() if _UNIT in meta else None,
+            description=meta.get(_DESCRIPTION, b"").decode(),
+            values=values,
+            derived=meta.get(_DERIVED) == b"true",
+            releases=[int(release)] if release else [1, 2],
+            legend_field=meta[_EXTRA].decode() if _EXTRA in meta else None,
+        )
+    return docs

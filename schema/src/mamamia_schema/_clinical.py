@@ -657,7 +657,7 @@ def check_clinical_header(header: Iterable[object], *, file: str | None = None) 
                 column=column,
                 value=None if value is None else show_value(value),
                 rule=rule,
-                message=f"header: {text} (rule {rule}).",
+                message=f"{file + ': ' if file else ''}header: {text} (rule {rule}).",
                 row=None,
             )
         )
