@@ -25,6 +25,7 @@ from mamamia_server._problems import (
 from mamamia_server._settings import ServerSettings
 from mamamia_server._state import CatalogHolder
 from mamamia_server.routes import cases, catalog, health, query, zarr
+from mamamia_server.web import mount_web
 
 __all__ = ["RESERVED_PREFIXES", "create_app", "create_app_from_env"]
 
@@ -171,6 +172,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     data = [Depends(require_token)]
     for module in (catalog, query, cases, zarr):
         app.include_router(module.router, dependencies=data)
+    mount_web(app)  # the browser page at / and /static/ (no token: it holds no data)
 
     app.add_middleware(_VersionHeader, holder=holder)
     if settings.cors_origins:
