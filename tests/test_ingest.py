@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import SimpleITK as sitk
 import zarr
+
 from ingest_helpers import RAS, REAL_TABLE, tree_digest, write_case, write_table
 from mamamia_ingest import ingest
 
@@ -80,7 +81,8 @@ def _source(raw: Path, case: str, role: str) -> Path:
 def test_report_and_layout(built: tuple[Path, Any]) -> None:
     catalog, report = built
     assert report.exit_code == 0, report.summary()
-    assert report.built == len(CASES) + 1 and report.failed == 0
+    assert report.built == len(CASES) + 1
+    assert report.failed == 0
     assert report.published
     for name in (
         "catalog.json",
@@ -141,7 +143,8 @@ def test_generation_attributes(built: tuple[Path, Any]) -> None:
     attrs = zarr.open_group(gen_dir, mode="r").attrs.asdict()
     block = attrs["mamamia"]
     assert block["complete"] is True
-    assert block["space"] == "LPS" and block["orientation"] == "LPS"
+    assert block["space"] == "LPS"
+    assert block["orientation"] == "LPS"
     assert block["origin_xyz"] == [3.5, -7.25, 11.0]
     ms = attrs["ome"]["multiscales"][0]
     assert [a["name"] for a in ms["axes"]] == ["t", "z", "y", "x"]
@@ -175,12 +178,16 @@ def test_cases_table(raw: Path, built: tuple[Path, Any]) -> None:
     assert list(rows)[: len(CASES) + 1] == [*CASES, ROW_ONLY]
     assert set(rows) == {*CASES, ROW_ONLY, IMAGES_ONLY}
     duke = rows["DUKE_001"]
-    assert duke["dataset"] == "DUKE" and duke["has_images"] and duke["has_expert"]
-    assert duke["split"] == "train" and rows["DUKE_002"]["split"] == "test"
+    assert duke["dataset"] == "DUKE"
+    assert duke["has_images"]
+    assert duke["has_expert"]
+    assert duke["split"] == "train"
+    assert rows["DUKE_002"]["split"] == "test"
     assert (duke["expert_1_qs"], duke["expert_2_qs"]) == ("Good", "Acceptable")
     assert rows["DUKE_002"]["expert_1_qs"] is None
     assert any(k.endswith("dice") and duke[k] == pytest.approx(0.91) for k in duke)
-    assert rows["NACT_01"]["has_expert"] and not rows["NACT_01"]["has_automatic"]
+    assert rows["NACT_01"]["has_expert"]
+    assert not rows["NACT_01"]["has_automatic"]
     assert rows["NACT_01"]["auto_tumor_voxels"] is None
     assert rows["NACT_01"]["auto_expert_dice"] is None
     # Features against a direct computation on the source masks.
@@ -243,14 +250,21 @@ def test_partial_mirror(built: tuple[Path, Any]) -> None:
     catalog, report = built
     rows = {r["patient_id"]: r for r in _table(catalog, "cases")}
     row_only = rows[ROW_ONLY]
-    assert row_only["dataset"] == "ISPY2" and not row_only["has_images"]
-    assert row_only["tumor_voxels"] is None and row_only["generation"] is None
+    assert row_only["dataset"] == "ISPY2"
+    assert not row_only["has_images"]
+    assert row_only["tumor_voxels"] is None
+    assert row_only["generation"] is None
     notes = [p for p in report.problems if p.rule == "no_images"]
-    assert notes and notes[0].severity == "note" and ROW_ONLY in notes[0].message
+    assert notes
+    assert notes[0].severity == "note"
+    assert ROW_ONLY in notes[0].message
     extra = rows[IMAGES_ONLY]
-    assert extra["has_images"] and extra["dataset"] is None and extra["age"] is None
+    assert extra["has_images"]
+    assert extra["dataset"] is None
+    assert extra["age"] is None
     warn = [p for p in report.problems if p.case == IMAGES_ONLY and p.rule == "missing_row"]
-    assert warn and warn[0].severity == "warning"
+    assert warn
+    assert warn[0].severity == "warning"
 
 
 def test_ome_zarr_reader_opens_every_generation(built: tuple[Path, Any]) -> None:
@@ -281,7 +295,8 @@ def test_rerun_does_no_work(raw: Path, built: tuple[Path, Any]) -> None:
     catalog, first = built
     before = tree_digest(catalog)
     report = ingest(raw, catalog, jobs=1, progress=False)
-    assert report.built == 0 and report.reused == len(CASES) + 1
+    assert report.built == 0
+    assert report.reused == len(CASES) + 1
     assert not report.published
     assert report.catalog_version == first.catalog_version
     after = tree_digest(catalog)
@@ -305,23 +320,28 @@ def test_changed_case_gets_a_new_generation(raw: Path, tmp_path: Path) -> None:
     changed.CopyInformation(img)
     sitk.WriteImage(changed, str(src), useCompression=True)
     r2 = ingest(raw2, catalog, jobs=1, progress=False)
-    assert r2.built == 1 and r2.reused == len(CASES)
+    assert r2.built == 1
+    assert r2.reused == len(CASES)
     assert r2.catalog_version != r1.catalog_version
     now = {p.relative_to(catalog).as_posix() for p in catalog.glob("volumes/*/*.zarr")}
-    assert old < now and len(now - old) == 1  # beside the old one, nothing overwritten
+    assert old < now
+    assert len(now - old) == 1
     (new_gen,) = now - old
     assert new_gen.startswith("volumes/DUKE_001/")
     # A third run names only the new generations; the one only run 1 named goes.
     r3 = ingest(raw2, catalog, jobs=1, progress=False)
-    assert r3.catalog_version == r2.catalog_version and r3.built == 0
+    assert r3.catalog_version == r2.catalog_version
+    assert r3.built == 0
     final = {p.relative_to(catalog).as_posix() for p in catalog.glob("volumes/*/*.zarr")}
     gone = old - final
-    assert len(gone) == 1 and next(iter(gone)).startswith("volumes/DUKE_001/")
+    assert len(gone) == 1
+    assert next(iter(gone)).startswith("volumes/DUKE_001/")
     # A touched but unchanged file is re-hashed, not re-ingested.
     other = raw2 / "images" / "NACT_01" / "NACT_01_0000.nii.gz"
     other.touch()
     r4 = ingest(raw2, catalog, jobs=1, progress=False)
-    assert r4.built == 0 and r4.catalog_version == r2.catalog_version
+    assert r4.built == 0
+    assert r4.catalog_version == r2.catalog_version
 
 
 def test_cases_pattern_and_chunks(raw: Path, tmp_path: Path) -> None:
