@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from mamamia._case import Case
-from mamamia._catalog import Catalog, Citation, open
+from mamamia._catalog import Catalog, Citation, connect, open
 from mamamia._cohort import Cohort, CohortChange, CohortChangedWarning, load_cohort
 from mamamia._crops import CropStream, GridStitcher
 from mamamia._errors import (
@@ -74,6 +74,7 @@ __all__ = [
     "TableReadError",
     "TransportError",
     "Volume",
+    "connect",
     "find_raw_file",
     "load_cohort",
     "locate_raw_files",

@@ -18,7 +18,7 @@ from mamamia._crops import CropStream, crop_stream
 from mamamia._errors import InvalidRequest, NotFoundError
 from mamamia._local import LocalBackend
 
-__all__ = ["Catalog", "Citation", "open"]
+__all__ = ["Catalog", "Citation", "connect", "open"]
 
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -175,3 +175,33 @@ class Catalog:
 def open(path: str | Path) -> Catalog:
     """Open a local catalog folder (what ``mamamia ingest`` writes)."""
     return Catalog(LocalBackend(path))
+
+
+def connect(
+    url: str,
+    token: str | None = None,
+    cache_dir: str | Path | None = None,
+    *,
+    cache_max_bytes: int = 20 * 2**30,
+    timeout: float = 60.0,
+    retries: int = 4,
+) -> Catalog:
+    """A Catalog over a mamamia server, pinned to the version it serves now.
+
+    ``token`` defaults to ``$MAMAMIA_TOKEN``; ``cache_dir`` to ``$MAMAMIA_CACHE_DIR/<host>_<port>``
+    (``~/.cache/mamamia/...``). Chunks read are kept in that cache, bounded by
+    ``cache_max_bytes`` (least recently used go first); ``mamamia.open(cache_dir)`` reads it
+    offline.
+    """
+    from mamamia._remote import RemoteBackend
+
+    return Catalog(
+        RemoteBackend(
+            url,
+            token=token,
+            cache_dir=cache_dir,
+            cache_max_bytes=cache_max_bytes,
+            timeout=timeout,
+            retries=retries,
+        )
+    )

@@ -29,7 +29,7 @@ def open_location(location: str | None) -> Catalog:
     if not target:
         raise click.UsageError(f"no catalog given: pass --catalog PATH|URL or set ${CATALOG_ENV}")
     if target.startswith(("http://", "https://")):
-        from mamamia import connect  # type: ignore[attr-defined]
+        from mamamia._catalog import connect
 
         catalog: Catalog = connect(target)
         return catalog

@@ -126,6 +126,29 @@ class Cohort:
             source_sql=self.source_sql,
         )
 
+    def prefetch(
+        self, kinds: Sequence[str] = ("image", "expert", "automatic"), *, progress: bool = True
+    ) -> int:
+        """Fill the local chunk cache with these cases' volumes (remote catalogs; a local one
+        already has them). Returns the number of chunks fetched."""
+        prefetch = getattr(self.catalog._backend, "prefetch", None)
+        if prefetch is None or not self.case_ids:
+            return 0
+        paths = (
+            self.catalog._backend.sql(
+                "SELECT DISTINCT zarr_path FROM volumes WHERE list_contains($ids, patient_id) "
+                "AND list_contains($kinds, kind) ORDER BY zarr_path",
+                {"ids": self.case_ids, "kinds": list(kinds)},
+            )
+            .column("zarr_path")
+            .to_pylist()
+        )
+        from tqdm.auto import tqdm
+
+        with tqdm(desc="prefetch", unit="chunk", disable=not progress) as bar:
+            fetched: int = prefetch([str(p) for p in paths], on_chunk=bar.update)
+        return fetched
+
     def save(self, path: str | Path) -> Path:
         """Write the cohort definition and its case ids as JSON (atomically)."""
         target = Path(path)

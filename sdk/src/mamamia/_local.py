@@ -75,8 +75,11 @@ class LocalBackend:
     def sql(self, query: str, params: Mapping[str, Any]) -> pa.Table:
         cursor = self._connection.cursor()
         try:
-            result = cursor.execute(query, dict(params) if params else None)
-            return result.to_arrow_table()
+            # A relation (not a DB-API result) hands Arrow over without an extra copy.
+            relation = cursor.sql(query, params=dict(params) if params else None)
+            if relation is None:
+                raise QueryRejected(f"not a query that returns rows: {query[:200]}")
+            return relation.to_arrow_table()
         except duckdb.Error as exc:
             raise translate_duckdb_error(exc, query) from exc
         finally:
