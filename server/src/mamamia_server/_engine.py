@@ -343,9 +343,7 @@ class QueryEngine:
         without trailing semicolons; the composed text is parsed again and its subquery must
         be the very tree that was checked, so no text trick can change what runs.
         """
-        body = checked.sql.rstrip()
-        while body.endswith(";"):
-            body = body[:-1].rstrip()
+        body = _strip_tail(checked.sql)
         # The guard's limits apply to what we add too, with room for the wrapper.
         room = dataclasses.replace(
             self.limits,
@@ -446,6 +444,23 @@ class QueryEngine:
         lines = [ln for ln in text.strip().splitlines() if ln.strip()]
         # Keep the error line and DuckDB's "LINE 1:" excerpt of the user's own query.
         return " ".join(ln.strip() for ln in lines[:3])[:500] or "unknown error"
+
+
+def _strip_tail(sql: str) -> str:
+    """``sql`` without trailing comments and semicolons (found by DuckDB's own tokenizer)."""
+    cut = len(sql)
+    try:
+        tokens = list(duckdb.tokenize(sql))
+    except duckdb.Error:
+        return sql.rstrip()
+    for pos, kind in reversed(tokens):
+        if kind == duckdb.token_type.comment or (
+            kind == duckdb.token_type.operator and sql[pos : pos + 1] == ";"
+        ):
+            cut = pos
+            continue
+        break
+    return sql[:cut].rstrip()
 
 
 def _inner(node: dict[str, Any]) -> object:

@@ -89,7 +89,6 @@ _SCALARS: Final[dict[str, tuple[int, int]]] = {
     "least": (1, _VARIADIC),
     # conditionals
     "if": (3, 3),
-    "ifnull": (2, 2),
     "nullif": (2, 2),
     "typeof": (1, 1),
     # strings whose output is never longer than their input (a few bytes aside)
@@ -792,7 +791,9 @@ class _Walker:
         lo, hi = bounds
         if not lo <= n <= hi:
             want = str(lo) if lo == hi else f"{lo} to {hi}"
-            raise _reject(f"{name}() takes {want} arguments here, got {n}", "function")
+            raise _reject(
+                f"{name}() takes {want} argument{'' if hi == 1 else 's'} here, got {n}", "function"
+            )
 
     def _function(self, e: Node, scope: frozenset[str], depth: int) -> None:
         self._keys(e, _FUNCTION_KEYS, "function call")
@@ -856,8 +857,9 @@ class _Walker:
 
     def _star(self, e: Node, scope: frozenset[str], depth: int) -> None:
         self._keys(e, _STAR_KEYS, "*")
-        if e.get("columns") or e.get("expr") is not None:
-            raise _reject("COLUMNS(...) is not allowed; list the columns", "star")
+        # ``columns`` alone is COLUMNS(*) or ORDER BY ALL; an ``expr`` is a regex or lambda.
+        if e.get("expr") is not None:
+            raise _reject("COLUMNS(...) with a pattern is not allowed; list the columns", "star")
         for item in self._list(e.get("replace_list"), "* REPLACE"):
             if not isinstance(item, dict):
                 raise _reject("unexpected * REPLACE in the parsed query")
