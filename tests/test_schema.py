@@ -727,3 +727,10 @@ def test_schema_docs_read_back_the_field_metadata() -> None:
     assert volume_docs["spacing_xyz"].unit == "mm"
     assert "SimpleITK" in volume_docs["direction"].description
     assert schema_docs(splits_arrow_schema())["split"].values == ["train", "test"]
+
+
+def test_json_schema_carries_the_column_docs() -> None:
+    schema = ClinicalRecord.model_json_schema(mode="serialization")
+    assert schema["properties"]["patient_size"]["unit"] == "m"
+    assert "metres" in schema["properties"]["patient_size"]["description"]
+    assert schema["properties"]["age_group"]["readOnly"] is True

@@ -29,7 +29,7 @@ from ._enums import (
     TumorSubtypeGroup,
     View,
 )
-from ._legend import LEGEND_ALIASES
+from ._legend import LEGEND_ALIASES, LEGEND_TEXT
 from ._problems import Problem, Severity, show_value
 
 __all__ = [
@@ -162,6 +162,22 @@ def tumor_subtype_group(subtype: TumorSubtype | None) -> TumorSubtypeGroup | Non
     return None if subtype is None else _SUBTYPE_GROUP[subtype]
 
 
+def _json_schema_docs(schema: dict[str, Any]) -> None:
+    # OpenAPI/JSON Schema consumers get the corrected legend text and units per property.
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return
+    for name, prop in properties.items():
+        text = LEGEND_TEXT.get(name)
+        if text is not None and isinstance(prop, dict):
+            prop.setdefault("description", text.description)
+            if text.unit:
+                prop.setdefault("unit", text.unit)
+    schema.setdefault(
+        "description", "One row of clinical_and_imaging_info.xlsx (either release), typed."
+    )
+
+
 class ClinicalRecord(BaseModel):
     """One row of clinical_and_imaging_info.xlsx (either release), typed and cleaned.
 
@@ -169,7 +185,9 @@ class ClinicalRecord(BaseModel):
     `tumor_subtype_group`) are computed from the source fields and cannot be set.
     """
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra=_json_schema_docs
+    )
 
     patient_id: str
     dataset: Dataset | None = None
