@@ -109,12 +109,13 @@ def main() -> None:
 
 
 def _register_builtin_commands() -> None:
-    from mamamia._cli_catalog import case_command, query_command
+    from mamamia._cli_catalog import cache_group, case_command, query_command
     from mamamia._sync._command import sync_command
 
     main.add_command(query_command)
     main.add_command(case_command)
     main.add_command(sync_command)
+    main.add_command(cache_group)
 
 
 _register_builtin_commands()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 from mamamia._catalog import Catalog
 from mamamia._errors import MamamiaError
 
-__all__ = ["CATALOG_ENV", "case_command", "open_location", "query_command"]
+__all__ = ["CATALOG_ENV", "cache_group", "case_command", "open_location", "query_command"]
 
 #: Environment variable naming the default catalog (a folder or a server URL).
 CATALOG_ENV = "MAMAMIA_CATALOG"
@@ -178,3 +179,69 @@ def case_command(patient_id: str, fmt: str, location: str | None) -> None:
             f"  {volume['kind']}{phase}: shape {volume['shape']} {volume['dtype']} "
             f"spacing_xyz {volume['spacing_xyz']} {volume['orientation']}"
         )
+
+
+def _cache_root(cache_dir: str | None) -> Path:
+    from mamamia._remote import CACHE_ENV
+
+    return Path(cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "mamamia")
+
+
+def _cache_folders(root: Path) -> list[Path]:
+    if (root / "catalog.json").is_file() or (root / ".mamamia").is_dir():
+        return [root]
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / ".mamamia").is_dir())
+
+
+@click.group("cache")
+def cache_group() -> None:
+    """Inspect or empty the local chunk cache of remote catalogs."""
+
+
+@cache_group.command("info")
+@click.option("--cache-dir", help="A cache folder or the cache root (default: $MAMAMIA_CACHE_DIR).")
+def cache_info(cache_dir: str | None) -> None:
+    """Size, files and catalog version of each cache."""
+    from mamamia._store import ChunkCache
+
+    root = _cache_root(cache_dir)
+    folders = _cache_folders(root)
+    if not folders:
+        click.echo(f"no cache under {root}")
+        return
+    for folder in folders:
+        cache = ChunkCache(folder)
+        entries = cache.entries()
+        size = sum(s for _p, s, _u in entries)
+        version = "-"
+        manifest = folder / "catalog.json"
+        if manifest.is_file():
+            version = str(json.loads(manifest.read_text(encoding="utf-8")).get("catalog_version"))
+        cases = len(list((folder / "volumes").glob("*"))) if (folder / "volumes").is_dir() else 0
+        click.echo(
+            f"{folder}: {size / 2**20:.1f} MiB in {len(entries)} files, {cases} cases, "
+            f"catalog {version}"
+        )
+
+
+@cache_group.command("clear")
+@click.option("--cache-dir", help="A cache folder or the cache root (default: $MAMAMIA_CACHE_DIR).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def cache_clear(cache_dir: str | None, yes: bool) -> None:
+    """Delete the cached chunks (tables and manifests stay, so the cache still opens)."""
+    from mamamia._store import ChunkCache
+
+    root = _cache_root(cache_dir)
+    folders = _cache_folders(root)
+    if not folders:
+        click.echo(f"no cache under {root}")
+        return
+    if not yes:
+        click.confirm(
+            f"delete the cached chunks of {len(folders)} cache(s) under {root}?", abort=True
+        )
+    for folder in folders:
+        removed = ChunkCache(folder).clear()
+        click.echo(f"{folder}: removed {removed} files")
