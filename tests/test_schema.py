@@ -375,9 +375,14 @@ def test_row_without_patient_id_is_reported_and_skipped() -> None:
     assert problems[0].rule == "missing_id"
     assert problems[0].severity is Severity.WARNING
     assert "row 1508" in problems[0].message
-    record, problems = validate_clinical_row({"patient_id": "bad id!"}, 3)
+    record, problems = validate_clinical_row({"patient_id": "bad id!", "age": 40}, 3)
     assert record is None
     assert problems[0].rule == "pattern"
+    assert problems[0].severity is Severity.ERROR
+    # Footer text in the first column with nothing else: a stray row.
+    record, problems = validate_clinical_row({"patient_id": "Source: TCIA, 2024", "age": None}, 9)
+    assert record is None
+    assert (problems[0].rule, problems[0].severity) == ("missing_id", Severity.WARNING)
 
 
 def test_cross_field_disagreements_are_warnings() -> None:

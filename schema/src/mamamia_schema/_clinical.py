@@ -544,6 +544,17 @@ def validate_clinical_row(
         raw_id = int(raw_id)
     case = str(raw_id).strip().upper()
     if not _ID_RE.match(case):
+        if not any(k != "patient_id" and not _is_empty(v) for k, v in raw.items()):
+            # A note or footer typed into the first column: a stray row, not a broken case.
+            report(
+                Severity.WARNING,
+                "patient_id",
+                raw_id,
+                "missing_id",
+                "not a case id and the rest of the row is empty (a stray row); row skipped",
+                None,
+            )
+            return None, problems
         report(
             Severity.ERROR,
             "patient_id",
