@@ -1,0 +1,129 @@
+"""Session-wide fixtures: one phantom raw dataset, its catalog, and a live server over it.
+
+The phantom comes from the real table's rows (tests/data, CC BY-NC 4.0) for axial and sagittal
+cases of every collection, at a small scale so the whole suite stays fast. Tests that change a
+catalog copy it first (``catalog_copy``); the shared ones are read-only by convention.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+DATA = Path(__file__).parent / "data"
+REAL_TABLE = DATA / "clinical_and_imaging_info.xlsx"
+#: Axial (DUKE, ISPY2) and sagittal (ISPY1, NACT) cases of the real table.
+PHANTOM_IDS = ("DUKE_001", "DUKE_002", "ISPY1_1001", "ISPY2_100899", "NACT_01", "NACT_02")
+PHANTOM_SCALE = 0.15
+
+
+@pytest.fixture(scope="session")
+def phantom_raw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A raw MAMA-MIA folder (release 1) of PHANTOM_IDS, written by the phantom."""
+    from mamamia_ingest import write_phantom
+
+    out = tmp_path_factory.mktemp("phantom") / "raw"
+    write_phantom(
+        out, ids=list(PHANTOM_IDS), scale=PHANTOM_SCALE, seed=7, table=REAL_TABLE, progress=False
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def catalog_dir(phantom_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The catalog ``mamamia ingest`` builds from ``phantom_raw_dir``. Do not modify it."""
+    from mamamia_ingest import ingest
+
+    out = tmp_path_factory.mktemp("catalog") / "catalog"
+    ingest(phantom_raw_dir, out, jobs=2, progress=False)
+    assert (out / "catalog.json").is_file()
+    return out
+
+
+@pytest.fixture
+def catalog_copy(catalog_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the shared catalog, for tests that change it."""
+    target = tmp_path / "catalog"
+    shutil.copytree(catalog_dir, target)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
+    Awaitable[None],
+]
+
+
+@dataclass
+class LiveServer:
+    """A real uvicorn on 127.0.0.1 serving one catalog folder; counts requests by path prefix."""
+
+    url: str
+    catalog: Path
+    server: Any
+    thread: threading.Thread
+    requests: Counter[str] = field(default_factory=Counter)
+
+    def count(self, prefix: str) -> int:
+        return sum(n for path, n in self.requests.items() if path.startswith(prefix))
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+def start_server(catalog: Path, **settings: Any) -> LiveServer:
+    """Start ``create_app`` under uvicorn in a thread and wait until /v1/health answers."""
+    import uvicorn
+
+    from mamamia_server import ServerSettings, create_app
+
+    counts: Counter[str] = Counter()
+    app = create_app(ServerSettings(catalog=catalog, catalog_poll_s=0.2, **settings))
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            counts[scope["path"]] += 1
+        await app(scope, receive, send)
+
+    port = free_port()
+    config = uvicorn.Config(counting, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/v1/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        raise RuntimeError(f"the server on {url} did not start")
+    return LiveServer(url=url, catalog=catalog, server=server, thread=thread, requests=counts)
+
+
+@pytest.fixture(scope="session")
+def live_server(catalog_dir: Path) -> Iterator[LiveServer]:
+    """A real uvicorn over the shared catalog, for the whole session."""
+    server = start_server(catalog_dir)
+    yield server
+    server.stop()
