@@ -151,20 +151,55 @@ def _suffix(path: Path) -> str:
     raise NiftiError("file_type", f"{path.name}: not a .nii or .nii.gz file")
 
 
+def _peek_header(path: Path) -> _RawHeader:
+    """The file's own NIfTI header (ITK quietly turns a negative dimension into 1)."""
+    with path.open("rb") as f:
+        if path.name.lower().endswith(".gz"):
+            d = zlib.decompressobj(wbits=31)
+            head = b""
+            while len(head) < 540:
+                block = f.read(4096)
+                if not block:
+                    break
+                try:
+                    head += d.decompress(block, 540 - len(head))
+                    while d.unconsumed_tail and len(head) < 540:
+                        head += d.decompress(d.unconsumed_tail, 540 - len(head))
+                except zlib.error as exc:
+                    raise NiftiError(
+                        "corrupt", f"{path.name}: the gzip stream is corrupt ({exc})"
+                    ) from None
+        else:
+            head = f.read(540)
+    return _parse_header(path.name, head)
+
+
 def read_header_info(path: Path, private: PrivateDir, max_bytes: int) -> HeaderInfo:
     """SimpleITK's header-only read, checked against the voxel budget before anything loads."""
+    raw = _peek_header(path)
+    if raw.payload_bytes > max_bytes:
+        raise NiftiError(
+            "voxel_budget",
+            f"{path.name}: header dimensions {raw.dims} x {max(raw.bitpix, 8) // 8} bytes = "
+            f"{raw.payload_bytes} bytes exceed the per-volume budget of {max_bytes} bytes; "
+            "refused before loading",
+        )
     link = private.link(path, "header" + _suffix(path))
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(link))
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+        link.unlink()
+        # Say why when the stream itself is broken (truncated or corrupt gzip), not just
+        # that ITK failed; the check is bounded by the same budget.
+        _read_payload(path, max_bytes)
+        text = str(exc).strip().replace(str(link), path.name)
+        first = text.splitlines()[-1] if text else "unknown error"
         raise NiftiError(
             "header", f"{path.name}: SimpleITK cannot read the header ({first})"
         ) from None
-    finally:
-        link.unlink()
+    link.unlink()
     size = tuple(int(s) for s in reader.GetSize())
     if len(size) != 3:
         raise NiftiError("dims", f"{path.name}: expected a 3D volume, the header has {len(size)}D")
@@ -186,6 +221,11 @@ def read_header_info(path: Path, private: PrivateDir, max_bytes: int) -> HeaderI
         dtype=dtype,
         orientation=str(sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(direction)),
     )
+    if tuple(d for d in raw.dims if d != 1) != tuple(d for d in size if d != 1):
+        raise NiftiError(
+            "header",
+            f"{path.name}: SimpleITK reports size {size} but the header says {raw.dims}",
+        )
     if info.nbytes > max_bytes:
         raise NiftiError(
             "voxel_budget",
