@@ -511,3 +511,19 @@ def test_locate_raw_files(tmp_path: Path) -> None:
     assert locate_raw_files(empty).problems[0].severity is Severity.ERROR
     with pytest.raises(TableReadError):
         locate_raw_files(tmp_path / "nowhere")
+
+
+def test_xml_entities_are_refused(tmp_path: Path) -> None:
+    # openpyxl parses with defusedxml when it is installed (a dependency of the sdk).
+    assert openpyxl.xml.DEFUSEDXML
+    bomb = tmp_path / "laughs.xlsx"
+    with zipfile.ZipFile(REAL_TABLE) as source, zipfile.ZipFile(bomb, "w") as target:
+        for member in source.infolist():
+            data = source.read(member.filename)
+            if member.filename == "xl/worksheets/sheet1.xml":
+                head = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+                dtd = b'<!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>'
+                data = data.replace(head, head + dtd, 1)
+            target.writestr(member, data)
+    with pytest.raises(TableReadError, match=r"laughs\.xlsx"):
+        read_clinical_table(bomb)

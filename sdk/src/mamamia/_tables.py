@@ -191,13 +191,9 @@ def _read_xlsx(path: Path, label: str, data_sheet: str) -> _Sheets:
                     f"no sheet {data_sheet!r}; read sheet {sheet_name!r}",
                 )
             )
-        data = _bounded(workbook[sheet_name].iter_rows(values_only=True), path)
+        data = _sheet_rows(workbook, sheet_name, path)
         legend_name = names.get("legend")
-        legend = (
-            _bounded(workbook[legend_name].iter_rows(values_only=True), path)
-            if legend_name is not None
-            else None
-        )
+        legend = _sheet_rows(workbook, legend_name, path) if legend_name is not None else None
         for name in workbook.sheetnames:
             if name not in (sheet_name, legend_name):
                 problems.append(
@@ -206,6 +202,15 @@ def _read_xlsx(path: Path, label: str, data_sheet: str) -> _Sheets:
     finally:
         workbook.close()
     return _Sheets(data, legend, problems)
+
+
+def _sheet_rows(workbook: Any, name: str, path: Path) -> list[tuple[object, ...]]:
+    try:
+        return _bounded(workbook[name].iter_rows(values_only=True), path)
+    except TableReadError:
+        raise
+    except Exception as exc:  # read-only sheets parse lazily: damaged XML surfaces here
+        raise TableReadError(f"{path}: cannot read sheet {name!r}: {exc}") from exc
 
 
 def _read_csv_rows(path: Path) -> list[tuple[object, ...]]:
