@@ -360,12 +360,17 @@ def test_lenient_spellings_are_accepted() -> None:
 
 def test_empty_cells_are_null_without_problems() -> None:
     record, problems = validate_clinical_row(
-        good_row(pcr=None, age="", menopause="  ", weight=float("nan"))
+        good_row(pcr=None, age="", menopause="  ", weight=float("nan"), her2="NaN", view="N/A")
     )
     assert problems == []
     assert record is not None
     assert (record.pcr, record.age, record.menopause, record.weight) == (None, None, None, None)
+    assert (record.her2, record.view) == (None, None)
     assert record.age_group is None
+    record, _ = validate_clinical_row(good_row(ethnicity="NA", weight="61,5"))
+    assert record is not None
+    assert record.ethnicity == "NA"  # free text is kept as written
+    assert record.weight == 61.5
 
 
 def test_row_without_patient_id_is_reported_and_skipped() -> None:

@@ -388,9 +388,16 @@ def _is_empty(value: object) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
+_DECIMAL_COMMA = re.compile(r"^\s*-?\d+,\d+\s*$")
+# Spellings of "no value" that spreadsheet and pandas exports write into non-text cells.
+_NULL_WORDS = frozenset({"nan", "null", "none", "na", "n/a", "#n/a"})
+
+
 def _number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise _Bad("type", "expected a number")
+    if isinstance(value, str) and _DECIMAL_COMMA.match(value):
+        value = value.replace(",", ".")  # a European CSV: 1,5
     try:
         number = float(value)
     except ValueError:
@@ -577,7 +584,9 @@ def validate_clinical_row(
                 continue  # recomputed, never read
             extra[column] = None if _is_empty(value) else _extra_text(value)
             continue
-        if _is_empty(value):
+        if _is_empty(value) or (
+            rule.kind != "str" and isinstance(value, str) and value.strip().lower() in _NULL_WORDS
+        ):
             clean[column] = None
             continue
         try:
