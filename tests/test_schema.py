@@ -744,3 +744,40 @@ def test_json_schema_carries_the_column_docs() -> None:
     assert schema["properties"]["patient_size"]["unit"] == "m"
     assert "metres" in schema["properties"]["patient_size"]["description"]
     assert schema["properties"]["age_group"]["readOnly"] is True
+
+
+@pytest.mark.parametrize(
+    ("changes", "column"),
+    [
+        ({"hr": 1, "er": 0, "pr": 0}, "hr"),
+        ({"tumor_subtype": "triple_negative", "hr": 1, "her2": 0}, "tumor_subtype"),
+        ({"tumor_subtype": "her2_pure", "hr": 0, "her2": 0}, "tumor_subtype"),
+        ({"tumor_subtype": "luminal_a", "hr": 0}, "tumor_subtype"),
+        ({"dataset": "DUKE", "view": "sagittal"}, "view"),
+        ({"weight": 50.0, "patient_size": 1.60, "bmi_group": "obesity_class_3"}, "bmi_group"),
+        ({"weight": 90.0, "patient_size": None, "bmi_group": "normal"}, "bmi_group"),
+    ],
+)
+def test_clinical_consistency_warnings(changes: dict[str, object], column: str) -> None:
+    record, problems = validate_clinical_row(good_row(**changes))
+    assert record is not None
+    problem = only(problems, column)
+    assert (problem.severity, problem.rule) == (Severity.WARNING, "cross_field")
+    for key, value in changes.items():
+        if key == column and value is not None:
+            assert getattr(record, key) is not None  # kept
+
+
+def test_consistent_rows_have_no_warnings() -> None:
+    _, problems = validate_clinical_row(
+        good_row(
+            hr=1,
+            er=1,
+            pr=0,
+            her2=0,
+            tumor_subtype="luminal_a",
+            weight=50.349,  # BMI 18.49 with the default 1.65 m: a rounding case the data has
+            bmi_group="normal",
+        )
+    )
+    assert problems == []

@@ -647,7 +647,96 @@ def validate_clinical_row(
             case,
         )
 
+    for column, value, text in _consistency(clean):
+        report(Severity.WARNING, column, value, "cross_field", text, case)
+
     return ClinicalRecord.model_validate(clean), problems
+
+
+# The plane each collection was acquired in (DATASET.md).
+_PLANE = {
+    Dataset.DUKE: View.AXIAL,
+    Dataset.ISPY2: View.AXIAL,
+    Dataset.ISPY1: View.SAGITTAL,
+    Dataset.NACT: View.SAGITTAL,
+}
+# Receptor status each subtype implies: (hr, her2), None where the subtype allows either.
+_SUBTYPE_RECEPTORS: dict[TumorSubtype, tuple[bool | None, bool | None]] = {
+    TumorSubtype.TRIPLE_NEGATIVE: (False, False),
+    TumorSubtype.LUMINAL: (True, None),
+    TumorSubtype.LUMINAL_A: (True, None),
+    TumorSubtype.LUMINAL_B: (True, None),
+    TumorSubtype.HER2_ENRICHED: (None, True),
+    TumorSubtype.HER2_PURE: (False, True),
+}
+_BMI_LIMITS = (
+    (18.5, BmiGroup.UNDERWEIGHT),
+    (25.0, BmiGroup.NORMAL),
+    (30.0, BmiGroup.OVERWEIGHT),
+    (35.0, BmiGroup.OBESITY_CLASS_1),
+    (40.0, BmiGroup.OBESITY_CLASS_2),
+    (math.inf, BmiGroup.OBESITY_CLASS_3),
+)
+_DEFAULT_HEIGHT_M = 1.65  # the legend: used where patient_size is unknown
+
+
+def _bmi_groups(bmi: float, slack: float = 0.1) -> set[BmiGroup]:
+    """Groups a BMI may fall in, allowing `slack` for rounding at the limits."""
+    out: set[BmiGroup] = set()
+    lower = -math.inf
+    for limit, group in _BMI_LIMITS:
+        if lower - slack <= bmi < limit + slack:
+            out.add(group)
+        lower = limit
+    return out
+
+
+def _flag(value: object) -> str:
+    return "empty" if value is None else str(int(bool(value)))
+
+
+def _consistency(clean: Mapping[str, Any]) -> list[tuple[str, object, str]]:
+    """Cross-field rules the first release satisfies; a new file breaking them gets warnings."""
+    out: list[tuple[str, object, str]] = []
+    hr, er, pr, her2 = (clean.get(k) for k in ("hr", "er", "pr", "her2"))
+    if hr is not None and er is not None and pr is not None and hr != (er or pr):
+        out.append(("hr", hr, f"hr = {_flag(hr)} but er = {_flag(er)} and pr = {_flag(pr)}"))
+    subtype = clean.get("tumor_subtype")
+    if isinstance(subtype, TumorSubtype):
+        want_hr, want_her2 = _SUBTYPE_RECEPTORS[subtype]
+        if (want_hr is not None and hr is not None and hr != want_hr) or (
+            want_her2 is not None and her2 is not None and her2 != want_her2
+        ):
+            out.append(
+                (
+                    "tumor_subtype",
+                    subtype.value,
+                    f"{subtype.value} does not fit hr = {_flag(hr)}, her2 = {_flag(her2)}",
+                )
+            )
+    dataset, view = clean.get("dataset"), clean.get("view")
+    if isinstance(dataset, Dataset) and isinstance(view, View) and _PLANE[dataset] is not view:
+        out.append(
+            (
+                "view",
+                view.value,
+                f"{dataset.value} cases are {_PLANE[dataset].value}, this row says {view.value}",
+            )
+        )
+    weight, size, group = clean.get("weight"), clean.get("patient_size"), clean.get("bmi_group")
+    if isinstance(group, BmiGroup) and weight is not None:
+        height = size or _DEFAULT_HEIGHT_M
+        bmi = weight / (height * height)
+        if group not in _bmi_groups(bmi):
+            out.append(
+                (
+                    "bmi_group",
+                    group.value,
+                    f"weight {weight:g} kg and height {height:g} m give BMI {bmi:.1f}, "
+                    f"not {group.value}",
+                )
+            )
+    return out
 
 
 def _extra_text(value: object) -> str:
