@@ -245,6 +245,18 @@ class SynapseEmulator:
             entity.modified_on = _now_iso()
             entity.etag = f"e{entity.id}.{entity.version}"
 
+    def move(self, relpath: str, new_parent: str, new_name: str | None = None) -> None:
+        """Rename and/or move an entity (same id, version and bytes; new modifiedOn)."""
+        with self._lock:
+            entity = self.resolve(relpath)
+            parent_id = self.ensure_folder(new_parent)
+            assert entity.parent_id is not None
+            self.children[entity.parent_id].remove(entity.id)
+            self.children[parent_id].append(entity.id)
+            entity.parent_id = parent_id
+            entity.name = new_name or entity.name
+            entity.modified_on = _now_iso()
+
     def delete(self, relpath: str) -> None:
         with self._lock:
             entity = self.resolve(relpath)

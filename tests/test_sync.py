@@ -164,9 +164,17 @@ def world(
 
 
 def run_cli(world: World, *args: str, timeout: float = 120) -> tuple[int, str, str]:
+    """The installed ``mamamia`` console script in a subprocess (real exit status)."""
     proc = world.cli(*args)
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
+
+
+def invoke(world: World, *args: str) -> tuple[int, str, str]:
+    """The same command in-process (much faster to start than a new interpreter)."""
+    argv = ["sync", str(world.dest), "--synapse-config", str(world.config), "--backoff", "0.01"]
+    result = CliRunner().invoke(cli_main, [*argv, *args])
+    return result.exit_code, result.stdout, result.stderr
 
 
 # ---------------------------------------------------------------------------- basics
@@ -423,7 +431,7 @@ def test_dry_run_transfers_nothing(world: World) -> None:
     assert report.bytes_planned == sum(len(b) for b in source.values())
     assert world.emu.count("blob") == 0
     assert not world.dest.exists()
-    code, out, _ = run_cli(world, "--dry-run", "--no-progress")
+    code, out, _ = invoke(world, "--dry-run", "--no-progress")
     assert code == 0
     assert "would download train_test_splits.csv" in out
     assert f"would download {len(source)} files" in out
@@ -492,7 +500,7 @@ def test_verify_and_repair_fix_a_flipped_byte(world: World) -> None:
     assert "MD5" in (report.mismatched[0].reason or "")
     assert report.exit_code == 1
     assert report.files_hashed == len(tree_files(world.source))
-    code, _, err = run_cli(world, "--verify", "--no-progress")
+    code, _, err = invoke(world, "--verify", "--no-progress")
     assert code == 1
     assert rel in err
     report = world.sync(verify=True, repair=True)
@@ -578,3 +586,100 @@ def test_damaged_state_file_names_itself(world: World) -> None:
     (world.dest / ".mamamia-sync" / "state.json").write_text("{not json")
     with pytest.raises(SyncError, match=r"state\.json is damaged"):
         world.sync()
+
+
+def test_upstream_move_moves_the_local_file_without_downloading(world: World) -> None:
+    assert world.sync().ok
+    world.emu.move("train_test_splits.csv", "tables", "splits.csv")
+    (world.source / "tables").mkdir()
+    (world.source / "train_test_splits.csv").rename(world.source / "tables" / "splits.csv")
+    world.emu.reset_counts()
+    report = world.sync()
+    assert report.ok, report.summary()
+    assert world.emu.count("blob") == 0
+    assert tree_files(world.dest) == tree_files(world.source)
+    assert any((r.reason or "").startswith("moved from") for r in report.skipped)
+    assert report.deleted_upstream == []
+
+
+def test_replaced_entity_at_the_same_path_is_not_deleted(world: World) -> None:
+    assert world.sync().ok
+    rel = "train_test_splits.csv"
+    world.emu.delete(rel)
+    world.emu.add_file(world.emu.project_id, rel, b"a new entity\n")
+    (world.source / rel).write_bytes(b"a new entity\n")
+    report = world.sync(delete=True)
+    assert report.ok, report.summary()
+    assert report.removed == []
+    assert (world.dest / rel).read_bytes() == b"a new entity\n"
+    assert world.sync(delete=True).deleted_upstream == []
+
+
+def test_a_bad_partial_file_is_never_trusted(world: World) -> None:
+    rel = "nnUNet_pretrained_weights/full_image_dce_mri_tumor_segmentation.zip"
+    handle = world.emu.handle_of(rel)
+    target = world.dest / rel
+    target.parent.mkdir(parents=True)
+    # A part with the right name but foreign bytes, and a stale ETag: If-Range gives a 200.
+    part = target.with_name(f"{target.name}.{handle.id}.partial")
+    part.write_bytes(b"garbage" * 100)
+    meta = world.dest / ".mamamia-sync" / "partials"
+    meta.mkdir(parents=True)
+    (meta / f"{handle.id}.json").write_text(json.dumps({"etag": '"stale"'}))
+    report = world.sync(include=[rel])
+    assert report.ok, report.summary()
+    assert target.read_bytes() == (world.source / rel).read_bytes()
+    assert world.emu.partial_responses == 0
+    # Without an ETag the range is served (206), the MD5 catches it, and the file restarts.
+    world.replace(rel, _blob("w2", 5000))
+    handle = world.emu.handle_of(rel)
+    part = target.with_name(f"{target.name}.{handle.id}.partial")
+    part.write_bytes(b"x" * 1000)
+    report = world.sync(include=[rel])
+    assert report.ok, report.summary()
+    assert report.downloaded[0].attempts == 2
+    assert "MD5" not in report.summary()
+    assert target.read_bytes() == _blob("w2", 5000)
+
+
+def test_a_file_that_keeps_failing_is_reported_not_retried_forever(world: World) -> None:
+    world.emu.fail_next("blob", 10_000, status=503)
+    report = world.sync(retries=3, include=["*.csv"])
+    assert report.exit_code == 1
+    assert len(report.failed) == 2
+    for failed in report.failed:
+        assert failed.attempts == 3
+        assert "HTTP 503" in (failed.reason or "")
+    assert world.emu.count("blob") == 6
+
+
+def test_ctrl_c_stops_promptly_keeps_the_part_and_the_state(world: World) -> None:
+    case = world.cases[3]
+    rel = f"images/{case}/{case}_0001.nii.gz"
+    big = _blob("huge", 2_000_000)
+    world.replace(rel, big)
+    world.emu.throttle(rel, 200_000)
+    proc = world.cli("--no-progress", "--jobs", "2")
+    target = world.dest / rel
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if [p for p in target.parent.glob("*.partial") if p.stat().st_size > 50_000]:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert "Traceback" not in err
+    assert not target.exists()
+    assert list(target.parent.glob("*.partial")), "the part is kept for the next run"
+    state = json.loads((world.dest / ".mamamia-sync" / "state.json").read_text())
+    assert state["files"], "what finished before Ctrl-C is recorded"
+    for entry in state["files"].values():
+        body = (world.dest / entry["path"]).read_bytes()
+        assert hashlib.md5(body).hexdigest() == entry["md5"]
+    world.emu.throttle(rel, None)
+    report = world.sync()
+    assert report.ok
+    assert rel in [r.path for r in report.downloaded]
+    assert len(report.skipped) == len(state["files"])
+    assert tree_files(world.dest) == tree_files(world.source)

@@ -66,8 +66,12 @@ def select_cases(clinical_path: Path, where: str) -> list[str]:
     import duckdb
 
     from mamamia import read_clinical_table
+    from mamamia._errors import MamamiaError
 
-    table = read_clinical_table(clinical_path).table
+    try:
+        table = read_clinical_table(clinical_path).table
+    except MamamiaError as exc:
+        raise SyncError(f"--cohort: cannot read {clinical_path.name}: {exc}") from exc
     if "patient_id" not in table.column_names:
         raise SyncError(f"{clinical_path}: the clinical table has no patient_id column")
     con = duckdb.connect(":memory:")

@@ -553,8 +553,14 @@ class _Sync:
                 "the listing was incomplete, so upstream deletions were not checked"
             )
             return
+        live_paths = {e.path for i, e in self.state.files.items() if i in listed_ids}
         for syn_id, entry in sorted(self.state.files.items(), key=lambda kv: kv[1].path):
             if syn_id in listed_ids or not self.selected(tuple(entry.path.split("/"))):
+                continue
+            if entry.path in live_paths:
+                # Deleted and uploaded again under the same name: the new entity owns the file.
+                if not self.o.dry_run:
+                    self.forget(syn_id)
                 continue
             if not self.o.delete or self.o.dry_run:
                 reason = (
@@ -730,6 +736,8 @@ def run(options: Options, remote_factory: Callable[[], Remote] | None = None) ->
     if options.jobs < 1:
         raise SyncError(f"--jobs must be at least 1, not {options.jobs}")
     check_synapse_id(options.source)
+    # Resolved once: every local path is proven to stay under this exact folder.
+    options = replace(options, dest=options.dest.expanduser().resolve())
     dest = options.dest
     if dest.exists() and not dest.is_dir():
         raise SyncError(f"DEST {dest} exists and is not a folder")
@@ -745,6 +753,8 @@ def run(options: Options, remote_factory: Callable[[], Remote] | None = None) ->
         job = _Sync(options, remote_factory)
         try:
             if options.verify:
+                if not job.state.files:
+                    raise SyncError(f"{dest} has no sync state to verify; run mamamia sync first")
                 bad = job.verify()
                 if options.repair and bad:
                     job.run_sync(force=bad)
