@@ -420,3 +420,63 @@ def test_early_stop_leaves_no_thread_behind(cat: mamamia.Catalog) -> None:
             break
     after = {t for t in threading.enumerate() if t.name.startswith("mamamia-crops")}
     assert after <= before
+
+
+# The shared phantom catalog (what `mamamia ingest` writes), checked against its raw .nii.gz.
+
+
+def _raw_array(path: Path) -> np.ndarray:
+    image = sitk.ReadImage(str(path))
+    return sitk.GetArrayFromImage(image)
+
+
+def test_ingested_catalog_crops_match_the_raw_files(
+    catalog_dir: Path, phantom_raw_dir: Path
+) -> None:
+    cat = mamamia.open(catalog_dir)
+    cohort = cat.cohort("true")
+    stats = {
+        (row["patient_id"], row["phase"]): (row["mean"], row["std"])
+        for row in cat.sql(
+            "SELECT patient_id, phase, mean, std FROM volumes WHERE kind = 'image'"
+        ).to_pylist()
+    }
+    size = (8, 24, 24)
+    seen = set()
+    for crop in cat.crops(cohort, size=size, pos_ratio=1.0, per_case=2, seed=1):
+        pid = crop["patient_id"]
+        seen.add(pid)
+        raw = phantom_raw_dir / "images" / pid
+        mask = _raw_array(phantom_raw_dir / "segmentations" / "expert" / f"{pid}.nii.gz")
+        assert np.array_equal(crop["label"], padded_slice(mask, crop["index"], size))
+        assert centre_voxel(crop) == 1  # pos_ratio 1: centred on tumour, every case
+        inside = padded_slice(np.ones(mask.shape, dtype=bool), crop["index"], size)
+        phases = [_raw_array(raw / f"{pid}_000{p}.nii.gz").astype(np.float32) for p in (0, 1)]
+        for channel, phase in enumerate((0, 1)):
+            mean, std = stats[(pid, phase)]
+            # The catalog's statistics are the whole phase's own.
+            assert mean == pytest.approx(float(phases[phase].mean()), rel=1e-5)
+            assert std == pytest.approx(float(phases[phase].std()), rel=1e-4)
+            expected = (
+                padded_slice(phases[phase], crop["index"], size) - np.float32(mean)
+            ) / np.float32(std)
+            np.testing.assert_allclose(
+                crop["image"][channel], np.where(inside, expected, 0), rtol=1e-5, atol=1e-4
+            )
+        enhancement = padded_slice(phases[1] - phases[0], crop["index"], size)
+        np.testing.assert_allclose(
+            crop["image"][2], enhancement / np.float32(stats[(pid, 0)][1]), rtol=1e-5, atol=1e-4
+        )
+    assert seen == set(cohort.case_ids)
+
+
+def test_ingested_catalog_grid_round_trip(catalog_dir: Path, phantom_raw_dir: Path) -> None:
+    cat = mamamia.open(catalog_dir)
+    pid = cat.cohort("true").case_ids[0]
+    stream = cat.crops(
+        [pid], size=(8, 32, 32), sampler="grid", phases=(1,), subtraction=False, normalize=None
+    )
+    ((got, volume),) = list(stream.stitch((crop, crop["image"]) for crop in stream))
+    assert got == pid
+    raw = _raw_array(phantom_raw_dir / "images" / pid / f"{pid}_0001.nii.gz")
+    assert np.array_equal(volume[0], raw.astype(np.float32))
