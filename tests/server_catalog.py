@@ -344,9 +344,12 @@ def write_catalog(root: Path, raw: Path, cases: tuple[CaseSpec, ...] = CASES) ->
             ]
         ),
     )
+    # A larger table, so that a cross join of it runs long enough to meet the time limit.
+    readings = pa.table({"reading": pa.array(range(300), type=pa.int64())})
     tables = {
         "cases": _write_table(root, "cases", cases_table(case_rows)),
         "volumes": _write_table(root, "volumes", volumes),
+        "readings": _write_table(root, "readings", readings),
     }
     return write_manifest(root, tables)
 
@@ -361,3 +364,35 @@ def rewrite_cases(root: Path, change: dict[str, dict[str, Any]]) -> str:
     tables = dict(manifest["tables"])
     tables["cases"] = _write_table(root, "cases", pa.Table.from_pylist(rows, schema=current.schema))
     return write_manifest(root, tables)
+
+
+class LiveServer:
+    """A real uvicorn server on 127.0.0.1 and a random port, in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        import threading
+
+        import uvicorn
+
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
