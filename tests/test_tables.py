@@ -527,3 +527,20 @@ def test_xml_entities_are_refused(tmp_path: Path) -> None:
             target.writestr(member, data)
     with pytest.raises(TableReadError, match=r"laughs\.xlsx"):
         read_clinical_table(bomb)
+
+
+def test_a_wrong_sheet_dimension_loses_nothing(tmp_path: Path) -> None:
+    # openpyxl's read-only mode trusts <dimension>; a writer that gets it wrong must not cost rows.
+    import re
+
+    damaged = tmp_path / "dimension.xlsx"
+    with zipfile.ZipFile(REAL_TABLE) as source, zipfile.ZipFile(damaged, "w") as target:
+        for member in source.infolist():
+            data = source.read(member.filename)
+            if member.filename == "xl/worksheets/sheet1.xml":
+                data = re.sub(rb'<dimension ref="[^"]*"/>', b'<dimension ref="A1:C10"/>', data)
+            target.writestr(member, data)
+    table = read_clinical_table(damaged)
+    assert len(table.records) == 1506
+    assert table.errors == []
+    assert table.records[-1].tcia_series_uid is not None

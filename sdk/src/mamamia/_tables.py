@@ -174,7 +174,10 @@ def _read_xlsx(path: Path, label: str, data_sheet: str) -> _Sheets:
         if sheet_name is None:
             # Fall back to the first sheet whose top rows name patient_id.
             for name in workbook.sheetnames:
-                top = list(workbook[name].iter_rows(max_row=_HEADER_SEARCH_ROWS, values_only=True))
+                candidate = workbook[name]
+                if hasattr(candidate, "reset_dimensions"):
+                    candidate.reset_dimensions()
+                top = list(candidate.iter_rows(max_row=_HEADER_SEARCH_ROWS, values_only=True))
                 if any(_has_patient_id(r) for r in top):
                     sheet_name = name
                     break
@@ -205,8 +208,13 @@ def _read_xlsx(path: Path, label: str, data_sheet: str) -> _Sheets:
 
 
 def _sheet_rows(workbook: Any, name: str, path: Path) -> list[tuple[object, ...]]:
+    sheet = workbook[name]
+    # Read-only sheets trust the file's <dimension> and silently drop rows and columns past it;
+    # some writers get it wrong, so read every row the XML holds.
+    if hasattr(sheet, "reset_dimensions"):
+        sheet.reset_dimensions()
     try:
-        return _bounded(workbook[name].iter_rows(values_only=True), path)
+        return _bounded(sheet.iter_rows(values_only=True), path)
     except TableReadError:
         raise
     except Exception as exc:  # read-only sheets parse lazily: damaged XML surfaces here
