@@ -683,3 +683,27 @@ def test_ctrl_c_stops_promptly_keeps_the_part_and_the_state(world: World) -> Non
     assert rel in [r.path for r in report.downloaded]
     assert len(report.skipped) == len(state["files"])
     assert tree_files(world.dest) == tree_files(world.source)
+
+
+def test_a_cohort_mirror_of_the_phantom_ingests_as_it_is(
+    phantom_raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mamamia_ingest import ingest
+
+    monkeypatch.delenv("SYNAPSE_AUTH_TOKEN", raising=False)
+    mirror = tmp_path / "mirror"
+    with SynapseEmulator(phantom_raw_dir) as emu:
+        config = write_synapse_config(tmp_path / "synapseConfig", emu)
+        report = mamamia.sync(
+            mirror,
+            synapse_config=config,
+            cohort="dataset = 'NACT' OR patient_id = 'DUKE_001'",
+            progress=False,
+        )
+    assert report.ok, report.summary()
+    assert report.cohort_cases == ["DUKE_001", "NACT_01", "NACT_02"]
+    assert sorted(p.name for p in (mirror / "images").iterdir()) == report.cohort_cases
+    result = ingest(mirror, tmp_path / "catalog", jobs=1, progress=False)
+    assert result.failed == 0
+    assert result.errors == []
+    assert result.cases_with_images == 3
