@@ -781,3 +781,38 @@ def test_consistent_rows_have_no_warnings() -> None:
         )
     )
     assert problems == []
+
+
+_cells = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=20)
+    | st.dates()
+    | st.datetimes()
+    | st.sampled_from(
+        ["[0, 1]", "[a]", "0", "1", "1.5", "nan", "obesity_class1", "Axial", "2001/02/03"]
+    )
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.fixed_dictionaries({}, optional={c: _cells for c in CLINICAL_COLUMNS if c != "patient_id"})
+)
+def test_any_cell_values_give_a_record_and_problems_never_an_exception(
+    cells: dict[str, object],
+) -> None:
+    record, problems = validate_clinical_row({"patient_id": "DUKE_001", **cells}, 5, file="f")
+    assert record is not None
+    for problem in problems:
+        assert problem.case == "DUKE_001"
+        assert problem.column in CLINICAL_COLUMNS
+        assert problem.message.startswith("DUKE_001 (row 5): ")
+    errors = {p.column for p in problems if p.severity is Severity.ERROR}
+    for column in errors:
+        assert getattr(record, column) is None  # an error always nulls its value
+    # The record survives the Arrow round trip whatever came in.
+    schema = clinical_arrow_schema(2)
+    assert records_from_arrow(records_to_arrow([record], schema), ClinicalRecord) == [record]
