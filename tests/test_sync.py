@@ -707,3 +707,19 @@ def test_a_cohort_mirror_of_the_phantom_ingests_as_it_is(
     assert result.failed == 0
     assert result.errors == []
     assert result.cases_with_images == 3
+
+
+def test_verify_honours_include_and_cohort_offline(world: World) -> None:
+    assert world.sync().ok
+    world.emu.stop()  # --verify needs no Synapse
+    report = world.sync(verify=True, include=["segmentations/expert"])
+    assert sorted(r.path for r in report.verified) == [
+        f"segmentations/expert/{c}.nii.gz" for c in world.cases
+    ]
+    report = world.sync(verify=True, cohort="pcr = 1")
+    assert report.ok
+    assert report.cohort_cases
+    chosen = set(report.cohort_cases)
+    for result in report.verified:
+        parts = result.path.split("/")
+        assert len(parts) == 1 or parts[1] in chosen or parts[-1].split(".")[0].upper() in chosen

@@ -587,8 +587,18 @@ class _Sync:
             self.add(FileResult(entry.path, syn_id, "removed", size=entry.size))
 
     def verify(self) -> set[str]:
-        """Re-hash every file in the state; return the ids that differ."""
-        items = sorted(self.state.files.items(), key=lambda kv: kv[1].path)
+        """Re-hash every selected file in the state; return the ids that differ.
+
+        Offline: ``--include`` and ``--cohort`` select from the state (the cohort is evaluated on
+        the local clinical table).
+        """
+        if self.o.cohort is not None and self.cohort_cases is None:
+            self.cohort_cases = set(select_cases(find_clinical_table(self.dest), self.o.cohort))
+            self.report.cohort_cases = sorted(self.cohort_cases)
+        items = sorted(
+            (kv for kv in self.state.files.items() if self.selected(tuple(kv[1].path.split("/")))),
+            key=lambda kv: kv[1].path,
+        )
         bad: set[str] = set()
         bar = _Bar(self.o.progress and bool(items), desc="verify", unit=" files", total=len(items))
         try:
