@@ -480,3 +480,25 @@ def test_ingested_catalog_grid_round_trip(catalog_dir: Path, phantom_raw_dir: Pa
     assert got == pid
     raw = _raw_array(phantom_raw_dir / "images" / pid / f"{pid}_0001.nii.gz")
     assert np.array_equal(volume[0], raw.astype(np.float32))
+
+
+def test_remote_catalog_streams_the_same_crops(
+    catalog_dir: Path, live_server: Any, tmp_path: Path
+) -> None:
+    local = mamamia.open(catalog_dir)
+    remote = mamamia.connect(live_server.url, cache_dir=tmp_path / "cache")
+    options: dict[str, Any] = {"size": (8, 16, 16), "per_case": 2, "seed": 3}
+    ids = local.cohort("true").case_ids
+    assert remote.cohort("true").case_ids == ids
+    for sampler, cases in (("tumor", ids), ("grid", ids[:2])):
+        mine = list(local.crops(cases, sampler=sampler, **options))
+        theirs = list(remote.crops(cases, sampler=sampler, **options))
+        assert len(mine) == len(theirs) > 0
+        for a, b in zip(mine, theirs, strict=True):
+            assert (a["patient_id"], a["index"], a["spacing"]) == (
+                b["patient_id"],
+                b["index"],
+                b["spacing"],
+            )
+            assert np.array_equal(a["image"], b["image"])
+            assert np.array_equal(a["label"], b["label"])
