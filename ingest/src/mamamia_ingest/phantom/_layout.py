@@ -126,6 +126,15 @@ def _plain(value: object) -> object:
     return str(value)
 
 
+def _text(value: object) -> str | None:
+    """A JSON string field: numbers too (NACT's site is a number in the table)."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip() or None
+
+
 def patient_info(
     case: str,
     row: Mapping[str, object],
@@ -143,8 +152,8 @@ def patient_info(
         "patient_id": case,
         "clinical_data": {
             "age": _plain(row.get("age")),
-            "menopausal_status": _plain(row.get("menopause")),
-            "breast_density": _plain(row.get("breast_density")),
+            "menopausal_status": _text(row.get("menopause")),
+            "breast_density": _text(row.get("breast_density")),
         },
         "primary_lesion": {
             "breast_coordinates": {
@@ -156,14 +165,14 @@ def patient_info(
                 "z_max": x1,
             },
             "pcr": _plain(row.get("pcr")),
-            "tumor_subtype": _plain(row.get("tumor_subtype")),
+            "tumor_subtype": _text(row.get("tumor_subtype")),
         },
         "imaging_data": {
             "bilateral": None if bilateral is None else bool(bilateral),
-            "dataset": _plain(row.get("dataset")),
-            "site": _plain(row.get("site")),
-            "scanner_manufacturer": _plain(row.get("manufacturer")),
-            "scanner_model": _plain(row.get("scanner_model")),
+            "dataset": _text(row.get("dataset")),
+            "site": _text(row.get("site")),
+            "scanner_manufacturer": _text(row.get("manufacturer")),
+            "scanner_model": _text(row.get("scanner_model")),
             "field_strength": _plain(row.get("field_strength")),
             "echo_time": _plain(row.get("echo_time")),
             "repetition_time": _plain(row.get("repetition_time")),

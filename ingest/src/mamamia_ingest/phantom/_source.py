@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import fnmatch
+import functools
 import random
 import re
 from collections.abc import Sequence
@@ -93,6 +94,13 @@ def read_source_table(path: Path) -> SourceTable:
     """Read a clinical table (xlsx with ``dataset_info``/``legend`` sheets, or CSV) as raw cells."""
     if not path.is_file():
         raise PhantomError(f"--table {path}: no such file")
+    stat = path.stat()
+    return _read_source_table(path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+# The real table takes seconds to parse; tests and benchmarks write many phantoms from it.
+@functools.lru_cache(maxsize=2)
+def _read_source_table(path: Path, _mtime_ns: int, _size: int) -> SourceTable:
     name = str(path)
     if path.suffix.lower() == ".csv":
         with path.open(newline="", encoding="utf-8-sig") as fh:

@@ -328,8 +328,8 @@ def phase_slabs(model: CaseModel, phase: int) -> Iterator[tuple[int, I16]]:
         )
         value += noise
         body = model.body[z0:z1] if model.body.shape[0] > 1 else model.body
-        # Outside the body: air, a low rectified noise floor.
-        np.copyto(value, np.abs(noise, dtype=np.float32) * 0.3, where=~body)
+        # Outside the body: air. Exact zeros, which also halve the gzip time of a phase.
+        np.copyto(value, np.float32(0.0), where=~body)
         if z0 < zhi and z1 > zlo:
             a0, a1 = max(z0, zlo), min(z1, zhi)
             sub = value[a0 - z0 : a1 - z0, ylo:yhi, xlo:xhi]

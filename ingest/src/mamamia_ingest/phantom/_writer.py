@@ -45,6 +45,9 @@ __all__ = ["DEFAULT_CASES", "PhantomCase", "PhantomReport", "write_phantom"]
 
 #: Cases written when neither ``cases`` nor ``ids`` is given.
 DEFAULT_CASES = 8
+# Phantoms smaller than this (voxels, phases counted twice: under a second of work) are written
+# in-process, since starting a worker pool costs more than it saves.
+_POOL_MIN_VOXELS = 8_000_000
 # Share of cases put in the test split (the real split is about 1206 / 300).
 _TEST_FRACTION = 0.2
 
@@ -148,20 +151,31 @@ def _default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """forkserver where there is one: workers start from a clean process that has imported the
+    phantom code once (no inherited threads, no per-worker import cost); spawn elsewhere."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
 def _run_tasks(tasks: list[_Task], jobs: int, progress: bool) -> dict[str, int]:
     sizes: dict[str, int] = {}
     show = progress and sys.stderr.isatty()
     with tqdm(
         total=len(tasks), desc="phantom", unit="file", file=sys.stderr, disable=not show
     ) as bar:
-        if jobs <= 1 or len(tasks) <= 1:
+        voxels = sum(t.voxels for t in tasks)
+        # A worker pool costs a second or more to start; small phantoms are faster in-process.
+        if jobs <= 1 or len(tasks) <= 1 or voxels < _POOL_MIN_VOXELS:
             for task in tasks:
                 rel, size = _run_task(task)
                 sizes[rel] = size
                 bar.update(1)
             return sizes
-        # spawn: workers must not inherit the parent's threads or its SimpleITK state.
-        context = multiprocessing.get_context("spawn")
+        context = _pool_context()
         with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
             pending: set[Future[tuple[str, int]]] = {pool.submit(_run_task, t) for t in tasks}
             while pending:
