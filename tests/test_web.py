@@ -1,0 +1,490 @@
+"""The browser page, driven in headless Chromium against a real server on a phantom catalog.
+
+Debian's chromium (/usr/bin/chromium, installed by .ci/run) through Playwright for Python;
+never `playwright install`. Screenshots land in test-artifacts/web/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from conftest import LiveServer, start_server
+from mamamia_server._volumes import plane_layout
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TOKEN = "web-test-token-7f3a"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web"
+EXPERT_RGB = (255, 40, 40)  # the server's expert outline colour (mamamia_server._volumes)
+WAIT_MS = 30_000
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def web_url(live_server: LiveServer) -> str:
+    return live_server.url
+
+
+@pytest.fixture(scope="session")
+def auth_url(catalog_dir: Path) -> Iterator[str]:
+    server = start_server(catalog_dir, tokens=[TOKEN])
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def api(web_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=web_url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1440, "height": 950})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "console",
+        lambda message: errors.append(message.text) if message.type == "error" else None,
+    )
+    page.set_default_timeout(WAIT_MS)
+    yield page
+    context.close()
+    # Refused requests (the 4xx the tests provoke) are logged by Chromium too; the page shows
+    # those itself. Anything else (a script error) fails the test.
+    unexpected = [e for e in errors if not e.startswith("Failed to load resource")]
+    assert not unexpected, f"the page logged errors: {unexpected}"
+
+
+def _total(api: httpx.Client, **body: Any) -> int:
+    response = api.post("/v1/query", json={**body, "limit": 1})
+    response.raise_for_status()
+    return int(response.json()["total"])
+
+
+def _wait_rows(page: Page, previous: str | None = None) -> str:
+    """Wait for a finished query (and one other than `previous`); return the row count text."""
+    page.wait_for_function(
+        "(before) => { const t = document.querySelector('#row-count').textContent;"
+        " return / rows?$/.test(t) && t !== before }",
+        arg=previous,
+    )
+    return page.inner_text("#row-count")
+
+
+def _run_query(page: Page, text: str, *, sql: bool = False) -> None:
+    page.check("input[name=mode][value=sql]" if sql else "input[name=mode][value=where]")
+    page.fill("#query-text", text)
+    page.evaluate("() => { document.querySelector('#row-count').textContent = '' }")
+    page.click("#run-query")
+    page.wait_for_function(
+        "() => { const t = document.querySelector('#row-count').textContent;"
+        " return / rows?$/.test(t) || t === 'The query failed.' }"
+    )
+
+
+def _loaded(page: Page, plane: str) -> int:
+    return int(page.get_attribute(f"#view-{plane} .stage", "data-loaded") or 0)
+
+
+def _wait_loaded(page: Page, plane: str, more_than: int) -> None:
+    page.wait_for_function(
+        "([plane, n]) => Number(document.querySelector(`#view-${plane} .stage`).dataset.loaded"
+        " || 0) > n && !document.querySelector(`#view-${plane} .stage`).hasAttribute('aria-busy')",
+        arg=[plane, more_than],
+    )
+
+
+def _picture(page: Page, plane: str) -> np.ndarray:
+    """The RGB pixels the page shows for one plane (read back from the <img> via a canvas)."""
+    data_url = page.evaluate(
+        """(plane) => {
+            const img = document.querySelector(`#view-${plane} img`);
+            const canvas = document.createElement('canvas');
+            canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+            canvas.getContext('2d').drawImage(img, 0, 0);
+            return canvas.toDataURL('image/png');
+        }""",
+        plane,
+    )
+    raw = base64.b64decode(data_url.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+
+
+def _shot(page: Page, artifacts: Path, name: str) -> None:
+    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+
+
+def test_page_and_static_files_are_served(api: httpx.Client) -> None:
+    page = api.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "Content-Security-Policy" in page.headers
+    for asset in ("app.js", "api.js", "ui.js", "summary.js", "viewer.js", "app.css"):
+        response = api.get(f"/static/{asset}")
+        assert response.status_code == 200, asset
+        assert f"static/{asset}" in page.text or asset != "app.js"
+    assert api.get("/static/nothing.js").status_code == 404
+
+
+def test_query_row_count_matches_api(
+    page: Page, web_url: str, api: httpx.Client, artifacts: Path
+) -> None:
+    page.goto(web_url + "/")
+    _wait_rows(page)
+    everyone = _total(api, where="TRUE")
+    assert page.inner_text("#row-count") == f"{everyone} {'row' if everyone == 1 else 'rows'}"
+    assert page.locator("#results tbody tr").count() == min(everyone, 50)
+    # The schema side list: columns with types, click to insert.
+    assert page.locator("#schema-list .col-name", has_text="age").first.is_visible()
+
+    datasets = api.get("/v1/facets", params={"columns": "dataset"}).json()["facets"]["dataset"]
+    dataset = next(f["value"] for f in datasets if f["value"] is not None)
+    where = f"dataset = '{dataset}' AND age IS NOT NULL"
+    _run_query(page, where)
+    expected = _total(api, where=where)
+    assert 0 < expected < everyone
+    assert page.inner_text("#row-count") == f"{expected} {'row' if expected == 1 else 'rows'}"
+    assert page.locator("#results tbody tr").count() == expected
+    cells = page.locator("#results tbody tr td:nth-child(2)").all_inner_texts()
+    assert set(cells) == {dataset}
+
+    # A refused query shows the server's problem readably (status, title, detail).
+    _run_query(page, "no_such_column > 1")
+    problem = page.inner_text("#query-problem")
+    assert "400" in problem or "422" in problem
+    assert "no_such_column" in problem
+    _shot(page, artifacts, "query-problem")
+
+    # Paging with cursors: a SQL query over the volumes table, 25 rows a page.
+    volumes = _total(api, sql="SELECT * FROM volumes")
+    assert volumes > 25, "the phantom catalog should have more than 25 volume rows"
+    page.select_option("#page-size", "25")
+    _run_query(page, "SELECT patient_id, kind, phase FROM volumes ORDER BY ALL", sql=True)
+    assert page.inner_text("#row-count") == f"{volumes} rows"
+    assert page.inner_text("#page-info") == f"1–25 of {volumes}"
+    first_page = page.locator("#results tbody tr").all_inner_texts()
+    page.click("#page-next")
+    page.wait_for_function(
+        "() => document.querySelector('#page-info').textContent.startsWith('26–')"
+    )
+    second_page = page.locator("#results tbody tr").all_inner_texts()
+    assert len(second_page) == min(25, volumes - 25)
+    assert not set(first_page) & set(second_page)
+    page.click("#page-prev")
+    page.wait_for_function(
+        "() => document.querySelector('#page-info').textContent.startsWith('1–')"
+    )
+    assert page.locator("#results tbody tr").all_inner_texts() == first_page
+    _shot(page, artifacts, "query-sql-paged")
+
+
+def test_downloads_hold_the_cohort(
+    page: Page, web_url: str, api: httpx.Client, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    page.goto(web_url + "/")
+    _wait_rows(page)
+    where = "age >= 40 OR age IS NULL"
+    _run_query(page, where)
+    expected = _total(api, where=where)
+    assert expected > 0
+    with page.expect_download() as csv_download:
+        page.click("#download-csv")
+    csv_path = tmp_path / "cohort.csv"
+    csv_download.value.save_as(csv_path)
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        records = list(csv.reader(handle))
+    assert records[0][0] == "patient_id"
+    assert len(records) == expected + 1
+    with page.expect_download() as parquet_download:
+        page.click("#download-parquet")
+    parquet_path = tmp_path / "cohort.parquet"
+    parquet_download.value.save_as(parquet_path)
+    table = pq.read_table(parquet_path)
+    assert table.num_rows == expected
+    assert all(age is None or age >= 40 for age in table.column("age").to_pylist())
+
+
+def test_summary_charts_and_table1(
+    page: Page, web_url: str, api: httpx.Client, artifacts: Path
+) -> None:
+    page.goto(web_url + "/#summary")
+    for chart in ("dataset", "subtype", "pcr", "field", "age"):
+        page.wait_for_selector(f"#chart-{chart} .chart-body[data-rendered] svg")
+    facets = api.get(
+        "/v1/facets", params={"columns": "dataset,pcr,tumor_subtype_group,field_strength"}
+    ).json()
+    total = facets["total"]
+    assert page.inner_text("#summary-scope").startswith(f"{total} cases")
+    # Each bar chart draws one bar per value, with the API's counts in its label.
+    for chart, column in (
+        ("dataset", "dataset"),
+        ("pcr", "pcr"),
+        ("subtype", "tumor_subtype_group"),
+    ):
+        bars = page.locator(f"#chart-{chart} svg rect.bar")
+        assert bars.count() == len(facets["facets"][column])
+        label = page.get_attribute(f"#chart-{chart} svg", "aria-label") or ""
+        for item in facets["facets"][column]:
+            assert f": {item['count']}" in label
+    dataset_label = page.get_attribute("#chart-dataset svg", "aria-label") or ""
+    for item in facets["facets"]["dataset"]:
+        if item["value"] is not None:
+            assert f"{item['value']}: {item['count']}" in dataset_label
+    ages = api.post(
+        "/v1/query", json={"sql": "SELECT count(age), avg(age) FROM cases", "limit": 1}
+    ).json()["rows"][0]
+    titles = page.locator("#chart-age svg rect.bar title").all_text_contents()
+    histogram_total = sum(int(t.rsplit(": ", 1)[1]) for t in titles)
+    assert histogram_total == ages[0]
+    table1 = page.inner_text("#table1")
+    assert f"Cohort (n = {total})" in table1
+    assert f"{ages[1]:.1f} (" in table1  # mean (SD) of age
+    for heading in ("Dataset", "pCR", "Menopause", "Ethnicity group", "Field strength (T)"):
+        assert heading in table1
+    _shot(page, artifacts, "summary")
+
+    # The summary follows the cohort: one dataset only, so one dataset bar.
+    dataset = next(f for f in facets["facets"]["dataset"] if f["value"] is not None)
+    page.click("#tab-cohort")
+    _wait_rows(page)
+    _run_query(page, f"dataset = '{dataset['value']}'")
+    page.click("#tab-summary")
+    page.wait_for_function(
+        "(n) => document.querySelector('#summary-scope').textContent.startsWith(n + ' case')",
+        arg=str(dataset["count"]),
+    )
+    page.wait_for_selector("#chart-dataset .chart-body[data-rendered] svg")
+    assert page.locator("#chart-dataset svg rect.bar").count() == 1
+
+
+def _box_fraction(page: Page, plane: str) -> tuple[float, float, float, float]:
+    """The drawn tumour box as fractions of the picture: (row0, row1, col0, col1)."""
+    got = page.evaluate(
+        """(plane) => {
+            const svg = document.querySelector(`#view-${plane} svg.overlay`);
+            const box = svg.querySelector('rect.box');
+            const [, , w, h] = svg.getAttribute('viewBox').split(' ').map(Number);
+            const v = (a) => Number(box.getAttribute(a));
+            return [v('y') / h, (v('y') + v('height')) / h, v('x') / w, (v('x') + v('width')) / w,
+                    box.getAttribute('visibility'), box.dataset.inside];
+        }""",
+        plane,
+    )
+    assert got[4] == "visible" and got[5] == "true", f"{plane}: box not drawn at the tumour"
+    return float(got[0]), float(got[1]), float(got[2]), float(got[3])
+
+
+def test_case_viewer(page: Page, web_url: str, api: httpx.Client, artifacts: Path) -> None:
+    page.goto(web_url + "/")
+    _wait_rows(page)
+    # A case with a tumour box and two phases at least (for the subtraction image).
+    where = "tumor_bbox_min_zyx IS NOT NULL AND num_phases >= 2"
+    _run_query(page, where)
+    assert _total(api, where=where) > 0
+    row = page.locator("#results tbody tr").first
+    case_id = row.get_attribute("data-case")
+    assert case_id
+    row.click()
+    assert page.locator("#panel-case").is_visible()
+    page.wait_for_function(
+        "(id) => document.querySelector('#case-title').dataset.case === id", arg=case_id
+    )
+    for plane in ("axial", "coronal", "sagittal"):
+        _wait_loaded(page, plane, 0)
+    fields = api.get(f"/v1/cases/{case_id}").json()["fields"]
+    assert case_id in page.inner_text("#fields")
+    assert str(fields["dataset"]) in page.inner_text("#fields")
+    _shot(page, artifacts, "case-viewer")
+
+    # Phases: each phase, and the subtraction image.
+    options = page.locator("#phase option").evaluate_all("(os) => os.map((o) => o.value)")
+    assert "sub" in options and "0" in options and "1" in options
+
+    # Keyboard: ArrowUp moves the axial slice by one and the picture changes.
+    before = _picture(page, "axial")
+    index = int(page.get_attribute("#view-axial .stage", "data-index") or -1)
+    n = _loaded(page, "axial")
+    page.focus("#view-axial .stage")
+    key = "ArrowUp" if index == 0 else "ArrowDown"
+    page.keyboard.press(key)
+    _wait_loaded(page, "axial", n)
+    moved = int(page.get_attribute("#view-axial .stage", "data-index") or -1)
+    assert moved == index + (1 if key == "ArrowUp" else -1)
+    after = _picture(page, "axial")
+    assert before.shape != after.shape or not np.array_equal(before, after)
+
+    # The wheel scrolls slices too (one notch, one slice).
+    n = _loaded(page, "coronal")
+    coronal_before = _picture(page, "coronal")
+    coronal_index = int(page.get_attribute("#view-coronal .stage", "data-index") or -1)
+    page.hover("#view-coronal .stage")
+    page.mouse.wheel(0, 100 if coronal_index == 0 else -100)
+    _wait_loaded(page, "coronal", n)
+    assert int(page.get_attribute("#view-coronal .stage", "data-index") or -1) != coronal_index
+    assert not np.array_equal(coronal_before, _picture(page, "coronal"))
+
+    # PageUp/PageDown step by ten (clamped to the volume).
+    n = _loaded(page, "sagittal")
+    sagittal_index = int(page.get_attribute("#view-sagittal .stage", "data-index") or -1)
+    page.focus("#view-sagittal .stage")
+    page.keyboard.press("PageDown")
+    page.wait_for_function(
+        "(k) => document.querySelector('#view-sagittal .stage').dataset.index !== String(k)",
+        arg=sagittal_index,
+    )
+    assert int(page.get_attribute("#view-sagittal .stage", "data-index") or -1) == max(
+        0, sagittal_index - 10
+    )
+    _wait_loaded(page, "sagittal", n)
+
+    # Back to the tumour's centre: reopen the case.
+    page.click("#case-form button[type=submit]")
+    for plane in ("axial", "coronal", "sagittal"):
+        page.wait_for_function(
+            "(p) => !document.querySelector(`#view-${p} .stage`).hasAttribute('aria-busy')",
+            arg=plane,
+        )
+
+    # The subtraction image differs from phase 1.
+    n = _loaded(page, "axial")
+    phase1 = _picture(page, "axial")
+    page.select_option("#phase", "sub")
+    _wait_loaded(page, "axial", n)
+    assert not np.array_equal(phase1, _picture(page, "axial"))
+
+    # Expert overlay on: the outline appears, in the server's colour, inside the drawn box.
+    volumes = api.get(f"/v1/cases/{case_id}/volumes").json()["volumes"]
+    image = next(v for v in volumes if v["kind"] == "image")
+    counts = {}
+    for plane in ("axial", "coronal", "sagittal"):
+        counts[plane] = _loaded(page, plane)
+    page.check("#ov-expert")
+    for plane in ("axial", "coronal", "sagittal"):
+        _wait_loaded(page, plane, counts[plane])
+        picture = _picture(page, plane)
+        red = np.all(picture == np.array(EXPERT_RGB, dtype=np.uint8), axis=2)
+        assert red.any(), f"{plane}: no expert outline at the tumour's centre"
+        rows, cols = np.nonzero(red)
+        r0, r1, c0, c1 = _box_fraction(page, plane)
+        height, width = red.shape
+        layout = plane_layout(image["direction"], plane)
+        # One voxel of slack (the outline is drawn on resampled pixels).
+        slack_r = 1.0 / image["shape"][layout.row_axis] + 1.0 / height
+        slack_c = 1.0 / image["shape"][layout.col_axis] + 1.0 / width
+        assert rows.min() / height >= r0 - slack_r and (rows.max() + 1) / height <= r1 + slack_r, (
+            plane
+        )
+        assert cols.min() / width >= c0 - slack_c and (cols.max() + 1) / width <= c1 + slack_c, (
+            plane
+        )
+    _shot(page, artifacts, "case-viewer-overlay")
+
+    # Overlay off again: the outline is gone.
+    n = _loaded(page, "axial")
+    page.uncheck("#ov-expert")
+    _wait_loaded(page, "axial", n)
+    picture = _picture(page, "axial")
+    assert not np.all(picture == np.array(EXPERT_RGB, dtype=np.uint8), axis=2).any()
+
+    # Both overlays at once (composited in the page): both colours may show, expert at least.
+    n = _loaded(page, "axial")
+    page.check("#ov-expert")
+    page.check("#ov-automatic")
+    _wait_loaded(page, "axial", n)
+    both = _picture(page, "axial")
+    assert np.all(both == np.array(EXPERT_RGB, dtype=np.uint8), axis=2).any()
+
+    # Window/level typed in: the picture changes.
+    n = _loaded(page, "axial")
+    page.fill("#window", "5")
+    page.fill("#level", "0")
+    page.press("#level", "Enter")
+    page.locator("#window").dispatch_event("change")
+    _wait_loaded(page, "axial", n)
+    assert not np.array_equal(both, _picture(page, "axial"))
+
+
+def test_unknown_case_shows_the_problem(page: Page, web_url: str) -> None:
+    page.goto(web_url + "/#case=NO_SUCH_CASE_1")
+    page.wait_for_selector("#case-problem strong")
+    text = page.inner_text("#case-problem")
+    assert "404" in text
+    assert "NO_SUCH_CASE_1" in text
+
+
+def test_auth_page_loads_without_token_then_data_with_it(
+    page: Page, auth_url: str, artifacts: Path
+) -> None:
+    with httpx.Client(base_url=auth_url) as client:
+        assert client.get("/").status_code == 200
+        assert client.get("/static/app.js").status_code == 200
+        assert client.get("/v1/tables").status_code == 401
+        total = client.post(
+            "/v1/query",
+            json={"where": "TRUE", "limit": 1},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ).json()["total"]
+    page.goto(auth_url + "/")
+    page.wait_for_selector("#problems .problem")
+    problem = page.inner_text("#problems")
+    assert "401" in problem and "bearer token" in problem
+    assert page.locator("#results tbody tr").count() == 0
+    _shot(page, artifacts, "auth-no-token")
+
+    page.fill("#token-input", TOKEN)
+    page.click("#token-save")
+    _wait_rows(page)
+    assert page.inner_text("#row-count") == f"{total} rows"
+    assert page.evaluate("() => sessionStorage.getItem('mamamia.token')") == TOKEN
+    # Images need the token too: they arrive as blob: URLs fetched with the header.
+    page.locator("#results tbody tr").first.click()
+    _wait_loaded(page, "axial", 0)
+    assert (page.get_attribute("#view-axial img", "src") or "").startswith("blob:")
+    _shot(page, artifacts, "auth-with-token")
+
+    # A wrong token is refused readably.
+    page.fill("#token-input", "wrong-token")
+    page.click("#token-save")
+    page.wait_for_function(
+        "() => document.querySelector('#problems').textContent.includes('not accepted')"
+    )
