@@ -548,7 +548,7 @@ _records = st.builds(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_records, max_size=5))
 def test_records_arrow_parquet_round_trip(records: list[ClinicalRecord]) -> None:
     schema = clinical_arrow_schema(2, ["notes", "score"])
