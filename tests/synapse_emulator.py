@@ -151,6 +151,7 @@ class SynapseEmulator:
         ] = {}  # handle id -> remaining corrupted responses (-1 forever)
         self._drop: dict[str, tuple[int, float]] = {}  # handle id -> (remaining, fraction sent)
         self._throttle: dict[str, float] = {}  # handle id -> bytes per second
+        self._denied: set[str] = set()  # handle ids /fileHandle/batch refuses
         self.blob_bytes_sent = 0
         self.partial_responses = 0  # 206 answers (resumed or ranged downloads)
         root_entity = _Entity(project_id, project_name, None, PROJECT, modified_on=_now_iso())
@@ -285,6 +286,11 @@ class SynapseEmulator:
         """Close the connection after ``fraction`` of the body, the next ``times`` downloads."""
         with self._lock:
             self._drop[self.handle_of(relpath).id] = (times, fraction)
+
+    def deny(self, relpath: str) -> None:
+        """``/fileHandle/batch`` answers UNAUTHORIZED for that file (no DOWNLOAD permission)."""
+        with self._lock:
+            self._denied.add(self.handle_of(relpath).id)
 
     def throttle(self, relpath: str, bytes_per_second: float | None) -> None:
         """Serve that file at ``bytes_per_second`` (None: full speed again)."""
@@ -546,7 +552,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if handle is None or owner is None:
                     results.append({"fileHandleId": fh_id, "failureCode": "NOT_FOUND"})
                     continue
-                if fh_id not in owner.versions.values():
+                if fh_id not in owner.versions.values() or fh_id in emu._denied:
                     results.append({"fileHandleId": fh_id, "failureCode": "UNAUTHORIZED"})
                     continue
                 item: dict[str, Any] = {"fileHandleId": fh_id}

@@ -723,3 +723,15 @@ def test_verify_honours_include_and_cohort_offline(world: World) -> None:
     for result in report.verified:
         parts = result.path.split("/")
         assert len(parts) == 1 or parts[1] in chosen or parts[-1].split(".")[0].upper() in chosen
+
+
+def test_a_permission_error_fails_at_once(world: World) -> None:
+    rel = "train_test_splits.csv"
+    world.emu.deny(rel)
+    report = world.sync(include=["*.csv"])
+    [failed] = report.failed
+    assert failed.path == rel
+    assert failed.attempts == 1
+    assert "UNAUTHORIZED" in (failed.reason or "")
+    assert world.emu.count("batch") == 2  # the denied file once, the other csv once
+    assert report.exit_code == 1

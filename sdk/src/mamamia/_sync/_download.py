@@ -212,6 +212,8 @@ class Downloader:
             except Exception as exc:  # _Retry, httpx transport errors, RemoteError, OSError
                 retry_after = exc.retry_after if isinstance(exc, _Retry) else None
                 last = _reason(exc)
+                if getattr(exc, "permanent", False):
+                    raise DownloadFailed(last, attempt) from exc
                 if isinstance(exc, OSError) and not _transient_os_error(exc):
                     raise DownloadFailed(f"local write failed: {last}", attempt) from exc
                 if attempt < self._policy.attempts and self._stop.wait(

@@ -33,7 +33,15 @@ _SYN_ID = re.compile(r"syn\d+")
 
 
 class RemoteError(Exception):
-    """A Synapse REST call failed after its retries; the message says which and why."""
+    """A Synapse REST call failed after its retries; the message says which and why.
+
+    ``permanent`` errors (no permission, not found, an unmet access requirement) are not worth
+    another attempt.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 def check_synapse_id(value: str, what: str = "--from") -> str:
@@ -120,7 +128,9 @@ class SynapseRemote:
                 retryPolicy=self._retry_policy,
             )
         except Exception as exc:
-            raise RemoteError(f"POST {uri}: {_describe(exc, self.anonymous)}") from exc
+            raise RemoteError(
+                f"POST {uri}: {_describe(exc, self.anonymous)}", permanent=_permanent(exc)
+            ) from exc
 
     def children(self, parent_id: str) -> list[dict[str, Any]]:
         """Every folder and file directly under ``parent_id`` (all pages), as EntityHeaders."""
@@ -150,7 +160,8 @@ class SynapseRemote:
         if not fh_id or not handles:
             raise RemoteError(
                 f"{synapse_id}: the bundle has no file handle (no DOWNLOAD permission, or an "
-                "unmet access requirement: accept the data terms on synapse.org)"
+                "unmet access requirement: accept the data terms on synapse.org)",
+                permanent=True,
             )
         handle = handles[0]
         size = handle.get("contentSize")
@@ -183,7 +194,9 @@ class SynapseRemote:
         results = answer.get("requestedFiles") or [{}]
         failure = results[0].get("failureCode")
         if failure:
-            raise RemoteError(f"{synapse_id}: file handle {file_handle_id}: {failure}")
+            raise RemoteError(
+                f"{synapse_id}: file handle {file_handle_id}: {failure}", permanent=True
+            )
         url = results[0].get("preSignedURL")
         if not url:
             raise RemoteError(f"{synapse_id}: Synapse gave no download URL")
@@ -195,3 +208,14 @@ def _describe(exc: Exception, anonymous: bool) -> str:
     if anonymous and ("401" in text or "403" in text or "not logged in" in text):
         text += " (anonymous: set SYNAPSE_AUTH_TOKEN or an authtoken in the Synapse config)"
     return text[:300]
+
+
+def _permanent(exc: Exception) -> bool:
+    """A 4xx other than 408/429, or a login problem: asking again will not help."""
+    from synapseclient.core.exceptions import SynapseAuthenticationError, SynapseHTTPError
+
+    if isinstance(exc, SynapseAuthenticationError):
+        return True
+    response = getattr(exc, "response", None) if isinstance(exc, SynapseHTTPError) else None
+    status = getattr(response, "status_code", None)
+    return isinstance(status, int) and 400 <= status < 500 and status not in (408, 429)
