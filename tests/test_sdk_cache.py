@@ -61,8 +61,14 @@ def test_offline_cache_opens_and_missing_chunks_raise(
         assert offline.version == version
         assert np.array_equal(offline.case("DUKE_001").image[1], expected)
         assert len(offline.cohort("TRUE")) == 6
-        with pytest.raises(mamamia.ChunkMissingError, match="missing"):
+        with pytest.raises(mamamia.ChunkMissingError, match="never fetched"):
             offline.case("NACT_01").image[0]
+    chunk = next(
+        p for p in (cache / "volumes" / "DUKE_001").glob("*.zarr/0/c/*/*/*/*") if p.is_file()
+    )
+    chunk.unlink()
+    with mamamia.open(cache) as offline, pytest.raises(mamamia.ChunkMissingError, match="missing"):
+        offline.case("DUKE_001").image[...]
 
 
 def test_a_writer_killed_mid_write_leaves_no_corrupt_entry(tmp_path: Path) -> None:

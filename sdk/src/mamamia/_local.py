@@ -14,6 +14,7 @@ import zarr
 
 from mamamia._errors import (
     CatalogFormatError,
+    ChunkMissingError,
     NotFoundError,
     QueryError,
     QueryRejected,
@@ -99,8 +100,19 @@ class LocalBackend:
             if cached is not None:
                 return cached
             path = (self.root / zarr_path).resolve()
-            if not path.is_relative_to(self.root) or not path.is_dir():
+            if not path.is_relative_to(self.root):
                 raise NotFoundError(f"{self.root}: no array at {zarr_path}")
+            if not (path / "zarr.json").is_file():
+                source = self._manifest.get("mirrored_from")
+                if source:
+                    raise ChunkMissingError(
+                        f"{zarr_path} was never fetched into this cache of {source}: "
+                        "read it once online, or cohort.prefetch() before going offline"
+                    )
+                raise NotFoundError(
+                    f"{self.root}: no array at {zarr_path} (the catalog is damaged: run "
+                    "mamamia verify)"
+                )
             array = zarr.open_array(store=StrictLocalStore(path), mode="r", zarr_format=3)
             self._arrays[zarr_path] = array
             return array
