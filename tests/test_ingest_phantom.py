@@ -94,3 +94,16 @@ def test_release2_lowercase_names(release2: tuple[Path, Path, Any]) -> None:
     assert "info_primary_lesion_breast_coordinates_x_min" in info
     assert row["info_imaging_data_dataset"] in ("DUKE", "duke")
     assert all(r["split"] in ("train", "test") for r in rows.values())
+    # The JSON's breast box (numpy axes of the SimpleITK array) in the project's (z, y, x).
+    for r in rows.values():
+        assert r["info_breast_bbox_min_zyx"] == [
+            r["info_primary_lesion_breast_coordinates_x_min"],
+            r["info_primary_lesion_breast_coordinates_y_min"],
+            r["info_primary_lesion_breast_coordinates_z_min"],
+        ]
+
+
+def test_release1_has_null_info_columns(catalog_dir: Path) -> None:
+    rows = _table(catalog_dir, "cases")
+    assert all(r["info_clinical_data_age"] is None for r in rows)
+    assert all(r["info_breast_bbox_min_zyx"] is None for r in rows)

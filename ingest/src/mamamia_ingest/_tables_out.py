@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 
 from mamamia_ingest._layout import RawLayout
 from mamamia_ingest._volumes import CaseResult
-from mamamia_schema import volumes_arrow_schema
+from mamamia_schema import PatientInfo, arrow_type_for, volumes_arrow_schema
 
 __all__ = [
     "FEATURE_SCHEMA",
@@ -27,6 +28,7 @@ __all__ = [
     "VOLUMES_SCHEMA",
     "build_tables",
     "flatten_info",
+    "known_info_fields",
 ]
 
 _F64 = pa.float64()
@@ -89,6 +91,40 @@ def flatten_info(value: Any, prefix: str = "info") -> dict[str, Any]:
         return out
     out[prefix] = _plain(value)
     return out
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def known_info_fields() -> list[tuple[str, pa.DataType]]:
+    """The ``info_*`` columns of the documented per-case JSON keys, with their Arrow types."""
+    out: list[tuple[str, pa.DataType]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, f in model.model_fields.items():
+            if model is PatientInfo and name == "patient_id":
+                continue
+            sub = _model_of(f.annotation)
+            if sub is not None:
+                walk(sub, f"{prefix}_{name}")
+            else:
+                out.append((f"{prefix}_{name}", arrow_type_for(f.annotation)))
+
+    walk(PatientInfo, "info")
+    return out
+
+
+def _breast_box(info: Any, end: str) -> list[int] | None:
+    """The JSON's breast box in the project's (z, y, x) array order (see BreastCoordinates)."""
+    box = getattr(info, "breast_coordinates", None)
+    value = getattr(box, f"bbox_{end}_zyx", None) if box is not None else None
+    return list(value) if value is not None else None
 
 
 def _infer_array(values: list[Any]) -> pa.Array:
@@ -171,11 +207,20 @@ def build_tables(
         )
     infos = extras.get("patient_info") or {}
     i_rows = [flatten_info(infos[pid]) if pid in infos else {} for pid in order]
+    # The documented JSON fields always exist, typed by the schema (null without a JSON);
+    # unknown keys follow, typed by their values.
+    known = known_info_fields()
+    for name, typ in known:
+        columns[name] = pa.array([row.get(name) for row in i_rows], typ)
     i_names: list[str] = []
     for row in i_rows:
-        i_names.extend(k for k in row if k not in i_names)
+        i_names.extend(k for k in row if k not in i_names and k not in columns)
     for name in i_names:
         columns[name] = _infer_array([row.get(name) for row in i_rows])
+    for end in ("min", "max"):
+        columns[f"info_breast_bbox_{end}_zyx"] = pa.array(
+            [_breast_box(infos.get(pid), end) for pid in order], _LIST_I64
+        )
 
     def kinds(pid: str) -> set[str]:
         r = results.get(pid)
