@@ -26,21 +26,16 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import duckdb
 import pyarrow as pa
 
-from ._errors import (
-    QueryError,
-    QueryFailed,
-    QueryRejected,
-    QueryTimeout,
-    QueryTooLarge,
-    UnknownTable,
-)
+from ._errors import QueryError, QueryFailed, QueryRejected, UnknownTable
 from ._limits import QueryLimits
+from ._runner import columns, fetch, open_locked
 from ._sql_guard import CheckedQuery, ParamValue, check_params, check_query, same_tree
+from ._worker import WorkerPool
 
 __all__ = ["Column", "QueryEngine", "QueryResult"]
 
@@ -78,11 +73,27 @@ class QueryResult:
     order_by: tuple[int, ...] | None = None
 
 
-def _cleanup(con: duckdb.DuckDBPyConnection, directory: str) -> None:
+def _cleanup(con: duckdb.DuckDBPyConnection, pool: WorkerPool | None, directory: str) -> None:
     try:
+        if pool is not None:
+            pool.close()
         con.close()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+_UNITS: Final = {
+    "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+}  # fmt: skip
+
+
+def memory_bytes(text: str) -> int:
+    """Bytes of a DuckDB memory size such as ``"1GB"`` (10^9) or ``"512MiB"`` (2^29)."""
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*$", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"not a memory size: {text!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 class QueryEngine:
@@ -92,6 +103,13 @@ class QueryEngine:
     temporary directory (``workdir`` or the system default); the engine then never touches a
     file again. Thread-safe: every call takes its own cursor. Call :meth:`close` (or use it as
     a context manager) to delete the temporary database.
+
+    ``isolation="thread"`` (the default) runs queries in this process, on a cursor per call.
+    ``isolation="process"`` runs them in ``workers`` spawned processes that open the same
+    database read-only with the same locked settings under ``RLIMIT_AS = address_space``
+    bytes (default ``memory_limit`` + 2 GiB); a worker that overruns the deadline by
+    ``grace_s`` is killed and replaced (see ``_worker``). Each worker is its own DuckDB
+    instance, so memory use is up to ``workers * memory_limit``.
     """
 
     def __init__(
@@ -100,8 +118,15 @@ class QueryEngine:
         limits: QueryLimits | None = None,
         *,
         workdir: str | os.PathLike[str] | None = None,
+        isolation: Literal["thread", "process"] = "thread",
+        workers: int = 2,
+        address_space: int | None = None,
+        grace_s: float = 2.0,
     ) -> None:
         self.limits = limits if limits is not None else QueryLimits()
+        if isolation not in ("thread", "process"):
+            raise ValueError(f"isolation must be 'thread' or 'process', got {isolation!r}")
+        self.isolation = isolation
         if not tables:
             raise ValueError("QueryEngine needs at least one table")
         sources: dict[str, Path] = {}
@@ -118,16 +143,27 @@ class QueryEngine:
             sources[name.lower()] = p
         self._dir = tempfile.mkdtemp(prefix="mamamia-query-", dir=workdir)
         self._path = os.path.join(self._dir, _DB_FILE)
+        self._pool: WorkerPool | None = None
+        con: duckdb.DuckDBPyConnection | None = None
         try:
             self._copy_in(sources)
-            self._con = self._open_locked()
+            self._con = con = open_locked(self._path, self.limits)
             self._schemas = {name: self._describe(name) for name in sorted(sources)}
+            if isolation == "process":
+                space = address_space
+                if space is None:
+                    space = memory_bytes(self.limits.memory_limit) + 2 * 1024**3
+                self._pool = WorkerPool(
+                    self._path, self.limits, size=workers, address_space=space, grace_s=grace_s
+                )
         except BaseException:
+            if con is not None:
+                con.close()
             shutil.rmtree(self._dir, ignore_errors=True)
             raise
         self._lock = threading.Lock()
         self._closed = False
-        self._finalizer = weakref.finalize(self, _cleanup, self._con, self._dir)
+        self._finalizer = weakref.finalize(self, _cleanup, self._con, self._pool, self._dir)
 
     # -- set-up -----------------------------------------------------------------------------
     def _copy_in(self, sources: Mapping[str, Path]) -> None:
@@ -154,33 +190,6 @@ class QueryEngine:
             con.execute("CHECKPOINT")
         finally:
             con.close()
-
-    def _open_locked(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect(
-            self._path,
-            read_only=True,
-            config={
-                # allowed_directories / allowed_paths stay empty: nothing outside this database
-                "enable_external_access": False,
-                "autoload_known_extensions": False,
-                "autoinstall_known_extensions": False,
-                "allow_community_extensions": False,
-                "allow_persistent_secrets": False,
-                "python_enable_replacements": False,
-                "temp_directory": "",
-                "memory_limit": self.limits.memory_limit,
-                "threads": self.limits.threads,
-                "max_execution_time": self.limits.time_limit_ms,
-            },
-        )
-        try:
-            # max_execution_time is a LOCAL default: only SET GLOBAL reaches the cursors.
-            con.execute(f"SET GLOBAL max_execution_time = {int(self.limits.time_limit_ms)}")
-            con.execute("SET lock_configuration = true")
-        except BaseException:
-            con.close()
-            raise
-        return con
 
     def _describe(self, name: str) -> pa.Schema:
         cur = self._con.cursor()
@@ -233,8 +242,7 @@ class QueryEngine:
         lim = self._limit(limit)
         checked = self.check(sql)
         values = check_params(checked, params, self.limits)
-        with self._cursor() as cur:
-            table, columns = self._fetch(cur, checked.sql, values, lim + 1)
+        table, columns = self._fetch(checked.sql, values, lim + 1)
         return QueryResult(
             table=table.slice(0, lim),
             truncated=table.num_rows > lim,
@@ -247,8 +255,7 @@ class QueryEngine:
         checked = self.check(sql)
         values = check_params(checked, params, self.limits)
         wrapped = self._wrap(checked, "SELECT count(*) AS n FROM ({}) AS " + _SUBQUERY_ALIAS)
-        with self._cursor() as cur:
-            table, _ = self._fetch(cur, wrapped, values, 2)
+        table, _ = self._fetch(wrapped, values, 2)
         return int(table.column(0)[0].as_py())
 
     def execute_page(
@@ -277,20 +284,18 @@ class QueryEngine:
             raise QueryRejected("offset is too large", rule="offset")
         checked = self.check(sql)
         values = check_params(checked, params, self.limits)
-        with self._cursor() as cur:
-            names = self._columns(cur, checked.sql, values)
-            order = self._order_keys(names)
-            page_sql = self._wrap(
-                checked,
-                "SELECT * FROM ({}) AS "
-                + _SUBQUERY_ALIAS
-                + " ORDER BY "
-                + ", ".join(str(i) for i in order)
-                + f" LIMIT {lim + 1} OFFSET {offset}",
-            )
-            count_sql = self._wrap(checked, "SELECT count(*) AS n FROM ({}) AS " + _SUBQUERY_ALIAS)
-            total_table, _ = self._fetch(cur, count_sql, values, 2)
-            table, columns = self._fetch(cur, page_sql, values, lim + 1)
+        order = self._order_keys(self._columns(checked.sql, values))
+        page_sql = self._wrap(
+            checked,
+            "SELECT * FROM ({}) AS "
+            + _SUBQUERY_ALIAS
+            + " ORDER BY "
+            + ", ".join(str(i) for i in order)
+            + f" LIMIT {lim + 1} OFFSET {offset}",
+        )
+        count_sql = self._wrap(checked, "SELECT count(*) AS n FROM ({}) AS " + _SUBQUERY_ALIAS)
+        total_table, _ = self._fetch(count_sql, values, 2)
+        table, columns = self._fetch(page_sql, values, lim + 1)
         return QueryResult(
             table=table.slice(0, lim),
             truncated=table.num_rows > lim,
@@ -376,74 +381,25 @@ class QueryEngine:
         finally:
             cur.close()
 
-    def _columns(
-        self, cur: duckdb.DuckDBPyConnection, sql: str, params: dict[str, ParamValue]
-    ) -> list[str]:
-        try:
-            rel = cur.sql(sql, params=params or None)
-            if rel is None:  # only for statements that are not SELECT; the guard stops those
-                raise QueryRejected("only SELECT queries are allowed", rule="statement")
-            return list(rel.columns)
-        except duckdb.Error as exc:
-            raise self._translate(exc) from None
-
     def _fetch(
-        self,
-        cur: duckdb.DuckDBPyConnection,
-        sql: str,
-        params: dict[str, ParamValue],
-        max_rows: int,
+        self, sql: str, params: dict[str, ParamValue], max_rows: int
     ) -> tuple[pa.Table, tuple[Column, ...]]:
-        """Run ``sql`` and read at most ``max_rows`` rows as Arrow, streaming."""
-        try:
-            rel = cur.sql(sql, params=params or None)
-            if rel is None:
-                raise QueryRejected("only SELECT queries are allowed", rule="statement")
-            columns = tuple(
-                Column(str(n), str(t)) for n, t in zip(rel.columns, rel.types, strict=True)
-            )
-            reader = rel.to_arrow_reader(max(1, min(max_rows, 2048)))
-            try:
-                batches: list[pa.RecordBatch] = []
-                n = 0
-                while n < max_rows:
-                    try:
-                        batch = reader.read_next_batch()
-                    except StopIteration:
-                        break
-                    batches.append(batch)
-                    n += batch.num_rows
-                schema = reader.schema
-            finally:
-                reader.close()  # frees the pending result: the rest of the query never runs
-        except duckdb.Error as exc:
-            raise self._translate(exc) from None
-        table = pa.Table.from_batches(batches, schema=schema).slice(0, max_rows)
-        return table, columns
+        if self._pool is not None:
+            if self._closed:
+                raise QueryFailed("the query engine is closed", rule="closed")
+            table, specs = self._pool.fetch(sql, params, max_rows)
+        else:
+            with self._cursor() as cur:
+                table, specs = fetch(cur, sql, params, max_rows, self.limits, self._path)
+        return table, tuple(Column(n, t) for n, t in specs)
 
-    def _translate(self, exc: duckdb.Error) -> QueryError:
-        if isinstance(exc, duckdb.InterruptException):
-            return QueryTimeout(
-                f"the query ran past the time limit of {self.limits.time_limit_ms} ms and was stopped",
-                rule="timeout",
-            )
-        if isinstance(exc, duckdb.OutOfMemoryException):
-            return QueryTooLarge(
-                f"the query needs more memory than the server allows ({self.limits.memory_limit})",
-                rule="memory",
-            )
-        if isinstance(exc, duckdb.PermissionException):
-            # The guard should have refused it already; say nothing about what was touched.
-            return QueryRejected("the query tried something that is not allowed", rule="permission")
-        return QueryFailed(f"the query failed: {self._scrub(str(exc))}", rule="duckdb")
-
-    def _scrub(self, message: str) -> str:
-        """DuckDB's message, made safe to show: no server path, first lines only, bounded."""
-        text = message.replace(self._path, "<database>").replace(self._dir, "<dir>")
-        text = re.sub(r"(?:[A-Za-z]:)?[/\\][^\s'\"]*[/\\][^\s'\"]*", "<path>", text)
-        lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-        # Keep the error line and DuckDB's "LINE 1:" excerpt of the user's own query.
-        return " ".join(ln.strip() for ln in lines[:3])[:500] or "unknown error"
+    def _columns(self, sql: str, params: dict[str, ParamValue]) -> list[str]:
+        if self._pool is not None:
+            if self._closed:
+                raise QueryFailed("the query engine is closed", rule="closed")
+            return self._pool.columns(sql, params)
+        with self._cursor() as cur:
+            return columns(cur, sql, params, self.limits, self._path)
 
 
 def _strip_tail(sql: str) -> str:
