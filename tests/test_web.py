@@ -419,6 +419,29 @@ def test_case_viewer(page: Page, web_url: str, api: httpx.Client, artifacts: Pat
         )
     _shot(page, artifacts, "case-viewer-overlay")
 
+    # A click on the axial picture moves the coronal and sagittal planes to that point: at the
+    # box's centre, both land inside the box on their own normal axes.
+    r0, r1, c0, c1 = _box_fraction(page, "axial")
+    frame = page.locator("#view-axial .frame").bounding_box()
+    assert frame is not None
+    lo, hi = fields["tumor_bbox_min_zyx"], fields["tumor_bbox_max_zyx"]
+    counts = {plane: _loaded(page, plane) for plane in ("coronal", "sagittal")}
+    page.mouse.click(
+        frame["x"] + frame["width"] * (c0 + c1) / 2, frame["y"] + frame["height"] * (r0 + r1) / 2
+    )
+    for plane in ("coronal", "sagittal"):
+        _wait_loaded(page, plane, counts[plane])
+        axis = plane_layout(image["direction"], plane).normal_axis
+        index = int(page.get_attribute(f"#view-{plane} .stage", "data-index") or -1)
+        assert lo[axis] <= index < hi[axis], (plane, index, lo, hi)
+
+    # One view alone, large, and back.
+    page.click("#view-axial .enlarge")
+    assert page.locator("#view-coronal").is_hidden()
+    assert page.locator("#view-axial .stage").bounding_box()["width"] > 1.5 * frame["width"]  # type: ignore[index]
+    page.click("#view-axial .enlarge")
+    assert page.locator("#view-coronal").is_visible()
+
     # Overlay off again: the outline is gone.
     n = _loaded(page, "axial")
     page.uncheck("#ov-expert")

@@ -29,12 +29,12 @@ let viewer;
 function showProblem(error) {
   if (error && error.name === "AbortError") return;
   const box = $("problems");
-  const node = problemNode(error, { onClose: () => node.remove() });
+  const unauthorized = error instanceof ApiProblem && error.status === 401;
+  const hint = unauthorized ? "Enter an access token at the top right and press Use." : null;
+  const node = problemNode(error, { onClose: () => node.remove(), hint });
   box.append(node);
   while (box.children.length > 3) box.firstChild.remove();
-  if (error instanceof ApiProblem && error.status === 401) {
-    $("token-input").focus();
-  }
+  if (unauthorized) $("token-input").focus();
 }
 
 function clearProblems() {

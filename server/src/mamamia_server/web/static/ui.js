@@ -38,7 +38,7 @@ export function clear(node) {
 }
 
 // A problem (ApiProblem or any Error) as a readable block: status, title, detail.
-export function problemNode(error, { onClose } = {}) {
+export function problemNode(error, { onClose, hint } = {}) {
   const status = error && error.status ? String(error.status) : "";
   const title = (error && error.title) || (error && error.name) || "Error";
   const detail = error && error.title ? error.detail : error && error.message ? error.message : String(error);
@@ -50,6 +50,7 @@ export function problemNode(error, { onClose } = {}) {
       el("strong", { text: title }),
       detail ? el("div", { class: "detail", text: detail }) : null,
       error && error.rule ? el("div", { class: "muted", text: `rule: ${error.rule}` }) : null,
+      hint ? el("div", { class: "hint-line", text: hint }) : null,
     ),
   );
   if (onClose) box.append(el("button", { type: "button", class: "close", "aria-label": "Dismiss", text: "×", onclick: onClose }));

@@ -141,7 +141,20 @@ class View {
     this.root = el(
       "div",
       { class: "view", id: `view-${plane}` },
-      el("div", { class: "view-head" }, el("span", { class: "plane", text: name }), this.label),
+      el(
+        "div",
+        { class: "view-head" },
+        el("span", { class: "plane", text: name }),
+        this.label,
+        (this.enlarge = el("button", {
+          type: "button",
+          class: "enlarge ghost",
+          "aria-pressed": "false",
+          "aria-label": `Enlarge the ${name.toLowerCase()} view`,
+          title: "Enlarge / back to three views",
+          text: "⤢",
+        })),
+      ),
       this.stage,
       el("label", { class: "sr-only", for: sliderId, text: `${name} slice` }),
       this.slider,
@@ -150,6 +163,7 @@ class View {
   }
 
   bindEvents() {
+    this.enlarge.addEventListener("click", () => this.viewer.toggleSingle(this.plane));
     this.slider.addEventListener("input", () => this.viewer.setSlice(this.plane, Number(this.slider.value)));
     this.stage.addEventListener("keydown", (event) => {
       const steps = { ArrowUp: 1, ArrowRight: 1, ArrowDown: -1, ArrowLeft: -1, PageUp: 10, PageDown: -10 }[event.key];
@@ -309,6 +323,7 @@ export class Viewer {
     this.caseList = [];
     this.cache = new Map(); // request key -> {url, low, high}
     this.openSeq = 0;
+    this.single = null;
     const views = clear($("views"));
     this.views = Object.keys(PLANES).map((plane) => new View(this, plane));
     for (const view of this.views) views.append(view.root);
@@ -357,6 +372,21 @@ export class Viewer {
     $("show-box").addEventListener("change", () => {
       this.showBox = $("show-box").checked;
       for (const view of this.views) view.drawMarks();
+    });
+  }
+
+  // Show one plane alone, large (again: back to three).
+  toggleSingle(plane) {
+    this.single = this.single === plane ? null : plane;
+    $("views").classList.toggle("single", this.single !== null);
+    for (const view of this.views) {
+      const big = view.plane === this.single;
+      view.root.classList.toggle("big", big);
+      view.enlarge.setAttribute("aria-pressed", big ? "true" : "false");
+    }
+    requestAnimationFrame(() => {
+      this.layout();
+      if (this.single) this.views.find((v) => v.plane === this.single).render();
     });
   }
 
@@ -544,10 +574,10 @@ export class Viewer {
     const select = clear($("phase"));
     for (const image of images) {
       const t = image.acquisition_time_s;
-      const when = image.phase === 0 ? "pre-contrast" : t !== null && t !== undefined ? `${Math.round(t)} s` : "post-contrast";
+      const when = image.phase === 0 ? "pre" : t !== null && t !== undefined ? `${Math.round(t)} s` : "post";
       select.append(el("option", { value: String(image.phase), text: `Phase ${image.phase} (${when})` }));
     }
-    if (images.length >= 2) select.append(el("option", { value: "sub", text: "Subtraction (phase 1 − phase 0)" }));
+    if (images.length >= 2) select.append(el("option", { value: "sub", text: "Subtraction (1 − 0)" }));
     const keep = [...select.options].some((o) => o.value === this.phase);
     if (!keep) this.phase = images.length >= 2 ? "1" : "0";
     select.value = this.phase;
