@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from _sql_test_data import DATASETS, N_CASES, cases_table, volumes_table, write_tables
-from mamamia_server._engine import Column, QueryEngine
+from mamamia_server._engine import Column, QueryEngine, strip_statement
 from mamamia_server._errors import QueryFailed, QueryRejected, QueryTooLarge, UnknownTable
 from mamamia_server._limits import QueryLimits
 from mamamia_server._sql_guard import ALLOWED_FUNCTIONS, check_params, check_query, where_to_sql
@@ -536,3 +536,17 @@ def test_check_query_reports_tables_and_params() -> None:
     assert checked.tables == {"cases", "volumes"}
     assert checked.param_names == {"a", "k"}
     assert check_params(checked, {"a": 1, "k": "image"}) == {"a": 1, "k": "image"}
+
+
+@pytest.mark.parametrize(
+    ("sql", "want"),
+    [
+        ("SELECT 1", "SELECT 1"),
+        ("SELECT 1;", "SELECT 1"),
+        ("SELECT 1 ; ; -- done\n", "SELECT 1"),
+        ("SELECT ';' AS s /* ; */;", "SELECT ';' AS s"),
+        ("SELECT 1 -- a ; b", "SELECT 1"),
+    ],
+)
+def test_strip_statement(sql: str, want: str) -> None:
+    assert strip_statement(sql) == want

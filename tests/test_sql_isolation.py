@@ -155,3 +155,26 @@ def test_bad_isolation_and_memory_sizes(paths: dict[str, Path]) -> None:
     assert memory_bytes("512MiB") == 512 * 2**20
     with pytest.raises(ValueError, match="memory size"):
         memory_bytes("lots")
+
+
+def test_hostile_suite_in_workers(
+    engines: tuple[QueryEngine, QueryEngine], paths: dict[str, Path]
+) -> None:
+    from test_sql_security import HOSTILE
+
+    isolated, _ = engines
+    assert isolated._pool is not None
+    workers = set(isolated._pool.pids())
+    for name, sql, allowed in HOSTILE:
+        query = sql.format(
+            out=paths["cases"].parent,
+            parquet=paths["cases"],
+            db=isolated.database_path,
+            dbdir=os.path.dirname(isolated.database_path),
+        )
+        with pytest.raises(allowed) as info:
+            isolated.execute(query, limit=10)
+        assert "root:" not in str(info.value), name
+        assert os.path.dirname(isolated.database_path) not in str(info.value), name
+    assert set(isolated._pool.pids()) == workers  # DuckDB's own deadline stopped every bomb
+    assert isolated.count("SELECT * FROM cases") == N_CASES

@@ -37,7 +37,7 @@ from ._runner import columns, fetch, open_locked
 from ._sql_guard import CheckedQuery, ParamValue, check_params, check_query, same_tree
 from ._worker import WorkerPool
 
-__all__ = ["Column", "QueryEngine", "QueryResult"]
+__all__ = ["Column", "QueryEngine", "QueryResult", "memory_bytes", "strip_statement"]
 
 _TABLE_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _DB_FILE: Final = "mamamia_catalog.duckdb"
@@ -348,7 +348,7 @@ class QueryEngine:
         without trailing semicolons; the composed text is parsed again and its subquery must
         be the very tree that was checked, so no text trick can change what runs.
         """
-        body = _strip_tail(checked.sql)
+        body = strip_statement(checked.sql)
         # The guard's limits apply to what we add too, with room for the wrapper.
         room = dataclasses.replace(
             self.limits,
@@ -402,7 +402,7 @@ class QueryEngine:
             return columns(cur, sql, params, self.limits, self._path)
 
 
-def _strip_tail(sql: str) -> str:
+def strip_statement(sql: str) -> str:
     """``sql`` without trailing comments and semicolons (found by DuckDB's own tokenizer)."""
     cut = len(sql)
     try:
