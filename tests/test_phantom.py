@@ -440,6 +440,44 @@ def test_release_2_caps_phases(tmp_path: Path) -> None:
     assert len(record.acquisition_times) == 6
 
 
+def test_release_conversion_both_ways(release2_phantom: PhantomReport, tmp_path: Path) -> None:
+    # A release-2 table comes through unchanged by default, and loses breast_density as release 1.
+    source = release2_phantom.root / "clinical_and_imaging_info.xlsx"
+    same = write_phantom(tmp_path / "same", table=source, ids="NACT_01", scale=0.05, progress=False)
+    assert same.release == 2
+    back = write_phantom(
+        tmp_path / "r1", table=source, ids="NACT_01", scale=0.05, release=1, progress=False
+    )
+    table = read_clinical_table(back.root / "clinical_and_imaging_info.xlsx")
+    assert table.release == 1
+    assert table.errors == []
+    original = read_clinical_table(source).by_id()["NACT_01"].model_dump()
+    original["breast_density"] = None
+    assert table.records[0].model_dump() == original
+    assert not (back.root / "patient_info_files").exists()
+
+
+def test_csv_table(tmp_path: Path, real_records: dict[str, ClinicalRecord]) -> None:
+    wb = openpyxl.load_workbook(REAL_TABLE, read_only=True)
+    rows = list(wb["dataset_info"].iter_rows(values_only=True))
+    header = rows[0]
+    keep = [r for r in rows[1:] if r[0] in ("DUKE_002", "NACT_02")]
+    with (tmp_path / "table.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(["" if c is None else c for c in r] for r in keep)
+    report = write_phantom(tmp_path / "raw", table=tmp_path / "table.csv", cases=2, scale=0.05)
+    assert [c.patient_id for c in report.cases] == ["DUKE_002", "NACT_02"]
+    for case in report.cases:
+        size, spacing, _, _ = expected_geometry(real_records[case.patient_id], 0.05)
+        assert read(report.root / case.images[0]).GetSize() == size
+        assert np.allclose(case.spacing_xyz, spacing)
+    table = read_clinical_table(report.root / "clinical_and_imaging_info.xlsx")
+    assert table.errors == []
+    legend = openpyxl.load_workbook(report.root / "clinical_and_imaging_info.xlsx")["legend"]
+    assert legend.max_row > 50, "a built-in legend when the source has none"
+
+
 def test_synthetic_table(synthetic_phantom: PhantomReport) -> None:
     root = synthetic_phantom.root
     table = read_clinical_table(root / "clinical_and_imaging_info.xlsx")

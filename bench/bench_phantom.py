@@ -1,0 +1,169 @@
+"""``write_phantom`` against the obvious phantom writer, on the same cases and geometry.
+
+The baseline builds each case the straightforward way: the whole 4D series as float64 noise plus
+a tumour evaluated over the full grid, masks over the full grid, then one ``GetImageFromArray``
+and ``WriteImage`` per phase. Ours builds each phase slab by slab straight into its SimpleITK
+image (tumour only in its box, noise from a per-case buffer) and spreads the files over worker
+processes. Two measurements, each run for both in this one run:
+
+- wall time for 20 cases of the built-in table at ``--scale 0.25`` (target: well under 60 s on
+  2 cores);
+- peak memory growth while writing the largest real row (ISPY2_275034, 1024x1024x160, 7 phases)
+  at ``--scale 0.5``, each in a fresh subprocess.
+
+    uv run python bench/bench_phantom.py [--cases 20] [--scale 0.25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from mamamia_ingest import write_phantom
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE = ROOT / "tests" / "data" / "clinical_and_imaging_info.xlsx"
+BASELINE = "naive 4D float64 writer"
+
+
+def naive_case(root: Path, case: Any, seed: int) -> None:
+    """The obvious implementation: everything for the case in memory at once."""
+    rng = np.random.default_rng(seed)
+    z, y, x = case.shape_zyx
+    series = rng.normal(200.0, 8.0, size=(case.num_phases, z, y, x))
+    kk, jj, ii = np.indices((z, y, x), dtype=np.float64)
+    centre = np.array([z, y, x]) / 2
+    radius = np.maximum(np.array([z, y, x]) / 10, 1.0)
+    inside = ((kk - centre[0]) / radius[0]) ** 2 + ((jj - centre[1]) / radius[1]) ** 2
+    inside = inside + ((ii - centre[2]) / radius[2]) ** 2 <= 1.0
+    for p, t in enumerate(case.phase_times_s):
+        series[p][inside] += 400.0 * (1 - np.exp(-t / 80.0))
+    series = np.clip(series, 0, 32767).astype(np.int16)
+
+    def write(array: np.ndarray, rel: str) -> None:
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing(case.spacing_xyz)
+        image.SetOrigin(case.origin_xyz)
+        image.SetDirection(case.direction)
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(image, str(path), useCompression=True)
+
+    for p, rel in enumerate(case.images):
+        write(series[p], rel)
+    mask = inside.astype(np.uint8)
+    write(mask, case.expert)
+    write(np.roll(mask, 1, axis=2), case.automatic)
+
+
+_PEAK = textwrap.dedent(
+    """
+    import json, resource, sys
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[4])
+    import bench_phantom
+    from mamamia import read_clinical_table
+    from mamamia_ingest import write_phantom
+    from mamamia_ingest.phantom._spec import spec_from_record
+    from mamamia_ingest.phantom._volume import build_case
+    from mamamia_ingest.phantom._writer import _report_case
+
+    def peak():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    out, table, which = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    # Same warm-up for both (imports, table parsing, one tiny case each way).
+    small = write_phantom(out / "small", table=table, ids="NACT_01", scale=0.05, jobs=1,
+                          progress=False)
+    bench_phantom.naive_case(out / "small_naive", small.cases[0], 0)
+    record = read_clinical_table(table).by_id()["ISPY2_275034"]
+    before = peak()
+    if which == "ours":
+        write_phantom(out / "huge", table=table, ids="ISPY2_275034", scale=0.5, jobs=1,
+                      progress=False)
+    else:
+        case = _report_case(build_case(spec_from_record(record, 0.5), 0), "train", False, 1)
+        bench_phantom.naive_case(out / "naive", case, 0)
+    print(json.dumps({"before": before, "after": peak()}))
+    """
+)
+
+
+def _peak_growth(which: str) -> float:
+    with tempfile.TemporaryDirectory(prefix="bench-phantom-") as tmp:
+        done = subprocess.run(
+            [sys.executable, "-c", _PEAK, tmp, str(TABLE), which, str(Path(__file__).parent)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(result["after"] - result["before"]) / 2**20
+
+
+def _row(metric: str, ours: float, baseline: float, unit: str, target: str) -> dict[str, Any]:
+    return {
+        "benchmark": "phantom",
+        "metric": metric,
+        "ours": ours,
+        "baseline": baseline,
+        "baseline_name": BASELINE,
+        "ratio": ours / baseline if baseline else None,
+        "target": target,
+        "unit": unit,
+    }
+
+
+def run(cases: int = 20, scale: float = 0.25) -> list[dict[str, Any]]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-phantom-") as tmp:
+        started = time.perf_counter()
+        report = write_phantom(Path(tmp) / "ours", cases=cases, scale=scale, progress=False)
+        ours = time.perf_counter() - started
+        started = time.perf_counter()
+        for i, case in enumerate(report.cases):
+            naive_case(Path(tmp) / "naive", case, i)
+        naive = time.perf_counter() - started
+    rows.append(
+        _row(f"write {cases} cases at scale {scale:g}", ours, naive, "s", "well under 60 s")
+    )
+    ours_mb = _peak_growth("ours")
+    naive_mb = _peak_growth("naive")
+    rows.append(
+        _row(
+            "peak memory growth, 1024x1024x160x7 row at scale 0.5",
+            ours_mb,
+            naive_mb,
+            "MiB",
+            "well below the series (294 MB)",
+        )
+    )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cases", type=int, default=20)
+    parser.add_argument("--scale", type=float, default=0.25)
+    args = parser.parse_args()
+    print("| metric | ours | baseline | ratio | unit |")
+    print("|---|---|---|---|---|")
+    for row in run(args.cases, args.scale):
+        print(
+            f"| {row['metric']} | {row['ours']:.3g} | {row['baseline']:.3g} | "
+            f"{row['ratio']:.3g} | {row['unit']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
