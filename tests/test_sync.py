@@ -735,3 +735,12 @@ def test_a_permission_error_fails_at_once(world: World) -> None:
     assert "UNAUTHORIZED" in (failed.reason or "")
     assert world.emu.count("batch") == 2  # the denied file once, the other csv once
     assert report.exit_code == 1
+
+
+def test_an_empty_file_is_mirrored(world: World) -> None:
+    folder = world.emu.ensure_folder("nnUNet_pretrained_weights")
+    world.emu.add_file(folder, "EMPTY", b"")
+    report = world.sync(include=["nnUNet_pretrained_weights"])
+    assert report.ok, report.summary()
+    assert (world.dest / "nnUNet_pretrained_weights" / "EMPTY").read_bytes() == b""
+    assert world.sync(include=["nnUNet_pretrained_weights"]).downloaded == []

@@ -36,6 +36,7 @@ __all__ = ["sync_command"]
     "--jobs",
     type=click.IntRange(min=1, max=64),
     default=None,
+    metavar="N",
     help="Concurrent downloads (default 8).",
 )
 @click.option(
