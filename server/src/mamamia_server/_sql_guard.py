@@ -412,7 +412,9 @@ def _parse(sql: str, limits: QueryLimits) -> Node:
                 rule="statement",
             )
         if "depth" in msg.lower():
-            raise QueryTooLarge(f"the query is nested too deeply: {_scrub(msg)}", rule="depth")
+            raise QueryTooLarge(
+                "the query is nested too deeply (DuckDB's expression depth limit)", rule="depth"
+            )
         raise QueryRejected(
             f"the query could not be parsed ({kind}): {_scrub(msg)}".replace(" ()", ""),
             rule="parse",
