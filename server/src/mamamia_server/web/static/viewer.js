@@ -349,14 +349,20 @@ export class Viewer {
       this.renderAll();
     });
     const wl = () => {
-      const w = parseFloat($("window").value);
-      const l = parseFloat($("level").value);
-      if (Number.isFinite(w) && w > 0 && Number.isFinite(l)) {
-        this.window = w;
-        this.level = l;
-        this.renderAll();
-      } else if ($("window").value === "" && $("level").value === "") {
+      if ($("window").value === "" && $("level").value === "") {
         this.window = this.level = null;
+        this.renderAll();
+        return;
+      }
+      // One of the two typed: the other keeps its current (or automatic) value.
+      const now = this.currentWindow();
+      const w = $("window").value === "" ? now.window : parseFloat($("window").value);
+      const l = $("level").value === "" ? now.level : parseFloat($("level").value);
+      if (Number.isFinite(w) && w > 0 && Number.isFinite(l)) {
+        this.window = round(w);
+        this.level = round(l);
+        $("window").value = String(this.window);
+        $("level").value = String(this.level);
         this.renderAll();
       }
     };
