@@ -744,3 +744,17 @@ def test_an_empty_file_is_mirrored(world: World) -> None:
     assert report.ok, report.summary()
     assert (world.dest / "nnUNet_pretrained_weights" / "EMPTY").read_bytes() == b""
     assert world.sync(include=["nnUNet_pretrained_weights"]).downloaded == []
+
+
+def test_an_unknown_or_empty_source_is_not_a_silent_success(world: World) -> None:
+    report = world.sync(source="syn999999")
+    assert report.exit_code == 1
+    assert "listing failed" in (report.failed[0].reason or "")
+    assert "deletions were not checked" in " ".join(report.warnings)
+    empty = world.emu.add_folder(world.emu.project_id, "empty")
+    report = mamamia.sync(
+        world.dest.parent / "empty-mirror", source=empty, synapse_config=world.config, **FAST
+    )  # type: ignore[arg-type]
+    assert report.ok
+    assert "lists no files or folders" in " ".join(report.warnings)
+    assert "lists no files or folders" in report.summary()

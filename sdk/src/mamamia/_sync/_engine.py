@@ -648,6 +648,10 @@ class _Sync:
     def run_sync(self, force: set[str] | None = None) -> None:
         root = check_synapse_id(self.o.source)
         top_files, top_folders = self.walk([(root, ())], recurse=False)
+        if not top_files and not top_folders and self.listing_complete:
+            self.report.warnings.append(
+                f"{root} lists no files or folders (is it a project or folder you can read?)"
+            )
         listed = list(top_files)
         if self.o.cohort is not None:
             tables = [f for f in top_files if is_table_file(f.segments)]
