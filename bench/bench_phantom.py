@@ -76,7 +76,7 @@ _PEAK = textwrap.dedent(
     from mamamia_ingest import write_phantom
     from mamamia_ingest.phantom._spec import spec_from_record
     from mamamia_ingest.phantom._volume import build_case
-    from mamamia_ingest.phantom._writer import _report_case
+    from mamamia_ingest.phantom._writer import _facts, _report_case
 
     def peak():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -92,7 +92,8 @@ _PEAK = textwrap.dedent(
         write_phantom(out / "huge", table=table, ids="ISPY2_275034", scale=0.5, jobs=1,
                       progress=False)
     else:
-        case = _report_case(build_case(spec_from_record(record, 0.5), 0), "train", False, 1)
+        model = _facts(build_case(spec_from_record(record, 0.5), 0))
+        case = _report_case(model, "train", False, 1)
         bench_phantom.naive_case(out / "naive", case, 0)
     print(json.dumps({"before": before, "after": peak()}))
     """

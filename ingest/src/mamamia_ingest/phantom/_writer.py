@@ -192,7 +192,22 @@ def _run_tasks(tasks: list[_Task], jobs: int, progress: bool) -> dict[str, int]:
     return sizes
 
 
-def _splits(models: Sequence[CaseModel], seed: int) -> dict[str, str]:
+@dataclass(frozen=True)
+class _Facts:
+    """What the parent keeps of a case model (its arrays are dropped: 1506 full-size cases
+    would otherwise hold hundreds of MB of outlines and boxes)."""
+
+    spec: CaseSpec
+    origin_xyz: tuple[float, float, float]
+    tumour_bbox_zyx: tuple[tuple[int, int, int], tuple[int, int, int]]
+    dice: float
+
+
+def _facts(model: CaseModel) -> _Facts:
+    return _Facts(model.spec, model.origin_xyz, model.tumour_bbox_zyx, model.dice)
+
+
+def _splits(models: Sequence[_Facts], seed: int) -> dict[str, str]:
     splits = {}
     for m in models:
         pid = m.spec.patient_id
@@ -210,7 +225,7 @@ def _splits(models: Sequence[CaseModel], seed: int) -> dict[str, str]:
 _GRADES = ("Good", "Acceptable", "Poor")
 
 
-def _quality(model: CaseModel, seed: int) -> tuple[str, str]:
+def _quality(model: _Facts, seed: int) -> tuple[str, str]:
     dice = model.dice
     grade = 0 if dice >= 0.8 else 1 if dice >= 0.65 else 2
     rng = random.Random(f"mamamia-phantom-qs-{seed}-{model.spec.patient_id}")
@@ -284,7 +299,7 @@ def write_phantom(
         # what the catalog will say about them cannot drift apart.
         records = read_records(xlsx_tmp, chosen)
         specs = [spec_from_record(records[chosen.patient_id(r)], float(scale)) for r in chosen.rows]
-        models = [build_case(spec, seed) for spec in specs]
+        models = [_facts(build_case(spec, seed)) for spec in specs]
         rows = {chosen.patient_id(r): dict(zip(chosen.header, r, strict=True)) for r in chosen.rows}
 
         tasks: list[_Task] = []
@@ -360,7 +375,7 @@ def _parents(rel: str) -> list[str]:
 _BREAST_MARGIN_MM = 40.0
 
 
-def _breast_box(model: CaseModel) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+def _breast_box(model: _Facts) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     lo, hi = model.tumour_bbox_zyx
     spacing_zyx = model.spec.spacing_xyz[::-1]
     shape = model.spec.shape_zyx
@@ -370,7 +385,7 @@ def _breast_box(model: CaseModel) -> tuple[tuple[int, int, int], tuple[int, int,
     return (new_lo[0], new_lo[1], new_lo[2]), (new_hi[0], new_hi[1], new_hi[2])
 
 
-def _report_case(model: CaseModel, split: str, lowercase: bool, release: int) -> PhantomCase:
+def _report_case(model: _Facts, split: str, lowercase: bool, release: int) -> PhantomCase:
     spec = model.spec
     pid = spec.patient_id
     lo, hi = model.tumour_bbox_zyx
