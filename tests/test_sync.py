@@ -758,3 +758,24 @@ def test_an_unknown_or_empty_source_is_not_a_silent_success(world: World) -> Non
     assert report.ok
     assert "lists no files or folders" in " ".join(report.warnings)
     assert "lists no files or folders" in report.summary()
+
+
+def test_json_report_and_lazy_imports(world: World) -> None:
+    code, out, _ = invoke(world, "--dry-run", "--json", "--no-progress", "--include", "*.csv")
+    assert code == 0
+    data = json.loads(out)
+    assert data["ok"] is True
+    assert data["dry_run"] is True
+    assert {r["path"] for r in data["would_download"]} == {
+        "train_test_splits.csv",
+        "preliminary_automatic_segmentations_quality_scores.csv",
+    }
+    probe = (
+        "import sys, mamamia._cli; "
+        "heavy = [m for m in ('synapseclient', 'mamamia._sync._engine', 'tqdm') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "[]", "mamamia --help must not import the sync machinery"
