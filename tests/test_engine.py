@@ -227,6 +227,7 @@ def test_null_parameter(engine: QueryEngine) -> None:
         ({"ds": [1, "a"]}, r"mixes value types"),
         ({"d s": 1}, r"not valid"),
         ({"ds": "x\x00"}, r"NUL"),
+        ({"ds": "x\ud800"}, r"invalid Unicode"),
     ],
 )
 def test_bad_parameters(engine: QueryEngine, params: dict[str, Any], message: str) -> None:
@@ -399,6 +400,11 @@ def test_failed_query_message_is_useful_and_path_free(engine: QueryEngine) -> No
     assert os.path.dirname(engine.database_path) not in str(info.value)
     with pytest.raises(QueryFailed, match="Conversion"):
         engine.execute("SELECT CAST(patient_id AS INTEGER) FROM cases")
+
+
+def test_invalid_unicode_is_rejected(engine: QueryEngine) -> None:
+    with pytest.raises(QueryRejected, match="not valid Unicode"):
+        engine.execute("SELECT '\ud800' AS s")
 
 
 def test_syntax_error_is_rejected(engine: QueryEngine) -> None:

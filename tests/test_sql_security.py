@@ -423,3 +423,45 @@ def test_locked_settings(engine: QueryEngine) -> None:
     assert rows["access_mode"].lower() in ("read_only", "readonly", "read only")
     assert deadline is not None
     assert int(deadline[0]) == TIME_LIMIT_MS
+
+
+# --------------------------------------------------------------------------------------------
+# Random token soup: whatever the text, the engine answers or raises a QueryError, and never
+# anything that reads a file.
+
+_TOKENS = [
+    "SELECT", "*", "FROM", "cases", "volumes", "WHERE", "(", ")", ")", "(", ";", "--", "\n",
+    "/*", "*/", "'", "''", '"', "UNION", "ALL", "ORDER BY", "LIMIT", "1", "age", "patient_id",
+    ">", "=", "AND", "OR", "NOT", ",", "read_csv(", "'/etc/passwd'", "read_text(", "glob(",
+    "secret_df", "COPY", "TO", "ATTACH", "SET", "enable_external_access", "true", "$p",
+    "repeat(", "range(", "x ->", "IN", "EXISTS", "WITH", "AS", "t", "duckdb_settings()",
+    "lower(", "||", "CAST(", "AS VARCHAR)", "#1", "[1]", "::BLOB", "E'\\x00'", "PRAGMA",
+]  # fmt: skip
+
+
+def test_random_token_soup_never_escapes(
+    engine: QueryEngine, sandbox: dict[str, Path], db_files: set[str]
+) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    soup = st.lists(st.sampled_from(_TOKENS), min_size=1, max_size=25).map(" ".join)
+
+    @settings(
+        max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+    )
+    @given(body=soup, as_where=st.booleans())
+    def run(body: str, as_where: bool) -> None:
+        params = {"p": 1} if "$p" in body else None
+        try:
+            sql = where_to_sql(body, engine.tables(), limits=engine.limits) if as_where else body
+            result = engine.execute_page(sql, params, limit=3)
+        except QueryError as exc:
+            _check_message(exc, engine, sandbox)
+            return
+        text = str(result.table.to_pylist())
+        assert "root:" not in text
+        assert "SECRET-7f3a9c" not in text
+
+    run()
+    _assert_intact(engine, sandbox, db_files)

@@ -370,6 +370,14 @@ class _Parser:
 _PARSER: Final = _Parser()
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _scrub(message: str) -> str:
     """First line of a DuckDB parser message, without anything that looks like a path."""
     first = message.strip().splitlines()[0] if message.strip() else "syntax error"
@@ -388,6 +396,8 @@ def _parse(sql: str, limits: QueryLimits) -> Node:
         )
     if "\x00" in sql:
         raise QueryRejected("the query contains a NUL character", rule="parse")
+    if not _utf8(sql):
+        raise QueryRejected("the query is not valid Unicode (lone surrogate)", rule="parse")
     if not sql.strip():
         raise QueryRejected("the query is empty", rule="parse")
     try:
@@ -1027,8 +1037,10 @@ def _check_scalar(name: str, value: object, limits: QueryLimits) -> ParamScalar:
                 f"{limits.max_param_string}",
                 rule="parameter",
             )
-        if "\x00" in value:
-            raise QueryRejected(f"parameter ${name} contains a NUL character", rule="parameter")
+        if "\x00" in value or not _utf8(value):
+            raise QueryRejected(
+                f"parameter ${name} contains a NUL character or invalid Unicode", rule="parameter"
+            )
         return value
     raise QueryRejected(
         f"parameter ${name} has type {type(value).__name__}; use a string, number, boolean, "
