@@ -314,6 +314,29 @@ def _box_fraction(page: Page, plane: str) -> tuple[float, float, float, float]:
     return float(got[0]), float(got[1]), float(got[2]), float(got[3])
 
 
+PLANES = ("axial", "coronal", "sagittal")
+
+
+def _check_box_against_outline(page: Page, image: dict[str, Any], case_id: str) -> None:
+    """In each plane, the server's expert outline (red pixels) lies inside the drawn box."""
+    for plane in PLANES:
+        picture = _picture(page, plane)
+        red = np.all(picture == np.array(EXPERT_RGB, dtype=np.uint8), axis=2)
+        assert red.any(), f"{case_id} {plane}: no expert outline at the tumour's centre"
+        rows, cols = np.nonzero(red)
+        r0, r1, c0, c1 = _box_fraction(page, plane)
+        height, width = red.shape
+        layout = plane_layout(image["direction"], plane)
+        # Slack: a voxel of the preview level (2x downsampled) plus a pixel of resampling.
+        slack_r = 2.0 / image["shape"][layout.row_axis] + 1.0 / height
+        slack_c = 2.0 / image["shape"][layout.col_axis] + 1.0 / width
+        where = f"{case_id} {plane} ({image['orientation']})"
+        assert r0 - slack_r <= rows.min() / height, where
+        assert (rows.max() + 1) / height <= r1 + slack_r, where
+        assert c0 - slack_c <= cols.min() / width, where
+        assert (cols.max() + 1) / width <= c1 + slack_c, where
+
+
 def test_case_viewer(page: Page, web_url: str, api: httpx.Client, artifacts: Path) -> None:
     page.goto(web_url + "/")
     _wait_rows(page)
@@ -395,28 +418,11 @@ def test_case_viewer(page: Page, web_url: str, api: httpx.Client, artifacts: Pat
     # Expert overlay on: the outline appears, in the server's colour, inside the drawn box.
     volumes = api.get(f"/v1/cases/{case_id}/volumes").json()["volumes"]
     image = next(v for v in volumes if v["kind"] == "image")
-    counts = {}
-    for plane in ("axial", "coronal", "sagittal"):
-        counts[plane] = _loaded(page, plane)
+    counts = {plane: _loaded(page, plane) for plane in PLANES}
     page.check("#ov-expert")
-    for plane in ("axial", "coronal", "sagittal"):
+    for plane in PLANES:
         _wait_loaded(page, plane, counts[plane])
-        picture = _picture(page, plane)
-        red = np.all(picture == np.array(EXPERT_RGB, dtype=np.uint8), axis=2)
-        assert red.any(), f"{plane}: no expert outline at the tumour's centre"
-        rows, cols = np.nonzero(red)
-        r0, r1, c0, c1 = _box_fraction(page, plane)
-        height, width = red.shape
-        layout = plane_layout(image["direction"], plane)
-        # One voxel of slack (the outline is drawn on resampled pixels).
-        slack_r = 1.0 / image["shape"][layout.row_axis] + 1.0 / height
-        slack_c = 1.0 / image["shape"][layout.col_axis] + 1.0 / width
-        assert rows.min() / height >= r0 - slack_r and (rows.max() + 1) / height <= r1 + slack_r, (
-            plane
-        )
-        assert cols.min() / width >= c0 - slack_c and (cols.max() + 1) / width <= c1 + slack_c, (
-            plane
-        )
+    _check_box_against_outline(page, image, case_id)
     _shot(page, artifacts, "case-viewer-overlay")
 
     # A click on the axial picture moves the coronal and sagittal planes to that point: at the
@@ -511,3 +517,78 @@ def test_auth_page_loads_without_token_then_data_with_it(
     page.wait_for_function(
         "() => document.querySelector('#problems').textContent.includes('not accepted')"
     )
+
+
+def test_box_matches_the_mask_outline_in_every_case(
+    page: Page, web_url: str, api: httpx.Client, artifacts: Path
+) -> None:
+    """LPS and RAS cases alike: the box the page draws is where the server draws the mask."""
+    cases = api.post(
+        "/v1/query",
+        json={
+            "sql": "SELECT patient_id FROM cases WHERE tumor_bbox_min_zyx IS NOT NULL ORDER BY 1"
+        },
+    ).json()["rows"]
+    assert cases
+    orientations = set()
+    page.goto(web_url + "/#case")
+    page.check("#ov-expert")
+    for (case_id,) in cases:
+        image = next(
+            v
+            for v in api.get(f"/v1/cases/{case_id}/volumes").json()["volumes"]
+            if v["kind"] == "image"
+        )
+        orientations.add(image["orientation"])
+        counts = {plane: _loaded(page, plane) for plane in PLANES}
+        page.fill("#case-id", case_id)
+        page.press("#case-id", "Enter")
+        page.wait_for_function(
+            "(id) => document.querySelector('#case-title').dataset.case === id", arg=case_id
+        )
+        for plane in PLANES:
+            _wait_loaded(page, plane, counts[plane])
+        _check_box_against_outline(page, image, case_id)
+        _shot(page, artifacts, f"box-{case_id}")
+    assert len(orientations) >= 2, f"want LPS and RAS cases, got {orientations}"
+
+
+# Every axis permutation with every sign, and two oblique matrices.
+def _directions() -> list[list[float]]:
+    import itertools
+
+    found = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            m = np.zeros((3, 3))
+            for col, row in enumerate(perm):
+                m[row, col] = signs[col]
+            found.append(m.ravel().tolist())
+    a = np.deg2rad(25)
+    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    found.append(rot.ravel().tolist())
+    found.append((rot @ np.diag([-1.0, 1.0, -1.0])).T.ravel().tolist())
+    return found
+
+
+def test_page_plane_layout_equals_the_servers(page: Page, web_url: str) -> None:
+    """viewer.js maps voxels to pixels exactly as mamamia_server._volumes.plane_layout cuts them."""
+    page.goto(web_url + "/")
+    directions = _directions()
+    got = page.evaluate(
+        """async (dirs) => {
+            const m = await import('./static/viewer.js');
+            return dirs.map((d) => ['axial', 'coronal', 'sagittal'].map((p) => m.planeLayout(d, p)));
+        }""",
+        directions,
+    )
+    for direction, layouts in zip(directions, got, strict=True):
+        for plane, js in zip(PLANES, layouts, strict=True):
+            py = plane_layout(direction, plane)
+            assert js == {
+                "normalAxis": py.normal_axis,
+                "rowAxis": py.row_axis,
+                "colAxis": py.col_axis,
+                "flipRows": py.flip_rows,
+                "flipCols": py.flip_cols,
+            }, (direction, plane)
