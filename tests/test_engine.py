@@ -556,3 +556,15 @@ def test_check_query_reports_tables_and_params() -> None:
 )
 def test_strip_statement(sql: str, want: str) -> None:
     assert strip_statement(sql) == want
+
+
+def test_pages_of_a_wide_table(tmp_path: Path) -> None:
+    # 300 columns: the wrapper's ORDER BY has 300 keys, over the user-query node budget alone
+    wide = pa.table({f"c{i:03d}": pa.array([i, i + 1, i + 2], pa.int32()) for i in range(300)})
+    pq.write_table(wide, tmp_path / "wide.parquet")
+    with QueryEngine({"wide": tmp_path / "wide.parquet"}, QueryLimits(max_ast_nodes=200)) as eng:
+        page = eng.execute_page("SELECT * FROM wide", limit=2, offset=1)
+        assert page.total == 3
+        assert page.order_by == tuple(range(1, 301))
+        assert page.table.column("c000").to_pylist() == [1, 2]
+        assert eng.count("SELECT * FROM wide") == 3

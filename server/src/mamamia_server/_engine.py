@@ -350,10 +350,12 @@ class QueryEngine:
         """
         body = strip_statement(checked.sql)
         # The guard's limits apply to what we add too, with room for the wrapper.
+        # The guard's limits still apply to the user's part; the wrapper adds a few characters
+        # and nodes per ORDER BY key, so the room grows with the template.
         room = dataclasses.replace(
             self.limits,
-            max_query_chars=self.limits.max_query_chars + 512,
-            max_ast_nodes=self.limits.max_ast_nodes + 64,
+            max_query_chars=self.limits.max_query_chars + len(template) + 16,
+            max_ast_nodes=self.limits.max_ast_nodes + 32 + 4 * template.count(","),
             max_depth=self.limits.max_depth + 4,
             max_table_refs=self.limits.max_table_refs + 1,
         )
