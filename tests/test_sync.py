@@ -599,6 +599,7 @@ def test_upstream_move_moves_the_local_file_without_downloading(world: World) ->
     assert world.emu.count("blob") == 0
     assert tree_files(world.dest) == tree_files(world.source)
     assert any((r.reason or "").startswith("moved from") for r in report.skipped)
+    assert not (world.dest / "train_test_splits.csv").exists()
     assert report.deleted_upstream == []
 
 

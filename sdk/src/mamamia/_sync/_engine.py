@@ -309,6 +309,15 @@ class _Sync:
     # ------------------------------------------------------------------ per file
     def prepare(self, item: tuple[Listed, bool]) -> FileResult | _Job:
         """Decide what one listed file needs; a :class:`_Job` when bytes must be fetched."""
+        try:
+            return self._prepare(item)
+        except OSError as exc:  # an unreadable local file, a failed local move
+            listed = item[0]
+            return FileResult(
+                listed.path, listed.synapse_id, "failed", reason=f"{type(exc).__name__}: {exc}"
+            )
+
+    def _prepare(self, item: tuple[Listed, bool]) -> FileResult | _Job:
         listed, force = item
         if self.stop.is_set():
             raise Cancelled()
@@ -401,6 +410,7 @@ class _Sync:
                             )
                         target.parent.mkdir(parents=True, exist_ok=True)
                         os.replace(old, target)
+                        _prune_empty(old.parent, self.dest)
                         self.record(listed.synapse_id, self._entry(listed, info, entry.md5, target))
                         return FileResult(
                             listed.path,
@@ -579,10 +589,16 @@ class _Sync:
                     entry.path, syn_id, "deleted_upstream", size=entry.size, reason="removed"
                 )
             )
-            with contextlib.suppress(UnsafeName):
+            try:
                 path = local_path(self.dest, entry.path.split("/"))
                 path.unlink(missing_ok=True)
                 _prune_empty(path.parent, self.dest)
+            except UnsafeName:
+                pass  # never ours to delete
+            except OSError as exc:
+                reason = f"could not remove: {type(exc).__name__}: {exc}"
+                self.add(FileResult(entry.path, syn_id, "failed", size=entry.size, reason=reason))
+                continue
             self.forget(syn_id)
             self.add(FileResult(entry.path, syn_id, "removed", size=entry.size))
 
@@ -611,6 +627,14 @@ class _Sync:
         return bad
 
     def _verify_one(self, item: tuple[str, Entry]) -> tuple[str, FileResult]:
+        try:
+            return self._verify_file(item)
+        except OSError as exc:
+            syn_id, entry = item
+            reason = f"unreadable: {type(exc).__name__}: {exc}"
+            return syn_id, FileResult(entry.path, syn_id, "mismatch", entry.size, reason=reason)
+
+    def _verify_file(self, item: tuple[str, Entry]) -> tuple[str, FileResult]:
         syn_id, entry = item
         try:
             path = local_path(self.dest, entry.path.split("/"))
