@@ -780,3 +780,47 @@ def test_json_report_and_lazy_imports(world: World) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
     )
     assert result.stdout.strip() == "[]", "mamamia --help must not import the sync machinery"
+
+
+def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
+    from mamamia._sync._download import RetryPolicy, _retry_after
+
+    policy = RetryPolicy(attempts=5, backoff_s=1.0, max_backoff_s=60.0)
+    for attempt, base in ((1, 1.0), (2, 2.0), (3, 4.0), (7, 60.0)):
+        delays = {policy.delay(attempt) for _ in range(50)}
+        assert all(0.5 * base <= d <= 1.5 * base for d in delays)
+        assert len(delays) > 1, "jittered"
+    assert 7.0 <= policy.delay(1, retry_after=7.0) <= 8.0
+    assert policy.delay(1, retry_after=3600) <= 61.0, "capped"
+    assert _retry_after("12") == 12.0
+    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    assert _retry_after("soon") is None
+
+
+def test_unsafe_segments_are_refused(tmp_path: Path) -> None:
+    from mamamia._sync._paths import UnsafeName, check_segment, local_path
+
+    for bad in (
+        "",
+        ".",
+        "..",
+        "a/b",
+        "a\\b",
+        "/abs",
+        "x\x00y",
+        "tab\there",
+        "f.partial",
+        "x" * 256,
+    ):
+        with pytest.raises(UnsafeName):
+            check_segment(bad)
+    for good in ("DUKE_001_0000.nii.gz", "clinical_and_imaging_info.xlsx", "..hidden", "ünïcode"):
+        assert check_segment(good) == good
+    dest = tmp_path.resolve()
+    (dest / "inside").mkdir()
+    (dest / "link").symlink_to(tmp_path.parent)
+    assert local_path(dest, ["inside", "f"]) == dest / "inside" / "f"
+    with pytest.raises(UnsafeName, match="outside"):
+        local_path(dest, ["link", "f"])
+    with pytest.raises(UnsafeName, match="reserved"):
+        local_path(dest, [".mamamia-sync", "state.json"])
