@@ -297,6 +297,11 @@ class View {
       this.stage.dataset.loaded = String(Number(this.stage.dataset.loaded || 0) + 1);
       if (picture.low !== null && picture.high !== null) v.showAutoWindow(picture.low, picture.high);
       showInline($("case-problem"), null);
+      // Scrolling: fetch the next slice in the same direction while this one is looked at.
+      const ahead = k + (v.travel[this.plane] || 0);
+      if (ahead !== k && ahead >= 0 && ahead < g.shape[lay.normalAxis]) {
+        v.picture({ ...base, index: ahead }, overlays).catch(() => {});
+      }
     } catch (error) {
       if (seq !== this.seq || (error && error.name === "AbortError")) return;
       showInline($("case-problem"), error);
@@ -322,8 +327,10 @@ export class Viewer {
     this.showBox = true;
     this.caseList = [];
     this.cache = new Map(); // request key -> {url, low, high}
+    this.pending = new Map(); // request key -> the promise of a picture being fetched
     this.openSeq = 0;
     this.single = null;
+    this.travel = {}; // plane -> +1 / -1: the way its slices last moved (for prefetching)
     const views = clear($("views"));
     this.views = Object.keys(PLANES).map((plane) => new View(this, plane));
     for (const view of this.views) views.append(view.root);
@@ -457,13 +464,22 @@ export class Viewer {
 
   // One picture: cached blob URL by request; both overlays are composited on a canvas.
   async picture(base, overlays) {
-    const key = JSON.stringify([this.caseId, base, overlays]);
+    // The catalog version is in the key: a new ingest may change the voxels.
+    const key = JSON.stringify([this.version, this.caseId, base, overlays]);
     const hit = this.cache.get(key);
     if (hit) {
       this.cache.delete(key);
       this.cache.set(key, hit);
       return hit;
     }
+    const pending = this.pending.get(key);
+    if (pending) return pending;
+    const promise = this.fetchPicture(key, base, overlays).finally(() => this.pending.delete(key));
+    this.pending.set(key, promise);
+    return promise;
+  }
+
+  async fetchPicture(key, base, overlays) {
     const path = `v1/cases/${encodeURIComponent(this.caseId)}/slice.png`;
     const fetchOne = (overlay) => getBlob(path, { query: { ...base, overlay }, accept: "image/png" });
     let blob;
@@ -497,6 +513,7 @@ export class Viewer {
     const n = this.geometry.shape[lay.normalAxis];
     const k = Math.max(0, Math.min(n - 1, Number.isFinite(index) ? Math.round(index) : n - 1));
     if (k === this.point[lay.normalAxis]) return;
+    this.travel[plane] = Math.sign(k - this.point[lay.normalAxis]);
     this.point[lay.normalAxis] = k;
     for (const view of this.views) {
       if (view.plane === plane) view.render();
@@ -548,6 +565,7 @@ export class Viewer {
     }
     if (seq !== this.openSeq) return;
     this.caseId = fields.patient_id;
+    this.version = fields.catalog_version;
     $("case-id").value = fields.patient_id;
     const images = volumes.volumes.filter((v) => v.kind === "image").sort((a, b) => a.phase - b.phase);
     if (!images.length) {
