@@ -601,6 +601,16 @@ def test_bad_input_names_the_problem(tmp_path: Path) -> None:
             tmp_path / "e", table=tmp_path / "bad.xlsx", cases=2, scale=0.05, progress=False
         )
     assert not (tmp_path / "e" / "images").exists(), "nothing written for a bad table"
+    # A value the table reader rejects (and nulls): the error quotes the cell.
+    broken[header.index("image_rows")] = rows[2][header.index("image_rows")]
+    broken[header.index("view")] = "coronal"
+    sheet.delete_rows(3)
+    sheet.append(list(broken))
+    bad.save(tmp_path / "bad.xlsx")
+    with pytest.raises(PhantomError, match=rf"case {case}: column view = 'coronal'"):
+        write_phantom(
+            tmp_path / "f", table=tmp_path / "bad.xlsx", cases=2, scale=0.05, progress=False
+        )
 
 
 # ---------------------------------------------------------------- CLI

@@ -21,6 +21,7 @@ __all__ = [
     "DIRECTION_AXIAL",
     "DIRECTION_SAGITTAL",
     "CaseSpec",
+    "MissingValueError",
     "PhantomError",
     "phase_times",
     "scale_axis",
@@ -36,6 +37,23 @@ DEFAULT_PHASE_STEP_S = 90.0
 
 class PhantomError(ValueError):
     """Bad input to the phantom writer; the message names the case, column or parameter."""
+
+    def __init__(self, message: str, *, case: str | None = None, column: str | None = None):
+        super().__init__(message)
+        self.case = case
+        self.column = column
+
+
+class MissingValueError(PhantomError):
+    """A column the phantom needs is empty in the record (or the reader nulled a bad value)."""
+
+
+def _missing(case: str, column: str, what: str = "") -> MissingValueError:
+    return MissingValueError(
+        f"case {case}: column {column} is empty; the phantom needs it{what}",
+        case=case,
+        column=column,
+    )
 
 
 @dataclass(frozen=True)
@@ -100,7 +118,7 @@ def _text(value: object) -> str | None:
 
 def _positive_int(case: str, column: str, value: object) -> int:
     if isinstance(value, bool) or value is None:
-        raise PhantomError(f"case {case}: column {column} is empty; the phantom needs it")
+        raise _missing(case, column)
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -112,7 +130,7 @@ def _positive_int(case: str, column: str, value: object) -> int:
 
 def _positive_float(case: str, column: str, value: object) -> float:
     if isinstance(value, bool) or value is None:
-        raise PhantomError(f"case {case}: column {column} is empty; the phantom needs it")
+        raise _missing(case, column)
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -138,7 +156,7 @@ def spec_from_record(record: ClinicalRecord, scale: float) -> CaseSpec:
     case = record.patient_id.strip().upper()
     view = _text(record.view)
     if view is None:
-        raise PhantomError(f"case {case}: column view is empty; the phantom needs axial|sagittal")
+        raise _missing(case, "view", " (axial or sagittal)")
     view = view.lower()
     if view not in ("axial", "sagittal"):
         raise PhantomError(f"case {case}: column view = {view!r} is not axial or sagittal")
@@ -149,7 +167,7 @@ def spec_from_record(record: ClinicalRecord, scale: float) -> CaseSpec:
     thickness = _positive_float(case, "slice_thickness", record.slice_thickness)
     pixel = _float_list(case, "pixel_spacing", record.pixel_spacing)
     if pixel is None:
-        raise PhantomError(f"case {case}: column pixel_spacing is empty; the phantom needs it")
+        raise _missing(case, "pixel_spacing")
     if len(pixel) < 2 or not all(math.isfinite(p) and p > 0 for p in pixel[:2]):
         raise PhantomError(
             f"case {case}: column pixel_spacing = {pixel!r} needs two positive numbers"

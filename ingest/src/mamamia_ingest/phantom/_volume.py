@@ -32,8 +32,8 @@ F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
 I16 = npt.NDArray[np.int16]
 
-# Slabs hold about this many voxels: float32 temporaries stay near 8 MiB each.
-_SLAB_VOXELS = 2_000_000
+# Slabs hold about this many voxels: float32 temporaries stay near 4 MiB each.
+_SLAB_VOXELS = 1_000_000
 # Noise comes from one per-case int16 buffer of at most this many values (a prime, so the
 # repeat does not line up with rows or slices), read at a different offset for every phase.
 _NOISE_BUFFER = 4_194_301

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from mamamia_schema import ClinicalRecord
+
 from ._atomic import atomic_target, write_text_atomic
 from ._layout import (
     CLINICAL_XLSX,
@@ -38,7 +40,7 @@ from ._layout import (
 )
 from ._records import read_records
 from ._source import builtin_table, convert_release, read_source_table, select_rows
-from ._spec import CaseSpec, PhantomError, spec_from_record
+from ._spec import CaseSpec, MissingValueError, PhantomError, spec_from_record
 from ._volume import CaseModel, build_case, mask_image, phase_image, write_image
 
 __all__ = ["DEFAULT_CASES", "PhantomCase", "PhantomReport", "write_phantom"]
@@ -298,9 +300,9 @@ def write_phantom(
         # Geometry comes from the table as the sdk reads it back, so what the files hold and
         # what the catalog will say about them cannot drift apart.
         records = read_records(xlsx_tmp, chosen)
-        specs = [spec_from_record(records[chosen.patient_id(r)], float(scale)) for r in chosen.rows]
-        models = [_facts(build_case(spec, seed)) for spec in specs]
         rows = {chosen.patient_id(r): dict(zip(chosen.header, r, strict=True)) for r in chosen.rows}
+        specs = [_spec(records[pid], rows[pid], float(scale), chosen.name) for pid in rows]
+        models = [_facts(build_case(spec, seed)) for spec in specs]
 
         tasks: list[_Task] = []
         for spec in specs:
@@ -363,6 +365,22 @@ def write_phantom(
         bytes_written=sum(sizes.values()),
         seconds=seconds,
     )
+
+
+def _spec(record: ClinicalRecord, raw: dict[str, object], scale: float, table: str) -> CaseSpec:
+    try:
+        return spec_from_record(record, scale)
+    except MissingValueError as exc:
+        cell = raw.get(exc.column or "")
+        if cell is None or str(cell).strip() == "":
+            raise
+        # The cell is not empty: the table reader rejected its value and nulled it.
+        raise PhantomError(
+            f"case {exc.case}: column {exc.column} = {cell!r} in {table} is not a valid value "
+            f"(the table reader nulls it); the phantom needs it",
+            case=exc.case,
+            column=exc.column,
+        ) from exc
 
 
 def _parents(rel: str) -> list[str]:
