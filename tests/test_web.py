@@ -51,7 +51,7 @@ def web_url(live_server: LiveServer) -> str:
     return live_server.url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def auth_url(catalog_dir: Path) -> Iterator[str]:
     server = start_server(catalog_dir, tokens=[TOKEN])
     yield server.url
@@ -64,7 +64,8 @@ def api(web_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture(scope="session")
+# Module scope: Chromium and the token server go away once these tests are done.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
