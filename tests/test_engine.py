@@ -160,6 +160,30 @@ def test_aggregates_and_windows(engine: QueryEngine) -> None:
     assert ranked.table.num_rows == len(DATASETS)
 
 
+def test_within_group_any_unnest_and_friends(engine: QueryEngine) -> None:
+    rows = _rows()
+    med = engine.execute("SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY age) AS m FROM cases")
+    assert (
+        med.table.column("m").to_pylist()
+        == engine.execute("SELECT median(age) AS m FROM cases").table.column("m").to_pylist()
+    )
+    tagged = engine.execute("SELECT patient_id FROM cases WHERE 'implant' = ANY(tags) ORDER BY 1")
+    assert _ids(tagged.table) == sorted(r["patient_id"] for r in rows if "implant" in r["tags"])
+    tags = engine.execute(
+        "SELECT tag, count(*) AS n FROM (SELECT unnest(tags) AS tag FROM cases) GROUP BY tag ORDER BY tag"
+    )
+    want = Counter(t for r in rows for t in r["tags"])
+    assert tags.table.to_pylist() == [{"tag": t, "n": n} for t, n in sorted(want.items())]
+    one = engine.execute(
+        "SELECT list_sort(tags, 'DESC') AS s, regexp_extract(patient_id, '[0-9]+') AS num, "
+        "strftime(scan_date, '%Y-%m') AS ym FROM cases WHERE len(tags) = 2 ORDER BY patient_id LIMIT 1"
+    ).table.to_pylist()[0]
+    first = min((r for r in rows if len(r["tags"]) == 2), key=lambda r: r["patient_id"])
+    assert one["s"] == sorted(first["tags"], reverse=True)
+    assert one["num"] == first["patient_id"].split("_")[1]
+    assert one["ym"] == first["scan_date"].strftime("%Y-%m")
+
+
 def test_string_functions(engine: QueryEngine) -> None:
     sql = (
         "SELECT lower(patient_id) AS lo, starts_with(patient_id, 'DUKE') AS duke, "
@@ -524,7 +548,7 @@ def test_every_allowed_function_exists_in_duckdb() -> None:
         "list_transform",
         "regexp_replace",
         "replace",
-        "unnest",
+        "histogram",
         "bar",
         "list_resize",
         "to_json",

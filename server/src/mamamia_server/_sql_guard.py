@@ -132,6 +132,8 @@ _SCALARS: Final[dict[str, tuple[int, int]]] = {
     # RE2 matches in linear time; the pattern is bounded by max_string_literal
     "regexp_matches": (2, 3),
     "regexp_full_match": (2, 3),
+    # a substring of the input (or a struct of them, with a constant list of group names)
+    "regexp_extract": (2, 4),
     # concatenation: allowed, but their arguments are counted (max_concat_args)
     "concat": (1, _VARIADIC),
     "concat_ws": (2, _VARIADIC),
@@ -153,6 +155,15 @@ _SCALARS: Final[dict[str, tuple[int, int]]] = {
     "list_element": (2, 2),
     "array_extract": (2, 2),
     "array_length": (1, 2),
+    # reorder or thin a list: never longer than it
+    "list_sort": (1, 3),
+    "array_sort": (1, 3),
+    "list_reverse_sort": (1, 2),
+    "list_distinct": (1, 1),
+    "array_distinct": (1, 1),
+    # one row per list item; the lists are table values or constants, so bounded by the data
+    # (``x = ANY(list)`` parses into it)
+    "unnest": (1, 1),
     # constructors: constants only (see _CONSTANT_ONLY)
     "list_value": (0, _VARIADIC),
     "struct_pack": (1, _VARIADIC),
@@ -180,6 +191,9 @@ _SCALARS: Final[dict[str, tuple[int, int]]] = {
     "today": (0, 0),
     "age": (1, 2),
     "last_day": (1, 1),
+    # each specifier expands to a few dozen characters at most and never to a '%'
+    "strftime": (2, 2),
+    "strptime": (2, 2),
     "to_years": (1, 1),
     "to_months": (1, 1),
     "to_weeks": (1, 1),
@@ -205,10 +219,11 @@ _AGGREGATES: Final[dict[str, tuple[int, int]]] = {
     "max_by": (2, 2),
     "median": (1, 1),
     "quantile": (2, 2),
-    "quantile_cont": (2, 2),
-    "quantile_disc": (2, 2),
+    # one argument in the WITHIN GROUP (ORDER BY x) form
+    "quantile_cont": (1, 2),
+    "quantile_disc": (1, 2),
     "approx_quantile": (2, 2),
-    "mode": (1, 1),
+    "mode": (0, 1),
     "stddev": (1, 1),
     "stddev_samp": (1, 1),
     "stddev_pop": (1, 1),
