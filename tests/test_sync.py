@@ -200,7 +200,9 @@ def test_resync_of_unchanged_mirror_downloads_and_hashes_nothing(world: World) -
     state_file = world.dest / ".mamamia-sync" / "state.json"
     state_before = state_file.read_bytes()
     mtimes = {
-        p: p.stat().st_mtime_ns for p in world.dest.rglob("*") if p.is_file() and p != state_file
+        p: p.stat().st_mtime_ns
+        for p in world.dest.rglob("*")
+        if p.is_file() and ".mamamia-sync" not in p.parts
     }
     world.emu.reset_counts()
     report = world.sync()
@@ -324,6 +326,8 @@ def test_persistent_corruption_is_reported_with_exit_status_1(world: World) -> N
     assert not list(world.dest.rglob("*.partial"))
     others = {k: v for k, v in tree_files(world.source).items() if k != rel}
     assert tree_files(world.dest) == others
+    last = json.loads((world.dest / ".mamamia-sync" / "last-report.json").read_text())
+    assert [f["path"] for f in last["failed"]] == [rel]
     report = world.sync(retries=2)
     [failed] = report.failed
     assert failed.path == rel

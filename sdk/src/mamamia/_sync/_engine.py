@@ -807,4 +807,22 @@ def run(options: Options, remote_factory: Callable[[], Remote] | None = None) ->
             raise
         finally:
             job.close()
+        if not options.dry_run:
+            _write_report(dest, job.report)
         return job.report
+
+
+def _write_report(dest: Path, report: SyncReport) -> None:
+    """``DEST/.mamamia-sync/last-report.json``: the last run's full report, for later reading."""
+    import json
+
+    directory = MirrorState.state_dir(dest)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="last-report.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({**report.to_dict(), "finished": time.time()}, handle, indent=1)
+        os.replace(tmp, directory / "last-report.json")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
