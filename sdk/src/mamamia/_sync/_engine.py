@@ -163,6 +163,7 @@ class _Sync:
                     cache_dir=Path(self._tmp.name) / "synapseclient-cache",
                     retries=max(0, self.o.policy.attempts - 1),
                     backoff_s=self.o.policy.backoff_s,
+                    connections=self.o.jobs + 2,
                 )
         return self._remote
 

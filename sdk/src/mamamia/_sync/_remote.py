@@ -80,8 +80,10 @@ class SynapseRemote:
         cache_dir: Path,
         retries: int = 5,
         backoff_s: float = 1.0,
+        connections: int = 10,
     ) -> None:
         try:
+            import requests
             import synapseclient
             from synapseclient.api.configuration_services import get_config_authentication
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -97,8 +99,16 @@ class SynapseRemote:
         }
         try:
             # skip_checks: no endpoint-redirect probes and no PyPI version check at login.
+            # One pooled connection per worker thread (requests keeps 10 by default).
+            session = requests.Session()
+            adapter = requests.adapters.HTTPAdapter(
+                pool_connections=connections, pool_maxsize=max(10, connections)
+            )
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
             self.syn = synapseclient.Synapse(
                 configPath=path,
+                requests_session=session,
                 skip_checks=True,
                 cache_root_dir=str(cache_dir),
                 silent=True,
