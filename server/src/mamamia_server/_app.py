@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import mamamia
 from mamamia_server._auth import TOKEN_QUERY_NAMES, require_token
+from mamamia_server._formats import warm_up
 from mamamia_server._limits import QueryLimits
 from mamamia_server._problems import (
     PROBLEM_MEDIA_TYPE,
@@ -167,6 +168,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.state.scrub_roots = (str(root), str(settings.catalog))
     install_problem_handlers(app)
+    warm_up()
 
     app.include_router(health.router)
     data = [Depends(require_token)]

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from starlette.requests import Request
@@ -31,6 +32,7 @@ __all__ = [
     "jsonable",
     "table_bytes",
     "table_rows",
+    "warm_up",
 ]
 
 MEDIA_TYPES: dict[str, str] = {
@@ -110,9 +112,36 @@ def columns_of(schema: pa.Schema) -> list[dict[str, str]]:
     return [{"name": f.name, "type": str(f.type)} for f in schema]
 
 
+def _column_values(column: pa.ChunkedArray) -> list[Any]:
+    """One column as JSON-ready values; plain types skip the per-value conversion."""
+    kind = column.type
+    if (
+        pa.types.is_integer(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_null(kind)
+    ):
+        values: list[Any] = column.to_pylist()
+        return values
+    if pa.types.is_floating(kind):
+        finite = pc.is_finite(column)
+        values = pc.if_else(finite, column, pa.scalar(None, type=kind)).to_pylist()
+        return values
+    if pa.types.is_date(kind):
+        values = column.cast(pa.string()).to_pylist()  # YYYY-MM-DD
+        return values
+    return [jsonable(v) for v in column.to_pylist()]
+
+
+def warm_up() -> None:
+    """Run each conversion once: Arrow's first compute call is slow, let start-up pay it."""
+    table_rows(pa.table({"f": [1.0, float("nan")], "d": pa.array([0, 1], type=pa.date32())}))
+
+
 def table_rows(table: pa.Table) -> list[list[Any]]:
     """The rows of ``table`` as JSON-ready lists, in column order."""
-    columns = [[jsonable(v) for v in column.to_pylist()] for column in table.columns]
+    columns = [_column_values(column) for column in table.columns]
     return [list(row) for row in zip(*columns, strict=True)] if columns else []
 
 

@@ -96,6 +96,4 @@ def zarr_file(
 
 
 # HEAD answers like GET without a body (zarr clients probe with it); one operation in the OpenAPI.
-router.add_api_route(
-    "/v1/zarr/{path:path}", zarr_file, methods=["HEAD"], include_in_schema=False
-)
+router.add_api_route("/v1/zarr/{path:path}", zarr_file, methods=["HEAD"], include_in_schema=False)
