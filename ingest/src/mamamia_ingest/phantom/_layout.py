@@ -8,7 +8,9 @@ import itertools
 import json
 import mimetypes
 import os
+import re
 import shutil
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
@@ -88,9 +90,37 @@ def write_clinical_xlsx(path: Path, table: SourceTable, release: int) -> int:
     legend = wb.create_sheet("legend")
     for lrow in table.legend or tuple(builtin_legend(release)):
         legend.append([to_cell(c) for c in lrow])
+    buffer = io.BytesIO()
+    wb.save(buffer)
     with atomic_target(path) as tmp:
-        wb.save(tmp)
+        tmp.write_bytes(_reproducible_zip(buffer.getvalue()))
     return os.path.getsize(path)
+
+
+_FIXED_TIME = "2024-01-01T00:00:00Z"
+
+
+def _reproducible_zip(data: bytes) -> bytes:
+    """The same workbook with fixed zip-entry times and document dates, so that equal tables
+    give byte-equal files (openpyxl stamps the save time in both)."""
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(data)) as src,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
+        for info in src.infolist():
+            content = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                content = re.sub(
+                    rb"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:)",
+                    rb"\g<1>" + _FIXED_TIME.encode() + rb"\g<3>",
+                    content,
+                )
+            fixed = zipfile.ZipInfo(info.filename, date_time=(2024, 1, 1, 0, 0, 0))
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            fixed.external_attr = info.external_attr
+            dst.writestr(fixed, content)
+    return out.getvalue()
 
 
 def write_splits(path: Path, splits: Mapping[str, str]) -> int:
