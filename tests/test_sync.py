@@ -828,3 +828,28 @@ def test_unsafe_segments_are_refused(tmp_path: Path) -> None:
         local_path(dest, ["link", "f"])
     with pytest.raises(UnsafeName, match="reserved"):
         local_path(dest, [".mamamia-sync", "state.json"])
+
+
+def test_a_trickling_download_is_abandoned_not_waited_on(world: World, tmp_path: Path) -> None:
+    import threading
+
+    import httpx
+
+    from mamamia._sync._download import Downloader, DownloadFailed, RetryPolicy
+
+    rel = "nnUNet_pretrained_weights/full_image_dce_mri_tumor_segmentation.zip"
+    world.replace(rel, _blob("slow", 200_000))
+    world.emu.throttle(rel, 20_000)  # 16 KB pieces, one every 0.8 s
+    handle = world.emu.handle_of(rel)
+    policy = RetryPolicy(attempts=2, backoff_s=0.01, stall_s=1.0, stall_bytes=100_000)
+    with httpx.Client() as client:
+        downloader = Downloader(
+            client, policy, tmp_path / "meta", threading.Event(), lambda n: None, lambda n: None
+        )
+        part = tmp_path / "file.partial"
+        with pytest.raises(DownloadFailed, match="stalled") as info:
+            downloader.fetch(
+                part, handle.id, handle.md5, 200_000, lambda: world.emu.presigned_url(handle)
+            )
+    assert info.value.attempts == 2
+    assert 0 < part.stat().st_size < 200_000, "the part is kept for a later resume"

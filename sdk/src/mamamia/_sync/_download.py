@@ -46,6 +46,10 @@ class RetryPolicy:
     attempts: int = 5
     backoff_s: float = 1.0
     max_backoff_s: float = 60.0
+    #: An attempt that moves fewer than ``stall_bytes`` in ``stall_s`` seconds is abandoned
+    #: (and resumed): the read timeout alone never fires on a connection that trickles.
+    stall_s: float = 60.0
+    stall_bytes: int = 64 * 1024
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         base = min(self.max_backoff_s, self.backoff_s * 2.0 ** (attempt - 1))
@@ -275,12 +279,21 @@ class Downloader:
                 self._save_etag(file_handle_id, etag)
             progress(have)
             position = have
+            window_start, window_from = time.monotonic(), position
             partial.parent.mkdir(parents=True, exist_ok=True)
             with partial.open(mode) as out:
                 for chunk in response.iter_raw():
                     if self._stop.is_set():
                         out.flush()
                         raise Cancelled()
+                    now = time.monotonic()
+                    if now - window_start > self._policy.stall_s:
+                        if position - window_from < self._policy.stall_bytes:
+                            raise _Retry(
+                                f"stalled: {position - window_from} bytes in "
+                                f"{now - window_start:.0f} s"
+                            )
+                        window_start, window_from = now, position
                     out.write(chunk)
                     digest.update(chunk)
                     position += len(chunk)
