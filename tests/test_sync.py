@@ -853,3 +853,12 @@ def test_a_trickling_download_is_abandoned_not_waited_on(world: World, tmp_path:
             )
     assert info.value.attempts == 2
     assert 0 < part.stat().st_size < 200_000, "the part is kept for a later resume"
+
+
+def test_two_syncs_on_one_mirror_are_refused(world: World) -> None:
+    from mamamia._sync._state import StateLock
+
+    world.dest.mkdir()
+    with StateLock(world.dest), pytest.raises(SyncError, match="another mamamia sync"):
+        world.sync()
+    assert world.sync(include=["*.csv"]).ok
