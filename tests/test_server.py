@@ -365,6 +365,9 @@ def test_crop_errors(client: httpx.Client) -> None:
     body = _assert_problem(client.get("/v1/cases/DUKE_001/crop", params={"z": "0:13"}), 422)
     assert "z" in body["detail"] and "12" in body["detail"]
     _assert_problem(client.get("/v1/cases/DUKE_001/crop", params={"x": "9:9"}), 422)
+    one = client.get("/v1/cases/DUKE_001/crop", params={"z": "5", "y": "0:2", "x": "0:2"})
+    assert np.load(io.BytesIO(one.content)).shape == (1, 2, 2)
+    _assert_problem(client.get("/v1/cases/DUKE_001/crop", params={"format": "tiff"}), 422)
     _assert_problem(client.get("/v1/cases/DUKE_001/crop", params={"x": "a:b"}), 422)
     _assert_problem(client.get("/v1/cases/DUKE_001/crop", params={"phase": 2, "z": "0:1"}), 422)
     _assert_problem(
@@ -424,6 +427,9 @@ def test_zarr_store_read_only(client: httpx.Client, served_catalog: tuple[Path, 
     rel = chunk_url.removeprefix("/v1/zarr/")
     on_disk = (served_catalog[0] / "volumes" / rel).read_bytes()
     assert client.get(chunk_url).content == on_disk
+    head = client.head(chunk_url)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(on_disk))
     part = client.get(chunk_url, headers={"Range": "bytes=2-9"})
     assert part.status_code == 206
     assert part.content == on_disk[2:10]
