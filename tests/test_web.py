@@ -297,6 +297,23 @@ def test_summary_charts_and_table1(
     page.wait_for_selector("#chart-dataset .chart-body[data-rendered] svg")
     assert page.locator("#chart-dataset svg rect.bar").count() == 1
 
+    # A SQL cohort is summarised from its own result (wrapped as a subquery).
+    page.click("#tab-cohort")
+    sql = "SELECT * FROM cases WHERE age IS NOT NULL"
+    _run_query(page, sql, sql=True)
+    page.keyboard.press("Tab")
+    # The tabs are one tab stop; the arrow keys move between them.
+    page.focus("#tab-cohort")
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("() => document.activeElement.id") == "tab-summary"
+    assert page.locator("#panel-summary").is_visible()
+    page.wait_for_function(
+        "(n) => document.querySelector('#summary-scope').textContent"
+        " === `${n} case${n === 1 ? '' : 's'}: the SQL result`",
+        arg=_total(api, sql=sql),
+    )
+    page.wait_for_selector("#chart-age .chart-body[data-rendered] svg")
+
 
 def _box_fraction(page: Page, plane: str) -> tuple[float, float, float, float]:
     """The drawn tumour box as fractions of the picture: (row0, row1, col0, col1)."""
@@ -348,7 +365,9 @@ def test_case_viewer(page: Page, web_url: str, api: httpx.Client, artifacts: Pat
     row = page.locator("#results tbody tr").first
     case_id = row.get_attribute("data-case")
     assert case_id
-    row.click()
+    # Keyboard only: focus the row and press Enter.
+    row.focus()
+    page.keyboard.press("Enter")
     assert page.locator("#panel-case").is_visible()
     page.wait_for_function(
         "(id) => document.querySelector('#case-title').dataset.case === id", arg=case_id
