@@ -12,7 +12,7 @@ $(UV):
 	mkdir -p .tools/bin && printf '#!/bin/sh\nPYTHONPATH=%s/.tools/lib exec python3 -m uv "$$@"\n' "$(CURDIR)" > .tools/bin/uv && chmod +x .tools/bin/uv
 
 .venv/.synced: $(UV) uv.lock pyproject.toml schema/pyproject.toml sdk/pyproject.toml ingest/pyproject.toml server/pyproject.toml
-	$(UV) sync --locked --inexact
+	$(UV) sync --locked --inexact --compile-bytecode
 	touch $@
 
 venv: .venv/.synced
@@ -31,7 +31,8 @@ typecheck: venv
 	.venv/bin/mypy
 
 pytest: venv torch
-	.venv/bin/pytest -q $(PYTEST_ARGS)
+	# Bytecode caching matters here: the suite starts many Python subprocesses.
+	env -u PYTHONDONTWRITEBYTECODE .venv/bin/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
