@@ -412,6 +412,19 @@ def _read_optional_tables(layout: RawLayout, problems: list[Problem]) -> dict[st
     return out
 
 
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """A start method that never forks this (threaded: zarr runs an event loop) process.
+
+    forkserver: one clean server process imports the ingest modules once and every worker is
+    forked from it, so N workers do not each pay the imports (seconds each); spawn elsewhere.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["mamamia_ingest._volumes"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 def _run_jobs(
     case_jobs: list[CaseJob],
     jobs: int,
@@ -457,7 +470,7 @@ def _run_jobs(
                     report.stopped_early = True
                     break
             return built
-        ctx = multiprocessing.get_context("spawn")
+        ctx = _worker_context()
         with ProcessPoolExecutor(
             max_workers=min(jobs, len(case_jobs)), mp_context=ctx, initializer=init_worker
         ) as pool:

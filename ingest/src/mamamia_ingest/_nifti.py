@@ -24,6 +24,16 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+_decompressobj: Any = zlib.decompressobj
+_INFLATE_ERRORS: tuple[Any, ...] = (zlib.error,)
+try:  # ISA-L inflates ~3x faster than zlib (same API, its own error class)
+    from isal import isal_zlib
+
+    _decompressobj = isal_zlib.decompressobj
+    _INFLATE_ERRORS = (zlib.error, isal_zlib.error)
+except ImportError:  # pragma: no cover - isal is a declared dependency
+    pass
+
 __all__ = [
     "DEFAULT_MAX_VOLUME_BYTES",
     "HeaderInfo",
@@ -299,7 +309,7 @@ def _read_payload(path: Path, max_bytes: int) -> tuple[_RawHeader, bytearray, st
     """Decompress (if gzip) and hash in one pass; return the header and header+payload bytes."""
     gz = path.name.lower().endswith(".gz")
     h = hashlib.sha256()
-    d = zlib.decompressobj(wbits=31) if gz else None
+    d = _decompressobj(wbits=31) if gz else None
     buf = bytearray()
     header: _RawHeader | None = None
     expected = 0
@@ -319,9 +329,9 @@ def _read_payload(path: Path, max_bytes: int) -> tuple[_RawHeader, bytearray, st
                     while d.eof and d.unused_data:
                         # A second gzip member (concatenated files are legal gzip).
                         rest = d.unused_data
-                        d = zlib.decompressobj(wbits=31)
+                        d = _decompressobj(wbits=31)
                         out += d.decompress(rest)
-                except zlib.error as exc:
+                except _INFLATE_ERRORS as exc:
                     raise NiftiError(
                         "corrupt", f"{name}: the gzip stream is corrupt ({exc})"
                     ) from None
