@@ -375,6 +375,8 @@ def test_case_viewer(page: Page, web_url: str, api: httpx.Client, artifacts: Pat
     for plane in ("axial", "coronal", "sagittal"):
         _wait_loaded(page, plane, 0)
     fields = api.get(f"/v1/cases/{case_id}").json()["fields"]
+    volumes = api.get(f"/v1/cases/{case_id}/volumes").json()["volumes"]
+    image = next(v for v in volumes if v["kind"] == "image")
     assert case_id in page.inner_text("#fields")
     assert str(fields["dataset"]) in page.inner_text("#fields")
     _shot(page, artifacts, "case-viewer")
@@ -420,12 +422,15 @@ def test_case_viewer(page: Page, web_url: str, api: httpx.Client, artifacts: Pat
     )
     _wait_loaded(page, "sagittal", n)
 
-    # Back to the tumour's centre: reopen the case.
-    page.click("#case-form button[type=submit]")
-    for plane in ("axial", "coronal", "sagittal"):
+    # Back to the tumour's centre.
+    page.click("#goto-tumour")
+    lo, hi = fields["tumor_bbox_min_zyx"], fields["tumor_bbox_max_zyx"]
+    for plane in PLANES:
+        axis = plane_layout(image["direction"], plane).normal_axis
         page.wait_for_function(
-            "(p) => !document.querySelector(`#view-${p} .stage`).hasAttribute('aria-busy')",
-            arg=plane,
+            "([p, k]) => { const s = document.querySelector(`#view-${p} .stage`);"
+            " return s.dataset.index === String(k) && !s.hasAttribute('aria-busy') }",
+            arg=[plane, (lo[axis] + hi[axis] - 1) // 2],
         )
 
     # The subtraction image differs from phase 1.
@@ -436,8 +441,6 @@ def test_case_viewer(page: Page, web_url: str, api: httpx.Client, artifacts: Pat
     assert not np.array_equal(phase1, _picture(page, "axial"))
 
     # Expert overlay on: the outline appears, in the server's colour, inside the drawn box.
-    volumes = api.get(f"/v1/cases/{case_id}/volumes").json()["volumes"]
-    image = next(v for v in volumes if v["kind"] == "image")
     counts = {plane: _loaded(page, plane) for plane in PLANES}
     page.check("#ov-expert")
     for plane in PLANES:

@@ -382,6 +382,11 @@ export class Viewer {
     });
     $("ov-expert").addEventListener("change", () => this.renderAll());
     $("ov-automatic").addEventListener("change", () => this.renderAll());
+    $("goto-tumour").addEventListener("click", () => {
+      if (!this.geometry) return;
+      this.point = this.centre();
+      this.renderAll();
+    });
     $("show-box").addEventListener("change", () => {
       this.showBox = $("show-box").checked;
       for (const view of this.views) view.drawMarks();
@@ -583,15 +588,23 @@ export class Viewer {
     const hi = f.tumor_bbox_max_zyx;
     this.bbox = Array.isArray(lo) && Array.isArray(hi) && lo.length === 3 && hi.length === 3 ? { min: lo, max: hi } : null;
     // Start at the tumour's centre (else the middle of the volume).
-    this.point = this.bbox ? this.bbox.min.map((a, i) => Math.floor((a + this.bbox.max[i] - 1) / 2)) : shape.map((n) => Math.floor(n / 2));
+    this.point = this.centre();
+    $("goto-tumour").disabled = !this.bbox;
     this.renderPhases(images);
     this.renderFields(fields.fields, first);
     const orientation = first.orientation ? ` · ${first.orientation}` : "";
     $("case-title").textContent = `${this.caseId} · ${shape.join("×")} (z×y×x)${orientation}`;
     $("case-title").dataset.case = this.caseId;
-    if (!this.bbox) $("show-box").parentElement.title = "This case has no tumour box";
+    $("show-box").parentElement.title = this.bbox ? "" : "This case has no tumour box";
     this.layout();
     this.renderAll();
+  }
+
+  // The tumour box's centre voxel, else the volume's.
+  centre() {
+    const shape = this.geometry.shape;
+    if (!this.bbox) return shape.map((n) => Math.floor(n / 2));
+    return this.bbox.min.map((a, i) => Math.floor((a + this.bbox.max[i] - 1) / 2));
   }
 
   renderPhases(images) {
