@@ -572,6 +572,12 @@ def test_box_matches_the_mask_outline_in_every_case(
         for plane in PLANES:
             _wait_loaded(page, plane, counts[plane])
         _check_box_against_outline(page, image, case_id)
+        # The fields list stays readable whatever its longest value (a long UID once squeezed
+        # the value column to nothing).
+        value = page.locator("#fields dd").first
+        assert value.inner_text() == case_id
+        box = value.bounding_box()
+        assert box is not None and box["width"] > 60, box
         _shot(page, artifacts, f"box-{case_id}")
     assert len(orientations) >= 2, f"want LPS and RAS cases, got {orientations}"
 
