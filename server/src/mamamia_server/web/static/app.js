@@ -265,6 +265,7 @@ function renderResults() {
   const noun = cohort.total === 1 ? "row" : "rows";
   $("row-count").textContent = `${cohort.total} ${noun}`;
   $("row-count").dataset.total = String(cohort.total);
+  $("open-hint").hidden = id < 0 || !cohort.rows.length;
   $("page-info").textContent = cohort.total ? `${first}–${last} of ${cohort.total}` : "";
   $("page-prev").disabled = cohort.page === 0;
   $("page-next").disabled = !cohort.nextCursor;
