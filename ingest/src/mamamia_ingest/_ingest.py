@@ -261,7 +261,10 @@ def _run(
         clinical = read_clinical_table(layout.clinical, relpath=layout.rel(layout.clinical))
     except Exception as exc:  # TableReadError and friends: nothing to ingest
         raise IngestError(f"{layout.rel(layout.clinical)}: {exc}") from None
-    problems.extend(clinical.problems)
+    problems.extend(p for p in clinical.problems if p.case is None or _selected(p.case, patterns))
+    layout.patient_info = {
+        c: path for c, path in layout.patient_info.items() if _selected(c, patterns)
+    }
     extras = _read_optional_tables(layout, problems)
     if stop_now():
         report.stopped_early = True

@@ -93,8 +93,6 @@ class CaseJob:
     phase_times_s: tuple[float | None, ...] | None
     catalog_root: Path
     settings: VolumeSettings
-    #: sha256 by role, for files whose (path, size, mtime) match the previous catalog's record.
-    known_sha256: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -204,7 +202,7 @@ def _source_records(job: CaseJob, sha: dict[str, str]) -> list[dict[str, Any]]:
 def _try_reuse(job: CaseJob, case_dir: Path) -> tuple[CaseResult | None, dict[str, str]]:
     """A finished generation for exactly these sources, if one exists; else the hashes known."""
     existing = _existing(case_dir)
-    sha = dict(job.known_sha256)
+    sha: dict[str, str] = {}
     seen: dict[tuple[str, int, int], str] = {}
     sized: set[tuple[tuple[str, int], ...]] = set()
     for block in existing.values():
