@@ -466,3 +466,24 @@ def test_problem_envelope(client: httpx.Client) -> None:
     assert body["catalog_version"] == r.headers["x-catalog-version"]
     _assert_problem(client.get("/v1/cases/DUKE_001", params={"token": "secret"}), 400)
     _assert_problem(client.delete("/v1/health"), 405)
+
+
+def test_fast_page_and_engine_page_agree(served_catalog: tuple[Path, Path]) -> None:
+    from mamamia_server import _query
+
+    app = create_app(ServerSettings(catalog=served_catalog[0]))
+    state = app.state.holder.current()
+    spec = _query.QuerySpec(sql="SELECT patient_id, kind, phase FROM volumes -- note", where=None)
+    fast = [_query.run_page(state, spec, offset, 4) for offset in (0, 4, 8, 12, 16)]
+    assert _query._ordered_page(state, spec.sql or "", 0, 4) is not None
+    original = _query._ordered_page
+    try:
+        _query._ordered_page = lambda *args: None  # type: ignore[assignment]
+        slow = [_query.run_page(state, spec, offset, 4) for offset in (0, 4, 8, 12, 16)]
+    finally:
+        _query._ordered_page = original
+    assert [p.total for p in fast] == [p.total for p in slow] == [13] * 5
+    assert [p.truncated for p in fast] == [p.truncated for p in slow] == [True] * 3 + [False] * 2
+    rows = lambda pages: [r for p in pages for r in p.table.to_pylist()]  # noqa: E731
+    assert sorted(map(str, rows(fast))) == sorted(map(str, rows(slow)))
+    assert len(rows(fast)) == 13

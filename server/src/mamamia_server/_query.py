@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mamamia_server._engine import QueryResult
+import pyarrow as pa
+
+from mamamia_server._errors import QueryError
 from mamamia_server._problems import ApiError
-from mamamia_server._sql_guard import where_to_sql
+from mamamia_server._sql_guard import check_query, same_tree, where_to_sql
 from mamamia_server._state import CatalogState
 
-__all__ = ["QuerySpec", "cohort_sql", "facet_counts", "run_page"]
+__all__ = ["Page", "QuerySpec", "cohort_sql", "facet_counts", "run_page"]
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,69 @@ def cohort_sql(state: CatalogState, spec: QuerySpec) -> str:
     return where_to_sql(spec.where, state.engine.tables(), limits=state.engine.limits)
 
 
-def run_page(state: CatalogState, spec: QuerySpec, offset: int, limit: int) -> QueryResult:
-    """Rows ``offset .. offset + limit`` of ``spec`` in the engine's deterministic order."""
-    return state.engine.execute_page(
-        cohort_sql(state, spec), spec.params or None, limit=limit, offset=offset
+_PAGE_ALIAS = "_mamamia_page"
+
+
+def _ordered_page(state: CatalogState, sql: str, offset: int, limit: int) -> str | None:
+    """``sql`` wrapped as one ordered page, if the wrapper provably holds exactly ``sql``.
+
+    One statement instead of the engine's count + page pair: the total is only counted when
+    the page is full. ``ORDER BY ALL`` (every column, left to right) makes the order total.
+    """
+    engine = state.engine
+    checked = engine.check(sql)
+    body = checked.sql.rstrip()
+    while body.endswith(";"):
+        body = body[:-1].rstrip()
+    composed = (
+        f"SELECT * FROM (\n{body}\n) AS {_PAGE_ALIAS} ORDER BY ALL "
+        f"LIMIT {limit + 1} OFFSET {offset}"
     )
+    room = dataclasses.replace(
+        engine.limits,
+        max_query_chars=engine.limits.max_query_chars + 512,
+        max_ast_nodes=engine.limits.max_ast_nodes + 64,
+        max_depth=engine.limits.max_depth + 4,
+        max_table_refs=engine.limits.max_table_refs + 1,
+    )
+    try:
+        outer = check_query(composed, engine.tables(), room)
+    except QueryError:
+        return None
+    ref = outer.node.get("from_table")
+    if not isinstance(ref, dict) or ref.get("alias") != _PAGE_ALIAS:
+        return None
+    inner = ref.get("subquery")
+    node = inner.get("node") if isinstance(inner, dict) else None
+    return composed if same_tree(node, checked.node) else None
+
+
+def run_page(state: CatalogState, spec: QuerySpec, offset: int, limit: int) -> Page:
+    """Rows ``offset .. offset + limit`` of ``spec`` in a deterministic order, and the total."""
+    sql = cohort_sql(state, spec)
+    params = spec.params or None
+    engine = state.engine
+    composed = _ordered_page(state, sql, offset, limit)
+    if composed is None:  # the engine's own paging (count + page) always works
+        result = engine.execute_page(sql, params, limit=limit, offset=offset)
+        return Page(result.table, result.truncated, int(result.total or 0))
+    result = engine.execute(composed, params, limit=limit)
+    if result.truncated:
+        total = engine.count(sql, params)
+    else:
+        total = offset + result.table.num_rows
+        if result.table.num_rows == 0 and offset > 0:
+            total = engine.count(sql, params)  # a cursor past the end: say how many there are
+    return Page(result.table, result.truncated, total)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a query's rows, whether more follow, and the row count of the whole query."""
+
+    table: pa.Table
+    truncated: bool
+    total: int
 
 
 def _quote(name: str) -> str:

@@ -134,7 +134,7 @@ def _answer(
             request.app.state.signing_key,
         )
     headers = {
-        "X-Total-Rows": str(page.total or 0),
+        "X-Total-Rows": str(page.total),
         "X-Truncated": "true" if page.truncated else "false",
     }
     if next_cursor is not None:
@@ -145,7 +145,7 @@ def _answer(
         "catalog_version": state.version,
         "columns": columns_of(page.table.schema),
         "rows": table_rows(page.table),
-        "total": page.total or 0,
+        "total": page.total,
         "truncated": page.truncated,
         "next_cursor": next_cursor,
         "offset": offset,
