@@ -19,9 +19,9 @@ from pathlib import Path
 
 import openpyxl
 
-from ._columns import BREAST_DENSITY_LEGEND, RELEASE2_MAX_PHASES, builtin_legend
+from ._columns import BREAST_DENSITY_LEGEND, COLUMNS_R2, RELEASE2_MAX_PHASES, builtin_legend
 from ._spec import PhantomError
-from ._synthetic import synthetic_rows
+from ._synthetic import synthetic_order, synthetic_row
 
 __all__ = ["SourceTable", "builtin_table", "convert_release", "read_source_table", "select_rows"]
 
@@ -53,9 +53,18 @@ class SourceTable:
         return str(value).strip().upper() if value is not None else ""
 
 
-def builtin_table(seed: int) -> SourceTable:
-    header, rows = synthetic_rows(seed)
-    return SourceTable("(built-in synthetic table)", header, tuple(rows), tuple(builtin_legend(2)))
+def builtin_table(seed: int, cases: int | None, ids: Sequence[str] | None) -> SourceTable:
+    """The built-in synthetic table's rows matching ``ids``, then the first ``cases``."""
+    order = synthetic_order(seed)
+    # Choose on the ids alone, then make only the chosen rows' values.
+    stub = SourceTable(_BUILTIN, ("patient_id",), tuple((pid,) for pid, _ in order), ())
+    chosen = select_rows(stub, cases, ids)
+    dataset = dict(order)
+    rows = tuple(synthetic_row(seed, str(r[0]), dataset[str(r[0])]) for r in chosen.rows)
+    return SourceTable(_BUILTIN, COLUMNS_R2, rows, tuple(builtin_legend(2)))
+
+
+_BUILTIN = "(built-in synthetic table)"
 
 
 def _csv_cell(text: str) -> Cell:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ._columns import COLUMNS_R2
 
-__all__ = ["COLLECTION_COUNTS", "synthetic_rows"]
+__all__ = ["COLLECTION_COUNTS", "synthetic_order", "synthetic_row", "synthetic_rows"]
 
 COLLECTION_COUNTS: dict[str, int] = {"DUKE": 291, "ISPY1": 171, "ISPY2": 980, "NACT": 64}
 
@@ -254,8 +254,8 @@ def _row(rng: random.Random, patient_id: str, dataset: str) -> dict[str, object]
     }
 
 
-def synthetic_rows(seed: int) -> tuple[tuple[str, ...], list[tuple[object, ...]]]:
-    """Header (the 50 release-2 columns) and rows of the built-in table (1506 rows)."""
+def synthetic_order(seed: int) -> list[tuple[str, str]]:
+    """``(patient_id, dataset)`` of every row of the built-in table, in table order."""
     rng = random.Random(f"mamamia-phantom-table-{seed}")
     ids = _ids(rng)
     order: list[tuple[str, str]] = []
@@ -263,10 +263,17 @@ def synthetic_rows(seed: int) -> tuple[tuple[str, ...], list[tuple[object, ...]]
         for dataset in COLLECTION_COUNTS:
             if i < len(ids[dataset]):
                 order.append((ids[dataset][i], dataset))
-    header = COLUMNS_R2
-    rows = []
-    for patient_id, dataset in order:
-        # One generator per row keeps a row's values independent of the rows before it.
-        row = _row(random.Random(f"{seed}-{patient_id}"), patient_id, dataset)
-        rows.append(tuple(row.get(column) for column in header))
-    return header, rows
+    return order
+
+
+def synthetic_row(seed: int, patient_id: str, dataset: str) -> tuple[object, ...]:
+    """One row of the built-in table (the 50 release-2 columns)."""
+    # One generator per row keeps a row's values independent of the rows before it, so a few
+    # chosen rows can be made without the other 1500.
+    row = _row(random.Random(f"{seed}-{patient_id}"), patient_id, dataset)
+    return tuple(row.get(column) for column in COLUMNS_R2)
+
+
+def synthetic_rows(seed: int) -> tuple[tuple[str, ...], list[tuple[object, ...]]]:
+    """Header (the 50 release-2 columns) and rows of the built-in table (1506 rows)."""
+    return COLUMNS_R2, [synthetic_row(seed, pid, ds) for pid, ds in synthetic_order(seed)]

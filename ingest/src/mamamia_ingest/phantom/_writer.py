@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import multiprocessing
@@ -139,9 +140,14 @@ class _Task:
         return x * y * z * (2 if self.kind == "image" else 1)
 
 
+@functools.lru_cache(maxsize=2)  # in-process runs write a case's files one after the other
+def _model(spec: CaseSpec, seed: int) -> CaseModel:
+    return build_case(spec, seed)
+
+
 def _run_task(task: _Task) -> tuple[str, int]:
     # Rebuilt in the worker: a model is cheap and far smaller to ship than to pickle.
-    model = build_case(task.spec, task.seed)
+    model = _model(task.spec, task.seed)
     image = phase_image(model, task.phase) if task.kind == "image" else mask_image(model, task.kind)
     return task.rel, write_image(image, task.root / task.rel)
 
@@ -289,9 +295,14 @@ def write_phantom(
     root = Path(out)
     _check_out(root)
 
-    source = read_source_table(Path(table)) if table is not None else builtin_table(seed)
-    target = release if release is not None else (source.release if table is not None else 1)
-    chosen = convert_release(select_rows(source, cases, patterns), target, seed)
+    if table is not None:
+        source = read_source_table(Path(table))
+        target = release if release is not None else source.release
+        chosen = convert_release(select_rows(source, cases, patterns), target, seed)
+    else:
+        source = builtin_table(seed, cases, patterns)
+        target = release if release is not None else 1
+        chosen = convert_release(source, target, seed)
 
     root.mkdir(parents=True, exist_ok=True)
     sizes: dict[str, int] = {}
