@@ -433,6 +433,17 @@ def test_case_viewer(page: Page, web_url: str, api: httpx.Client, artifacts: Pat
             arg=[plane, (lo[axis] + hi[axis] - 1) // 2],
         )
 
+    # The readout names the crosshair voxel and its LPS position (docs/design.md's formula).
+    centre = [(a + b - 1) // 2 for a, b in zip(lo, hi, strict=True)]
+    ijk = np.array(centre[::-1], dtype=float)
+    lps = np.asarray(image["origin_xyz"]) + np.asarray(image["direction"]).reshape(3, 3) @ (
+        np.asarray(image["spacing_xyz"]) * ijk
+    )
+    readout = page.inner_text("#readout")
+    assert f"voxel (z, y, x) = ({', '.join(map(str, centre))})" in readout
+    assert "(" + ", ".join(f"{v:.1f}" for v in lps) + ") mm" in readout
+    assert "in the tumour box" in readout
+
     # The subtraction image differs from phase 1.
     n = _loaded(page, "axial")
     phase1 = _picture(page, "axial")

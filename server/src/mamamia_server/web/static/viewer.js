@@ -191,6 +191,7 @@ class View {
       },
       { passive: false },
     );
+    this.stage.addEventListener("pointerleave", () => this.viewer.showReadout());
     this.stage.addEventListener("focus", () => this.stage.classList.add("focused"));
     this.stage.addEventListener("blur", () => this.stage.classList.remove("focused"));
     // Click: move the other planes to this point. Shift+drag: window/level.
@@ -204,7 +205,14 @@ class View {
       }
     });
     this.stage.addEventListener("pointermove", (event) => {
-      if (!drag || !drag.window) return;
+      if (!drag) {
+        const rect = this.frame.getBoundingClientRect();
+        const fx = (event.clientX - rect.left) / rect.width;
+        const fy = (event.clientY - rect.top) / rect.height;
+        if (rect.width && fx >= 0 && fx < 1 && fy >= 0 && fy < 1) this.viewer.showReadout(this.viewer.voxelAt(this.plane, fy, fx), "pointer");
+        return;
+      }
+      if (!drag.window) return;
       const scale = drag.window / 200;
       const windowWidth = Math.max(1, drag.window + (event.clientX - drag.x) * scale);
       const level = drag.level - (event.clientY - drag.y) * scale;
@@ -386,6 +394,7 @@ export class Viewer {
       if (!this.geometry) return;
       this.point = this.centre();
       this.renderAll();
+      this.showReadout();
     });
     $("show-box").addEventListener("change", () => {
       this.showBox = $("show-box").checked;
@@ -520,6 +529,7 @@ export class Viewer {
     if (k === this.point[lay.normalAxis]) return;
     this.travel[plane] = Math.sign(k - this.point[lay.normalAxis]);
     this.point[lay.normalAxis] = k;
+    this.showReadout();
     for (const view of this.views) {
       if (view.plane === plane) view.render();
       else view.drawMarks();
@@ -532,17 +542,41 @@ export class Viewer {
     this.setSlice(plane, this.point[lay.normalAxis] + delta);
   }
 
-  // A click at fraction (fy, fx) of a plane's picture: move the other two planes there.
-  pointAt(plane, fy, fx) {
+  // The voxel (z, y, x) under fraction (fy, fx) of a plane's picture, on its current slice.
+  voxelAt(plane, fy, fx) {
     const g = this.geometry;
-    if (!g) return;
     const lay = g.layouts[plane];
     const nr = g.shape[lay.rowAxis];
     const nc = g.shape[lay.colAxis];
     const dr = Math.min(nr - 1, Math.floor(fy * nr));
     const dc = Math.min(nc - 1, Math.floor(fx * nc));
-    this.point[lay.rowAxis] = lay.flipRows ? nr - 1 - dr : dr;
-    this.point[lay.colAxis] = lay.flipCols ? nc - 1 - dc : dc;
+    const voxel = [...this.point];
+    voxel[lay.rowAxis] = lay.flipRows ? nr - 1 - dr : dr;
+    voxel[lay.colAxis] = lay.flipCols ? nc - 1 - dc : dc;
+    return voxel;
+  }
+
+  // "voxel (z, y, x) … · LPS mm (x, y, z) …": origin + D · (spacing ⊙ (i, j, k)).
+  showReadout(voxel = this.point, what = "crosshair") {
+    const g = this.geometry;
+    if (!g) return;
+    const ijk = [voxel[2], voxel[1], voxel[0]];
+    const sp = [g.spacing[2], g.spacing[1], g.spacing[0]];
+    const d = g.direction;
+    const mm = [0, 1, 2].map((r) => g.origin[r] + [0, 1, 2].reduce((sum, c) => sum + d[r * 3 + c] * sp[c] * ijk[c], 0));
+    const inBox = this.bbox && voxel.every((v, a) => v >= this.bbox.min[a] && v < this.bbox.max[a]);
+    $("readout").textContent = `${what}: voxel (z, y, x) = (${voxel.join(", ")}) · LPS (x, y, z) = (${mm.map((v) => v.toFixed(1)).join(", ")}) mm${inBox ? " · in the tumour box" : ""}`;
+  }
+
+  // A click at fraction (fy, fx) of a plane's picture: move the other two planes there.
+  pointAt(plane, fy, fx) {
+    const g = this.geometry;
+    if (!g) return;
+    const lay = g.layouts[plane];
+    const voxel = this.voxelAt(plane, fy, fx);
+    this.point[lay.rowAxis] = voxel[lay.rowAxis];
+    this.point[lay.colAxis] = voxel[lay.colAxis];
+    this.showReadout();
     for (const view of this.views) {
       if (view.plane === plane) view.drawMarks();
       else view.render();
@@ -582,7 +616,8 @@ export class Viewer {
     const shape = first.shape; // (z, y, x)
     const spacing = [...first.spacing_xyz].reverse(); // to (z, y, x)
     const layouts = Object.fromEntries(Object.keys(PLANES).map((p) => [p, planeLayout(direction, p)]));
-    this.geometry = { shape, spacing, layouts, orientation: first.orientation };
+    const origin = first.origin_xyz && first.origin_xyz.length === 3 ? first.origin_xyz : [0, 0, 0];
+    this.geometry = { shape, spacing, layouts, direction, origin, orientation: first.orientation };
     const f = fields.fields;
     const lo = f.tumor_bbox_min_zyx;
     const hi = f.tumor_bbox_max_zyx;
@@ -598,6 +633,7 @@ export class Viewer {
     $("show-box").parentElement.title = this.bbox ? "" : "This case has no tumour box";
     this.layout();
     this.renderAll();
+    this.showReadout();
   }
 
   // The tumour box's centre voxel, else the volume's.
