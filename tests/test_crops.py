@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -359,23 +360,48 @@ def test_stitcher_rejects_incomplete_coverage() -> None:
     assert result[3, 3, 3] == 3.0
 
 
+class _CountingArray:
+    """A real zarr array that records which case each read touched."""
+
+    def __init__(self, array: Any, case: str, reads: list[str]) -> None:
+        self._array, self._case, self._reads = array, case, reads
+        self.shape, self.dtype = array.shape, array.dtype
+
+    def __getitem__(self, key: Any) -> Any:
+        self._reads.append(self._case)
+        return self._array[key]
+
+
+class _CountingBackend:
+    """The real local backend, with its arrays wrapped to count reads per case."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.reads: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def open_array(self, zarr_path: str) -> Any:
+        case = zarr_path.split("/")[1]
+        return _CountingArray(self._inner.open_array(zarr_path), case, self.reads)
+
+
 def test_stream_reads_ahead_only_a_bounded_number_of_cases(
     crop_cases: tuple[Path, dict[str, PhantomCase]],
 ) -> None:
-    opened: list[str] = []
+    from mamamia._local import LocalBackend
 
-    class CountingCatalog(mamamia.Catalog):
-        def case(self, patient_id: str) -> mamamia.Case:
-            opened.append(patient_id)
-            return super().case(patient_id)
-
-    counting = CountingCatalog(mamamia.open(crop_cases[0])._backend)
+    backend = _CountingBackend(LocalBackend(crop_cases[0]))
+    counting = mamamia.Catalog(backend)
     stream = counting.crops(counting.cohort("true"), size=8, threads=1, prefetch=2, per_case=3)
     iterator = iter(stream)
     next(iterator)
-    assert len(opened) <= 3  # prefetch 2 ahead, plus the one being consumed
+    time.sleep(0.5)  # give the pool time to run ahead if it were unbounded
+    assert len(set(backend.reads)) <= 3  # prefetch 2 ahead, plus the one being consumed
     rest = list(iterator)
     assert len(rest) == 7 * 3 - 1
+    assert len(set(backend.reads)) == 7
 
 
 def test_bad_options_name_the_parameter(cat: mamamia.Catalog) -> None:

@@ -15,7 +15,7 @@ from mamamia._crops._region import Window
 from mamamia._errors import CatalogFormatError, InvalidRequest
 
 if TYPE_CHECKING:
-    from mamamia._catalog import Catalog
+    from mamamia._case import Case
     from mamamia._volume import Volume
 
 __all__ = ["CaseReader", "Tumour"]
@@ -40,9 +40,8 @@ class Tumour:
 class CaseReader:
     """Reads the crops of one case (opened through the Catalog interface only)."""
 
-    def __init__(self, catalog: Catalog, patient_id: str, config: CropConfig) -> None:
+    def __init__(self, case: Case, config: CropConfig) -> None:
         self.config = config
-        case = catalog.case(patient_id)
         self.patient_id = case.patient_id
         self._case = case
         self.image: Volume = case.image
@@ -179,10 +178,19 @@ class CaseReader:
         config = self.config
         window = Window(start, config.size, self.ratio, self.shape)
         crop: Crop = {"patient_id": self.patient_id}
-        if window.empty:
-            image = np.zeros((config.channels, *config.size), dtype=np.float32)
-        else:
-            image = window.sample_linear(self._channels(window.source_box))
+        image = np.zeros((config.channels, *config.size), dtype=np.float32)
+        if not window.empty:
+            box = window.source_box
+            # One call per phase: measured faster in zarr than one call over a phase range.
+            rows = {p: self.image[(p, *box)] for p in config.read_phases}
+            if window.identity:
+                # Normalise straight into the padded output: no temporaries per channel.
+                self._channels(rows, image[(slice(None), *window.placement)])
+            else:
+                lead = (config.channels, *(ax.hi - ax.lo for ax in window.axes))
+                source = np.empty(lead, dtype=np.float32)
+                self._channels(rows, source)
+                image = window.sample_linear(source)
         crop["image"] = image
         if self.label is not None:
             if window.empty:
@@ -194,30 +202,23 @@ class CaseReader:
         crop["spacing"] = self.spacing
         return crop
 
-    def _channels(self, box: tuple[slice, slice, slice]) -> npt.NDArray[np.float32]:
-        """The source box as channels (C, z, y, x), normalised before any resampling.
+    def _channels(self, rows: dict[int, npt.NDArray[Any]], out: npt.NDArray[np.float32]) -> None:
+        """Write the channels (C, z, y, x) of a source box into ``out``, normalised.
 
-        Linear interpolation commutes with the affine z-score, so normalising first gives the
-        same values and keeps the padding at exactly 0.
+        Normalising before any resampling is exact (linear interpolation commutes with the
+        affine z-score) and keeps the padding at exactly 0.
         """
         config = self.config
-        phases = config.read_phases
-        first, last = phases[0], phases[-1]
-        if last - first + 1 == len(phases):
-            raw = self.image[(slice(first, last + 1), *box)]
-            rows = {p: raw[p - first] for p in phases}
-        else:
-            rows = {p: self.image[(p, *box)] for p in phases}
-        channels: list[npt.NDArray[np.float32]] = []
-        for p in config.phases:
-            values = rows[p].astype(np.float32)
+        for channel, p in enumerate(config.phases):
+            target = out[channel]
             if self._stats:
                 mean, std = self._stats[p]
-                values = (values - np.float32(mean)) / np.float32(std)
-            channels.append(values)
+                np.subtract(rows[p], np.float32(mean), out=target, dtype=np.float32)
+                np.divide(target, np.float32(std), out=target)
+            else:
+                target[...] = rows[p]
         if config.subtraction:
-            diff = rows[1].astype(np.float32) - rows[0].astype(np.float32)
+            target = out[len(config.phases)]
+            np.subtract(rows[1], rows[0], out=target, dtype=np.float32)
             if self._stats:
-                diff /= np.float32(self._stats[0][1])
-            channels.append(diff)
-        return np.stack(channels)
+                np.divide(target, np.float32(self._stats[0][1]), out=target)

@@ -113,8 +113,9 @@ class Window:
         inside: npt.NDArray[np.bool_] = vz[:, None, None] & vy[None, :, None] & vx[None, None, :]
         return inside
 
-    def _placement(self) -> tuple[slice, slice, slice]:
-        # Identity windows: where the read box lands in the padded output.
+    @property
+    def placement(self) -> tuple[slice, slice, slice]:
+        """Identity windows: where the read box lands in the padded output."""
         z, y, x = (slice(ax.lo - ax.start, ax.hi - ax.start) for ax in self.axes)
         return (z, y, x)
 
@@ -125,7 +126,7 @@ class Window:
         if self.empty:
             return out
         if self.identity:
-            out[(..., *self._placement())] = region
+            out[(..., *self.placement)] = region
             return out
         data = region.astype(np.float32, copy=False)
         for a, ax in enumerate(self.axes):
@@ -145,7 +146,7 @@ class Window:
         if self.empty:
             return out
         if self.identity:
-            out[self._placement()] = region
+            out[self.placement] = region
             return out
         nz, ny, nx = (ax.nearest for ax in self.axes)
         picked = region[np.ix_(nz, ny, nx)]

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow.compute as pc
 
+from mamamia._case import Case
 from mamamia._crops._config import CropConfig
 from mamamia._crops._grid import GridStitcher, grid_starts
 from mamamia._crops._plan import ShardSlot, rank_slots, sample_rng, shard_slots
@@ -28,9 +30,14 @@ __all__ = ["CropStream", "catalog_opener", "cohort_ids"]
 _TILES_PER_TASK = 8
 
 
+#: Cases whose rows one query fetches: one round trip instead of two per case.
+_ROWS_PER_QUERY = 64
+
+
 @dataclass(frozen=True)
 class _Task:
     slot: ShardSlot
+    case: Case
     starts: tuple[tuple[int, int, int], ...] | None  # grid tiles; None: draw random starts
 
 
@@ -183,26 +190,51 @@ class CropStream:
         """Number of grid tiles of a volume of this shape."""
         return len(grid_starts(shape, self.config.size, self.config.overlap))
 
+    def _cases(self, slots: Sequence[ShardSlot]) -> Iterator[tuple[ShardSlot, Case]]:
+        """Each slot with its Case, the rows fetched a batch of cases per query."""
+        for at in range(0, len(slots), _ROWS_PER_QUERY):
+            batch = slots[at : at + _ROWS_PER_QUERY]
+            ids = sorted({slot.patient_id for slot in batch})
+            rows = self.catalog.sql(
+                "SELECT * FROM cases WHERE list_contains($ids, patient_id)", ids=ids
+            ).to_pylist()
+            fields = {str(row["patient_id"]): row for row in rows}
+            volumes = self.catalog.sql(
+                "SELECT * FROM volumes WHERE list_contains($ids, patient_id) "
+                "ORDER BY patient_id, kind, phase NULLS FIRST",
+                ids=ids,
+            )
+            column = volumes.column("patient_id")
+            made: dict[str, Case] = {}
+            for slot in batch:
+                pid = slot.patient_id
+                if pid not in made:
+                    if pid not in fields:
+                        raise NotFoundError(f"no case {pid} in catalog {self.catalog.version}")
+                    own = volumes.filter(pc.equal(column, pid))
+                    made[pid] = Case(self.catalog, fields[pid], own)
+                yield slot, made[pid]
+
     def _tasks(self) -> Iterator[_Task]:
         if self.config.sampler != "grid":
-            for slot in self.slots():
-                yield _Task(slot, None)
+            for slot, case in self._cases(self.slots()):
+                yield _Task(slot, case, None)
             return
         shapes = self.shapes()
-        for slot in self.slots():
+        for slot, case in self._cases(self.slots()):
             starts = grid_starts(shapes[slot.patient_id], self.config.size, self.config.overlap)
             for i in range(0, len(starts), _TILES_PER_TASK):
-                yield _Task(slot, tuple(starts[i : i + _TILES_PER_TASK]))
+                yield _Task(slot, case, tuple(starts[i : i + _TILES_PER_TASK]))
 
     # Reading --------------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Crop]:
-        readers = _ReaderCache(self.catalog, self.config, keep=self.config.threads + 1)
+        readers = _ReaderCache(self.config, keep=self.config.threads + 1)
         epoch, seed = self.epoch, self.config.seed
 
         def run(task: _Task) -> list[Crop]:
             try:
-                reader = readers.get(task.slot.patient_id)
+                reader = readers.get(task.case)
                 if task.starts is None:
                     starts = reader.random_starts(sample_rng(seed, epoch, task.slot))
                 else:
@@ -294,22 +326,22 @@ class CropStream:
 class _ReaderCache:
     """The few most recently used case readers (grid tasks of one case share one)."""
 
-    def __init__(self, catalog: Catalog, config: CropConfig, keep: int) -> None:
-        self._catalog = catalog
+    def __init__(self, config: CropConfig, keep: int) -> None:
         self._config = config
         self._keep = keep
         self._readers: OrderedDict[str, CaseReader] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, patient_id: str) -> CaseReader:
+    def get(self, case: Case) -> CaseReader:
+        key = case.patient_id
         with self._lock:
-            reader = self._readers.get(patient_id)
+            reader = self._readers.get(key)
             if reader is not None:
-                self._readers.move_to_end(patient_id)
+                self._readers.move_to_end(key)
                 return reader
-        reader = CaseReader(self._catalog, patient_id, self._config)
+        reader = CaseReader(case, self._config)
         with self._lock:
-            self._readers[patient_id] = reader
+            self._readers[key] = reader
             while len(self._readers) > self._keep:
                 self._readers.popitem(last=False)
         return reader
