@@ -231,14 +231,17 @@ def test_strict_stops_and_leaves_the_catalog_as_it_was(tmp_path: Path) -> None:
     first = ingest(raw, catalog, jobs=1, progress=False)
     assert first.exit_code == 0
     before = tree_digest(catalog)
-    # A new good case and a newly broken one.
+    # A new good case (built, then removed again) and a new broken one.
     write_case(raw, "DUKE_005", seed=7)
-    write_table(raw, [GOOD, BAD, "DUKE_005"])
-    truncate(raw / "images" / BAD / f"{BAD}_0000.nii.gz", 0.5)
+    write_case(raw, "DUKE_009", seed=8)
+    write_table(raw, [GOOD, BAD, "DUKE_005", "DUKE_009"])
+    truncate(raw / "images" / "DUKE_009" / "DUKE_009_0000.nii.gz", 0.5)
+    folders = sorted(p for p in catalog.rglob("*") if p.is_dir())
     report = ingest(raw, catalog, jobs=1, strict=True, progress=False)
     assert report.stopped_early
     assert report.exit_code == 1
     assert tree_digest(catalog) == before
+    assert sorted(p for p in catalog.rglob("*") if p.is_dir()) == folders
     # Without --strict the same input is ingested around the bad case.
     report = ingest(raw, catalog, jobs=1, progress=False)
     assert not report.stopped_early

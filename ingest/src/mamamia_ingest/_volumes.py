@@ -11,6 +11,7 @@ Runs in worker processes: plain picklable inputs and outputs, no shared state.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -384,6 +385,8 @@ def process_case(job: CaseJob) -> CaseResult:
         private.close()
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            case_dir.rmdir()  # only if this failed case left it empty
     result.sources = _source_records(job, sha)
     return result
 
