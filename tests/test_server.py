@@ -487,3 +487,17 @@ def test_fast_page_and_engine_page_agree(served_catalog: tuple[Path, Path]) -> N
     rows = lambda pages: [r for p in pages for r in p.table.to_pylist()]  # noqa: E731
     assert sorted(map(str, rows(fast))) == sorted(map(str, rows(slow)))
     assert len(rows(fast)) == 13
+
+
+def test_scrub_and_cursor_units() -> None:
+    from mamamia_server._cursor import decode_cursor, encode_cursor
+    from mamamia_server._problems import ApiError, scrub
+
+    text = "cannot read /srv/catalogs/mama/tables/x.parquet; see /v1/tables/cases/schema"
+    assert scrub(text) == "cannot read <path>; see /v1/tables/cases/schema"
+    assert scrub("/srv/cat/volumes/A/0 is missing", ["/srv/cat"]) == "volumes/A/0 is missing"
+    token = encode_cursor({"o": 5, "v": "abc"}, b"k1")
+    assert decode_cursor(token, b"k1") == {"o": 5, "v": "abc"}
+    with pytest.raises(ApiError) as info:
+        decode_cursor(token, b"k2")  # another server's (or worker's) key
+    assert info.value.status == 400

@@ -90,7 +90,8 @@ def _title(status: int) -> str:
         return "Error"
 
 
-_ABS_PATH = re.compile(r"(?<![\w:])(?:/[^\s'\"/:,;()]+){2,}/?")
+# Two or more /segments, except the API's own routes (/v1/...), which help the reader.
+_ABS_PATH = re.compile(r"(?<![\w:])(?!/v1/)(?:/[^\s'\"/:,;()]+){2,}/?")
 
 
 def scrub(text: str, roots: Iterable[str] = ()) -> str:
