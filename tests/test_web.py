@@ -509,6 +509,26 @@ def test_case_viewer(page: Page, web_url: str, api: httpx.Client, artifacts: Pat
     _wait_loaded(page, "axial", n)
     assert not np.array_equal(both, _picture(page, "axial"))
 
+    # Auto again, then Shift+drag sets window and level from the automatic ones.
+    n = _loaded(page, "axial")
+    page.click("#wl-auto")
+    _wait_loaded(page, "axial", n)
+    assert page.input_value("#window") == "" and page.input_value("#level") == ""
+    stage = page.locator("#view-axial .stage").bounding_box()
+    assert stage is not None
+    x, y = stage["x"] + stage["width"] / 2, stage["y"] + stage["height"] / 2
+    point = page.get_attribute("#view-coronal .stage", "data-index")
+    page.keyboard.down("Shift")
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 60, y - 30, steps=4)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    assert float(page.input_value("#window")) > 0
+    assert page.input_value("#level") != ""
+    # A drag is not a click: the other planes stay where they were.
+    assert page.get_attribute("#view-coronal .stage", "data-index") == point
+
 
 def test_unknown_case_shows_the_problem(page: Page, web_url: str) -> None:
     page.goto(web_url + "/#case=NO_SUCH_CASE_1")
