@@ -396,3 +396,18 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+_SESSION: dict[str, tuple[Path, Path]] = {}
+
+
+def session_catalog(factory: Any) -> tuple[Path, Path]:
+    """One hand-built (catalog, raw) per test session, shared by the server test modules.
+
+    Read-only by convention: tests that change a catalog copy it first.
+    """
+    if "catalog" not in _SESSION:
+        base = factory.mktemp("server-catalog")
+        write_catalog(base / "catalog", base / "raw")
+        _SESSION["catalog"] = (base / "catalog", base / "raw")
+    return _SESSION["catalog"]

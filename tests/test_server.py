@@ -22,16 +22,14 @@ from PIL import Image
 
 from mamamia_server import ServerSettings, create_app
 from mamamia_server._formats import jsonable
-from server_catalog import CASES, LiveServer, write_catalog
+from server_catalog import CASES, LiveServer, session_catalog
 
 CROP_CAP = 12_000
 
 
 @pytest.fixture(scope="session")
 def served_catalog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    base = tmp_path_factory.mktemp("server")
-    write_catalog(base / "catalog", base / "raw")
-    return base / "catalog", base / "raw"
+    return session_catalog(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

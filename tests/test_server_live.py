@@ -23,16 +23,14 @@ from mamamia_server import ServerSettings, create_app
 from mamamia_server._cli import RedactTokens
 from mamamia_server._settings import is_loopback
 from mamamia_server._volumes import orient, plane_layout
-from server_catalog import LPS, RAS, LiveServer, rewrite_cases, write_catalog
+from server_catalog import LPS, RAS, LiveServer, rewrite_cases, session_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("server-live")
-    write_catalog(base / "catalog", base / "raw")
-    return base / "catalog"
+    return session_catalog(tmp_path_factory)[0]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from schemathesis.checks import (
 )
 
 from mamamia_server import ServerSettings, create_app
-from server_catalog import LiveServer, write_catalog
+from server_catalog import LiveServer, session_catalog
 
 REAL_CASES = ("DUKE_001", "ISPY1_1001", "NACT_01", "ISPY2_100001")
 CHECKS = [
@@ -31,10 +31,9 @@ CHECKS = [
 
 @pytest.fixture(scope="module")
 def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = tmp_path_factory.mktemp("schemathesis")
-    write_catalog(base / "catalog", base / "raw")
+    catalog, _ = session_catalog(tmp_path_factory)
     app = create_app(
-        ServerSettings(catalog=base / "catalog", crop_voxel_cap=20_000, query_time_limit_ms=1000)
+        ServerSettings(catalog=catalog, crop_voxel_cap=20_000, query_time_limit_ms=1000)
     )
     with LiveServer(app) as live:
         yield live.url
