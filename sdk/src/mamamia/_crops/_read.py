@@ -107,6 +107,12 @@ class CaseReader:
             return self._tumour
         self._tumour_read = True
         fields = self._case
+        for column in ("tumor_bbox_min_zyx", "tumor_bbox_max_zyx", "tumor_voxels"):
+            if column not in fields:
+                raise CatalogFormatError(
+                    f"case {self.patient_id}: the cases table has no {column} column, which "
+                    "sampler='tumor' needs; re-ingest the catalog or use sampler='uniform'"
+                )
         lo, hi = fields.get("tumor_bbox_min_zyx"), fields.get("tumor_bbox_max_zyx")
         voxels = fields.get("tumor_voxels")
         if lo is None or hi is None or not voxels:
