@@ -464,6 +464,11 @@ def test_problem_envelope(client: httpx.Client) -> None:
     assert body["catalog_version"] == r.headers["x-catalog-version"]
     _assert_problem(client.get("/v1/cases/DUKE_001", params={"token": "secret"}), 400)
     _assert_problem(client.delete("/v1/health"), 405)
+    big = b'{"sql": "' + b"x" * (3 * 2**20) + b'"}'
+    body = _assert_problem(
+        client.post("/v1/query", content=big, headers={"content-type": "application/json"}), 413
+    )
+    assert "limit" in body["detail"]
 
 
 def test_fast_page_and_engine_page_agree(served_catalog: tuple[Path, Path]) -> None:

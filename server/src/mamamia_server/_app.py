@@ -19,6 +19,7 @@ from mamamia_server._formats import warm_up
 from mamamia_server._limits import QueryLimits
 from mamamia_server._problems import (
     PROBLEM_MEDIA_TYPE,
+    ApiError,
     Problem,
     install_problem_handlers,
     problem_response,
@@ -29,6 +30,9 @@ from mamamia_server.routes import cases, catalog, health, query, zarr
 from mamamia_server.web import mount_web
 
 __all__ = ["RESERVED_PREFIXES", "create_app", "create_app_from_env"]
+
+#: Largest request body: queries are small (MAX_QUERY_CHARS of SQL and a few parameters).
+_MAX_BODY_BYTES = 2 * 2**20
 
 #: Paths kept for the web page (a later issue); the API lives under /v1.
 RESERVED_PREFIXES = ("/", "/static")
@@ -68,6 +72,16 @@ class _VersionHeader:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > _MAX_BODY_BYTES:
+                response = problem_response(
+                    Request(scope),
+                    413,
+                    f"the request body has {int(value)} bytes; the limit is {_MAX_BODY_BYTES}",
+                    slug="body-too-large",
+                )
+                await self._with_header(response, scope, receive, send)
+                return
         query = scope.get("query_string", b"").decode("latin-1")
         if query:
             names = {name.lower() for name, _ in parse_qsl(query, keep_blank_values=True)}
@@ -83,6 +97,22 @@ class _VersionHeader:
                 await self._with_header(response, scope, receive, send)
                 return
 
+        received = 0
+
+        async def limited_receive() -> Message:
+            # A chunked body has no Content-Length: stop reading it past the limit.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > _MAX_BODY_BYTES:
+                    raise ApiError(
+                        413,
+                        f"the request body is over {_MAX_BODY_BYTES} bytes",
+                        slug="body-too-large",
+                    )
+            return message
+
         async def send_with_version(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state = scope.get("state") or {}
@@ -92,7 +122,7 @@ class _VersionHeader:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_version)
+        await self.app(scope, limited_receive, send_with_version)
 
     async def _with_header(self, response: Any, scope: Scope, receive: Receive, send: Send) -> None:
         response.headers["X-Catalog-Version"] = self.holder.peek().version
