@@ -45,6 +45,13 @@ FEATURE_COLUMNS: tuple[str, ...] = (
 )
 
 
+def _as_bool(mask: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """A boolean view of a 0/1 uint8 mask (no copy), else a converted copy."""
+    if mask.dtype == np.uint8:
+        return mask.view(np.bool_)
+    return mask.astype(bool, copy=False)
+
+
 def finite(value: float) -> float | None:
     """``value`` as a float, or None when it is NaN or infinite."""
     v = float(value)
@@ -111,7 +118,7 @@ def mask_features(
     out: dict[str, Any] = {f"{prefix}tumor_{k}": None for k in keys}
     if mask is None:
         return out
-    m = mask.astype(bool, copy=False)
+    m = _as_bool(mask)
     n = int(np.count_nonzero(m))
     out[f"{prefix}tumor_voxels"] = n
     voxel_mm3 = float(np.prod(np.asarray(spacing_xyz, dtype=np.float64)))
@@ -144,8 +151,8 @@ def dice(a: np.ndarray[Any, Any] | None, b: np.ndarray[Any, Any] | None) -> floa
     """Dice overlap of two binary masks; None when either is missing or both are empty."""
     if a is None or b is None:
         return None
-    aa = a.astype(bool, copy=False)
-    bb = b.astype(bool, copy=False)
+    aa = _as_bool(a)
+    bb = _as_bool(b)
     total = int(np.count_nonzero(aa)) + int(np.count_nonzero(bb))
     if total == 0:
         return None
@@ -163,7 +170,7 @@ def masked_mean(array: np.ndarray[Any, Any], mask: np.ndarray[Any, Any] | None) 
     """Mean of ``array`` over a binary mask; None when the mask is missing or empty."""
     if mask is None:
         return None
-    values = array[mask.astype(bool, copy=False)]
+    values = array[_as_bool(mask)]
     if values.size == 0:
         return None
     return finite(values.mean(dtype=np.float64))

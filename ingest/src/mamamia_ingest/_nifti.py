@@ -356,7 +356,8 @@ def _read_payload(path: Path, max_bytes: int) -> tuple[_RawHeader, bytearray, st
                 continue
             take = min(len(out), expected - filled)
             if take > 0:
-                buf[filled : filled + take] = out[:take]
+                # memoryview: no extra copy of each decompressed block
+                buf[filled : filled + take] = memoryview(out)[:take]
                 filled += take
             trailing += len(out) - max(take, 0)
             if trailing > _MAX_TRAILING:
