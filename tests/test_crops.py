@@ -205,7 +205,8 @@ def test_spacing_resamples_to_the_asked_voxel_size(
             crop["image"][0][inside], reference[inside], rtol=1e-4, atol=1e-2
         )
         assert np.array_equal(crop["label"][inside], labels[inside])
-        assert crop["label"].any()  # pos_ratio 1: tumour even after resampling
+        # pos_ratio 1: the middle voxel is tumour even after resampling.
+        assert centre_voxel(crop) == 1
         checked += 1
     assert checked == 8
 
@@ -528,3 +529,23 @@ def test_remote_catalog_streams_the_same_crops(
             )
             assert np.array_equal(a["image"], b["image"])
             assert np.array_equal(a["label"], b["label"])
+
+
+@pytest.mark.parametrize(
+    "spacing", [(1.3, 0.5, 0.77), (3.1, 2.2, 0.4), (2.0, 0.7, 0.8), (0.5, 0.5, 0.5)]
+)
+def test_resampled_tumour_crops_are_centred_on_tumour(
+    cat: mamamia.Catalog, spacing: tuple[float, ...]
+) -> None:
+    crops = list(
+        cat.crops(
+            cat.cohort("tumor_voxels > 0"),
+            size=(7, 9, 8),
+            spacing=spacing,
+            pos_ratio=1.0,
+            per_case=10,
+        )
+    )
+    assert len(crops) == 60
+    assert all(centre_voxel(crop) == 1 for crop in crops)
+    assert all(crop["image"].shape == (3, 7, 9, 8) for crop in crops)
