@@ -232,32 +232,21 @@ def write_manifests(root: Path, files: Iterable[str]) -> list[str]:
         if entity not in ids:
             ids[entity] = f"syn{next(serial)}"
     absolute = root.resolve()
+    # One line per file, then each folder gets the lines of the files at or below it.
+    lines: dict[PurePosixPath, list[str]] = {folder: [] for folder in folders}
+    for f in paths:
+        line = "\t".join(
+            [str(absolute / f), ids[f.parent], f.name, ids[f], "True", _content_type(f.name)]
+            + [""] * 4
+        )
+        for folder in f.parents:
+            lines[folder].append(line)
+    header = "\t".join(_MANIFEST_COLUMNS)
     written = []
     for folder in folders:
-        out = io.StringIO()
-        writer = csv.writer(
-            out, delimiter="\t", quoting=csv.QUOTE_NONE, quotechar=None, lineterminator="\n"
-        )
-        writer.writerow(_MANIFEST_COLUMNS)
-        for f in paths:
-            if folder != PurePosixPath(".") and folder not in f.parents:
-                continue
-            writer.writerow(
-                [
-                    str(absolute / f),
-                    ids[f.parent],
-                    f.name,
-                    ids[f],
-                    "True",
-                    _content_type(f.name),
-                    "",
-                    "",
-                    "",
-                    "",
-                ]
-            )
+        text = "\n".join([header, *lines[folder]]) + "\n"
         rel = str(folder / MANIFEST) if folder != PurePosixPath(".") else MANIFEST
-        write_text_atomic(root / rel, out.getvalue())
+        write_text_atomic(root / rel, text)
         written.append(rel)
     return written
 

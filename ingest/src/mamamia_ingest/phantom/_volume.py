@@ -34,6 +34,9 @@ I16 = npt.NDArray[np.int16]
 
 # Slabs hold about this many voxels: float32 temporaries stay near 4 MiB each.
 _SLAB_VOXELS = 1_000_000
+# Phases up to this many voxels (32 MiB of int16) are built in numpy and copied into SimpleITK
+# once; larger ones are pasted slab by slab (slower per voxel, but no second copy).
+_COPY_MAX_VOXELS = 16 * 2**20
 # Noise comes from one per-case int16 buffer of at most this many values (a prime, so the
 # repeat does not line up with rows or slices), read at a different offset for every phase.
 _NOISE_BUFFER = 4_194_301
@@ -318,9 +321,10 @@ def phase_slabs(model: CaseModel, phase: int) -> Iterator[tuple[int, I16]]:
         # Glandular fraction from a smooth texture, a few oblique plane waves (organic blobs, no
         # axis-aligned grid): fat where it is low, gland where it is high.
         frac = np.zeros((k, ny, nx), dtype=np.float32)
+        angle = np.empty((k, ny, nx), dtype=np.float32)
         for wx, wy, wz in model.texture:
-            angle = wz[z0:z1, None, None] + wy[None, :, None] + wx[None, None, :]
-            frac += np.cos(angle)
+            np.add(wz[z0:z1, None, None] + wy[None, :, None], wx[None, None, :], out=angle)
+            frac += np.cos(angle, out=angle)
         np.clip(frac * 0.6 + 0.2, 0.0, 1.0, out=frac)
         value = model.fat + (gland_now - model.fat) * frac
         noise = _circular(buffer, model.noise_offsets[phase] + z0 * plane, k * plane).reshape(
@@ -344,7 +348,22 @@ def phase_slabs(model: CaseModel, phase: int) -> Iterator[tuple[int, I16]]:
 
 
 def phase_image(model: CaseModel, phase: int) -> sitk.Image:
-    """One phase as a SimpleITK int16 image, built in place slab by slab."""
+    """One phase as a SimpleITK int16 image.
+
+    Small phases are assembled in numpy and copied into SimpleITK once (fast; the copy costs at
+    most ``_COPY_MAX_VOXELS`` int16). Larger ones are pasted into the image slab by slab, in
+    place, so a 1024x1024x160 phase never exists twice.
+    """
+    nx, ny, nz = model.spec.size_xyz
+    if nx * ny * nz <= _COPY_MAX_VOXELS:
+        array = np.empty((nz, ny, nx), dtype=np.int16)
+        for z0, slab in phase_slabs(model, phase):
+            array[z0 : z0 + slab.shape[0]] = slab
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing(model.spec.spacing_xyz)
+        image.SetOrigin(model.origin_xyz)
+        image.SetDirection(model.spec.direction)
+        return image
     image = _new_image(model, sitk.sitkInt16)
     for z0, slab in phase_slabs(model, phase):
         image[:, :, z0 : z0 + slab.shape[0]] = sitk.GetImageFromArray(slab)
