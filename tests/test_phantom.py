@@ -557,6 +557,12 @@ def test_rerun_overwrites_consistently(tmp_path: Path) -> None:
     }
     table = read_clinical_table(out / "clinical_and_imaging_info.xlsx")
     assert [r.patient_id for r in table.records] == [c.patient_id for c in second.cases]
+    marker = json.loads((out / ".mamamia-phantom.json").read_text())
+    assert marker["complete"] is True
+    assert marker["cases"] == [c.patient_id for c in second.cases]
+    # A run killed half-way leaves its marker with complete = false: the next run may clean up.
+    marker["complete"] = False
+    (out / ".mamamia-phantom.json").write_text(json.dumps(marker))
     third = write_phantom(out, cases=2, scale=0.05, progress=False)
     assert not (out / "patient_info_files").exists()
     assert {p.name for p in (out / "images").iterdir() if p.is_dir()} == {

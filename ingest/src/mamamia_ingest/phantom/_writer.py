@@ -314,6 +314,9 @@ def write_phantom(
         rows = {chosen.patient_id(r): dict(zip(chosen.header, r, strict=True)) for r in chosen.rows}
         specs = [_spec(records[pid], rows[pid], float(scale), chosen.name) for pid in rows]
         models = [_facts(build_case(spec, seed)) for spec in specs]
+        # Marked before any volume is written: a run killed half-way leaves a folder that the
+        # next run may clean and overwrite, and "complete": false says it is unfinished.
+        _write_marker(root, source.name, target, scale, seed, lowercase_names, list(rows), False)
 
         tasks: list[_Task] = []
         for spec in specs:
@@ -354,16 +357,7 @@ def write_phantom(
         _report_case(m, splits[m.spec.patient_id], lowercase_names, target) for m in models
     )
     seconds = time.perf_counter() - started
-    marker = {
-        "written_by": "mamamia phantom",
-        "release": target,
-        "scale": scale,
-        "seed": seed,
-        "table": source.name,
-        "lowercase_names": lowercase_names,
-        "cases": [c.patient_id for c in report_cases],
-    }
-    write_text_atomic(root / MARKER, json.dumps(marker, indent=2) + "\n")
+    _write_marker(root, source.name, target, scale, seed, lowercase_names, list(rows), True)
     return PhantomReport(
         root=root.resolve(),
         release=target,
@@ -392,6 +386,29 @@ def _spec(record: ClinicalRecord, raw: dict[str, object], scale: float, table: s
             case=exc.case,
             column=exc.column,
         ) from exc
+
+
+def _write_marker(
+    root: Path,
+    table: str,
+    release: int,
+    scale: float,
+    seed: int,
+    lowercase: bool,
+    cases: list[str],
+    complete: bool,
+) -> None:
+    marker = {
+        "written_by": "mamamia phantom",
+        "complete": complete,
+        "release": release,
+        "scale": scale,
+        "seed": seed,
+        "table": table,
+        "lowercase_names": lowercase,
+        "cases": cases,
+    }
+    write_text_atomic(root / MARKER, json.dumps(marker, indent=2) + "\n")
 
 
 def _parents(rel: str) -> list[str]:
