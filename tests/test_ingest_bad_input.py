@@ -138,6 +138,20 @@ def test_mask_size_mismatch(tmp_path: Path) -> None:
     assert not cases[BAD]["has_automatic"]
 
 
+def test_rerun_with_a_bad_mask_reuses_and_reports_again(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    truncate(raw / "segmentations/automatic" / f"{BAD}.nii.gz", 0.5)
+    mask = np.zeros((10, 32, 28), np.uint8)
+    write_volume(raw / "segmentations/expert" / f"{BAD}.nii.gz", mask, spacing=(0.9, 0.7, 2.0))
+    first = ingest(raw, tmp_path / "cat", jobs=1, progress=False)
+    again = ingest(raw, tmp_path / "cat", jobs=1, progress=False)
+    assert again.built == 0
+    assert again.reused == 2
+    assert sorted(p.rule for p in again.errors) == sorted(p.rule for p in first.errors)
+    assert {p.rule for p in again.errors} == {"truncated", "geometry"}
+    assert again.exit_code == 1
+
+
 def test_mask_values_other_than_0_1(tmp_path: Path) -> None:
     raw = _raw(tmp_path)
     mask = np.zeros((10, 32, 28), np.uint8)

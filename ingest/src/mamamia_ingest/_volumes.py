@@ -209,7 +209,8 @@ def _try_reuse(job: CaseJob, case_dir: Path) -> tuple[CaseResult | None, dict[st
     for block in existing.values():
         files = block.get("source", {}).get("files", [])
         for rec in files:
-            seen[(rec["role"], rec["size"], rec["mtime_ns"])] = rec["sha256"]
+            if rec.get("sha256"):
+                seen[(rec["role"], rec["size"], rec["mtime_ns"])] = rec["sha256"]
         sized.add(tuple(sorted((rec["role"], rec["size"]) for rec in files)))
     for f in job.files:
         if f.role not in sha and (f.role, f.size, f.mtime_ns) in seen:
@@ -428,6 +429,8 @@ def _build(
                     )
                 )
                 masks.pop(f.role)
+                # Hashed anyway, so the generation (and its reuse) accounts for this file.
+                sha[f.role] = hash_file(f.path)
     if failed:
         raise _CaseFailed()
     ref = infos[phases[0].role]
@@ -477,6 +480,7 @@ def _build(
                     f"case {case}: {exc.message}; the {role} mask is left out",
                 )
             )
+            sha[role] = hash_file(f.path)
             continue
         sha[role] = vol.sha256
         bad = check_mask_values(vol.array)
@@ -581,6 +585,9 @@ def _build(
     features["enhancement_ratio"] = (
         enhancement_ratio(tumour_means[1], tumour_means[0]) if len(tumour_means) == 2 else None
     )
+    for f in job.files:
+        if f.role not in sha:  # a mask left out before it was read (e.g. its geometry)
+            sha[f.role] = hash_file(f.path)
     gen = generation_id(job.settings, job.phase_times_s, sha)
     block = {
         "space": "LPS",
