@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -568,6 +569,34 @@ def test_rerun_overwrites_consistently(tmp_path: Path) -> None:
     assert {p.name for p in (out / "images").iterdir() if p.is_dir()} == {
         c.patient_id for c in third.cases
     }
+
+
+def test_rerun_after_a_killed_run(tmp_path: Path) -> None:
+    out = tmp_path / "raw"
+    code = (
+        "import sys; from mamamia_ingest import write_phantom; "
+        "write_phantom(sys.argv[1], cases=30, scale=0.3, jobs=1, progress=False)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(out)])
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list(out.glob("images/*/*.nii.gz"))) >= 3:
+                break
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode != 0, "the run was meant to be killed half-way"
+    marker = json.loads((out / ".mamamia-phantom.json").read_text())
+    assert marker["complete"] is False
+    report = write_phantom(out, cases=2, scale=0.05, progress=False)
+    on_disk = {
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and p.name != ".mamamia-phantom.json"
+    }
+    assert on_disk == set(report.files), "no partial or temporary files of the killed run left"
 
 
 def test_refuses_a_foreign_folder(tmp_path: Path) -> None:
