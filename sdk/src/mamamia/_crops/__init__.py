@@ -6,6 +6,7 @@ the same crops.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,17 @@ if TYPE_CHECKING:
     from mamamia._catalog import Catalog
     from mamamia._cohort import Cohort
 
-__all__ = ["CropConfig", "CropStream", "GridStitcher", "crop_stream", "grid_starts"]
+__all__ = [
+    "REMOTE_THREADS",
+    "CropConfig",
+    "CropStream",
+    "GridStitcher",
+    "crop_stream",
+    "grid_starts",
+]
+
+#: Default reader threads over a server (requests overlap; measured ~1.7x over 2 threads).
+REMOTE_THREADS = 8
 
 
 def crop_stream(
@@ -43,6 +54,12 @@ def crop_stream(
     prefetch: int | None = None,
 ) -> CropStream:
     """The crops of ``cohort`` (see ``Catalog.crops`` and docs/crops.md)."""
+    if threads is None:
+        from mamamia._local import LocalBackend
+
+        # Local reads are CPU-bound (decompression); remote ones wait on the network.
+        local = isinstance(catalog._backend, LocalBackend)
+        threads = min(4, os.cpu_count() or 1) if local else REMOTE_THREADS
     config = make_config(
         size=size,
         phases=phases,
