@@ -146,3 +146,25 @@ def test_a_second_ingest_on_the_same_catalog_is_refused(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert ingest(raw, catalog, jobs=1, progress=False).exit_code == 0
+
+
+def test_jobs_from_a_script_without_a_main_guard(tmp_path: Path) -> None:
+    """Worker processes must not re-run the caller's unguarded main script."""
+    import subprocess
+    import sys
+
+    raw = tmp_path / "raw"
+    write_case(raw, CASE)
+    write_case(raw, "DUKE_002", seed=2)
+    write_table(raw, [CASE, "DUKE_002"])
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from mamamia_ingest import ingest\n"
+        f"r = ingest({str(raw)!r}, {str(tmp_path / 'cat')!r}, jobs=2, progress=False)\n"
+        "print('built', r.built)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("built 2") == 1  # printed once: the script ran once

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 __all__ = [
+    "CatalogLocked",
     "PreviousCatalog",
     "atomic_write",
     "catalog_lock",
@@ -32,6 +33,10 @@ __all__ = [
     "read_previous",
     "write_table",
 ]
+
+
+class CatalogLocked(Exception):
+    """Another ingest holds the catalog."""
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -165,7 +170,7 @@ def catalog_lock(catalog: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(
+            raise CatalogLocked(
                 f"{catalog}: another mamamia ingest is writing this catalog"
             ) from None
         yield

@@ -9,6 +9,7 @@ working, and a killed run leaves only unnamed folders that the next run reuses o
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import math
@@ -17,8 +18,9 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from tqdm import tqdm
 
 from mamamia import read_clinical_table, read_patient_info, read_quality_scores, read_splits
 from mamamia_ingest._catalog_writer import (
+    CatalogLocked,
     atomic_write,
     catalog_lock,
     collect_garbage,
@@ -217,7 +220,7 @@ def ingest(
                 settings,
                 progress,
             )
-    except RuntimeError as exc:
+    except CatalogLocked as exc:
         raise IngestError(str(exc)) from None
     except BaseException:
         if created and not (cat_path / "catalog.json").exists():
@@ -428,6 +431,35 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+@contextlib.contextmanager
+def _main_not_reimported() -> Iterator[None]:
+    """Keep spawned/forkserver workers from re-running the caller's ``__main__``.
+
+    The workers need only importable code (``process_case``, ``CaseJob``), but multiprocessing
+    re-imports the parent's main script in each worker: a script without an
+    ``if __name__ == "__main__"`` guard (or a notebook, or ``python - <<EOF``) would then break,
+    and every worker would pay the main script's imports. Hidden while the pool starts workers.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    missing = object()
+    saved_file = main.__dict__.get("__file__", missing)
+    saved_spec = main.__dict__.get("__spec__", missing)
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        if saved_file is not missing:
+            main.__dict__["__file__"] = saved_file
+        if saved_spec is missing:
+            main.__dict__.pop("__spec__", None)
+        else:
+            main.__dict__["__spec__"] = saved_spec
+
+
 def _run_jobs(
     case_jobs: list[CaseJob],
     jobs: int,
@@ -474,9 +506,12 @@ def _run_jobs(
                     break
             return built
         ctx = _worker_context()
-        with ProcessPoolExecutor(
-            max_workers=min(jobs, len(case_jobs)), mp_context=ctx, initializer=init_worker
-        ) as pool:
+        with (
+            _main_not_reimported(),
+            ProcessPoolExecutor(
+                max_workers=min(jobs, len(case_jobs)), mp_context=ctx, initializer=init_worker
+            ) as pool,
+        ):
             # Keep at most 2 tasks per worker queued, so --strict can stop promptly.
             pending: dict[Future[CaseResult], CaseJob] = {}
             queue: Iterable[CaseJob] = iter(case_jobs)
@@ -494,7 +529,15 @@ def _run_jobs(
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     job = pending.pop(fut)
-                    if take(job, fut.result()):
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        raise IngestError(
+                            f"a worker process died while ingesting case {job.patient_id} "
+                            "(killed, or out of memory: try fewer --jobs); the finished cases "
+                            "are kept and the next run reuses them"
+                        ) from None
+                    if take(job, result):
                         report.stopped_early = True
                 if report.stopped_early:
                     for fut in pending:
