@@ -173,7 +173,10 @@ def _row(rng: random.Random, patient_id: str, dataset: str) -> dict[str, object]
     p = _PROFILES[dataset]
     subtype = rng.choice(_SUBTYPES)
     hr = int(subtype in ("luminal", "luminal_a", "luminal_b"))
-    her2 = int(subtype in ("her2_enriched", "her2_pure", "luminal_b") and rng.random() < 0.8)
+    # HER2-enriched and HER2-pure are HER2-positive by definition; luminal B may be either.
+    her2 = int(
+        subtype in ("her2_enriched", "her2_pure") or (subtype == "luminal_b" and rng.random() < 0.8)
+    )
     pcr_rate = {"triple_negative": 0.4, "her2_enriched": 0.5, "her2_pure": 0.5}.get(subtype, 0.15)
     num_phases = int(_weighted(rng, p.phases))  # type: ignore[call-overload]
     matrix = int(_weighted(rng, p.matrices))  # type: ignore[call-overload]
@@ -193,6 +196,11 @@ def _row(rng: random.Random, patient_id: str, dataset: str) -> dict[str, object]
     year = rng.randint(1985, 2012)
     age = rng.randint(26, 80)
     follow_up = rng.randint(200, 4000)
+    weight_cell = _maybe(rng, weight, 0.2)
+    size_cell = _maybe(rng, height, 0.8)
+    # As in the real table: BMI uses 1.65 m where the height is unknown, and needs a weight.
+    bmi_height = height if size_cell is not None else 1.65
+    bmi_cell = None if weight_cell is None else _maybe(rng, _bmi_group(weight / bmi_height**2), 0.2)
     recurrence = follow_up if rng.random() < 0.15 else 0
     return {
         "patient_id": patient_id,
@@ -224,9 +232,9 @@ def _row(rng: random.Random, patient_id: str, dataset: str) -> dict[str, object]
         else None,
         "ethnicity": _maybe(rng, _weighted(rng, _ETHNICITIES), 0.03),
         "has_implant": int(rng.random() < 0.01),
-        "weight": _maybe(rng, weight, 0.2),
-        "patient_size": _maybe(rng, height, 0.8),
-        "bmi_group": _maybe(rng, _bmi_group(weight / height**2), 0.2),
+        "weight": weight_cell,
+        "patient_size": size_cell,
+        "bmi_group": bmi_cell,
         "breast_density": _maybe(rng, rng.choice("abcd"), 0.1),
         "view": p.view,
         "bilateral_mri": int(p.view == "axial"),
