@@ -106,6 +106,10 @@ class Cohort:
         return self.table
 
     def to_pandas(self) -> Any:
+        try:
+            import pandas  # noqa: F401 - only to give the install hint
+        except ImportError as exc:
+            raise ImportError("to_pandas needs pandas: pip install 'mamamia[pandas]'") from exc
         return self.table.to_pandas()
 
     def to_polars(self) -> Any:
