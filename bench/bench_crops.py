@@ -24,6 +24,7 @@ baseline, put it into the venv after the CPU torch, so that uv does not pull a C
 Without it the table says the baseline is missing instead of a ratio.
 
     uv run python bench/bench_crops.py [--scale 0.25] [--cases 20] [--size 32,64,64]
+    uv run python bench/bench_crops.py --scale 0.5 --cases 10 --size 64,64,64 --no-memory
 """
 
 from __future__ import annotations
@@ -255,11 +256,12 @@ def run(
     cases: int = 20,
     size: tuple[int, int, int] = (32, 64, 64),
     remote: bool = True,
+    memory: bool = True,
 ) -> list[dict[str, Any]]:
     import mamamia
 
     warnings.filterwarnings("ignore")
-    raw, catalog_dir = prepare(scale, max(MEMORY_CASES))
+    raw, catalog_dir = prepare(scale, max(MEMORY_CASES) if memory else cases + 1)
     catalog = mamamia.open(catalog_dir)
     every = catalog.cohort("true").case_ids
     ids, spare = every[:cases], every[-1:]
@@ -291,6 +293,8 @@ def run(
                             "crops/s",
                         )
                     )
+    if not memory:
+        return rows
     small, large = (_probe_in_subprocess(catalog_dir, n, patch) for n in MEMORY_CASES)
     rows.append(
         {
@@ -321,6 +325,11 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=20, help="cohort size for the throughput runs")
     parser.add_argument("--size", default="32,64,64", help="crop size z,y,x")
     parser.add_argument("--no-remote", action="store_true", help="skip the loopback server run")
+    parser.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the 20 vs 200 cases memory run (then only --cases + 1 cases are made)",
+    )
     parser.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--catalog", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -328,7 +337,13 @@ def main() -> int:
     if args.memory_probe:
         print(json.dumps(_memory_probe(args.catalog, args.memory_probe, (z, y, x))))
         return 0
-    rows = run(scale=args.scale, cases=args.cases, size=(z, y, x), remote=not args.no_remote)
+    rows = run(
+        scale=args.scale,
+        cases=args.cases,
+        size=(z, y, x),
+        remote=not args.no_remote,
+        memory=not args.no_memory,
+    )
     print("| metric | ours | baseline | ratio | target |")
     print("|---|---|---|---|---|")
     for row in rows:

@@ -549,3 +549,31 @@ def test_resampled_tumour_crops_are_centred_on_tumour(
     assert len(crops) == 60
     assert all(centre_voxel(crop) == 1 for crop in crops)
     assert all(crop["image"].shape == (3, 7, 9, 8) for crop in crops)
+
+
+@pytest.mark.parametrize("spacing", [None, (2.3, 0.93, 1.13)])
+def test_shared_reads_give_the_same_crops_as_separate_ones(
+    cat: mamamia.Catalog, spacing: tuple[float, ...] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mamamia._crops._read import CaseReader
+
+    stream = cat.crops(["CROP_001"], size=(10, 12, 14), spacing=spacing)
+    reader = CaseReader(cat.case("CROP_001"), stream.config)
+    # Overlapping windows (one overhanging the origin, one wholly outside): one shared read.
+    starts = [(-3, -2, 1), (0, 3, 3), (1, 4, 5), (2, 5, 4), (3, 6, 6), (30, 60, 60)]
+    reads: list[Any] = []
+    original = mamamia.Volume.__getitem__
+
+    def counting(self: Any, key: Any) -> Any:
+        reads.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(mamamia.Volume, "__getitem__", counting)
+    shared = reader.read_many(starts)
+    assert len(reads) == 3  # phase 0, phase 1 and the label, once each for all the crops
+    monkeypatch.undo()
+    for crop, start in zip(shared, starts, strict=True):
+        alone = reader.read(start)
+        assert crop["index"] == alone["index"] == start
+        assert np.array_equal(crop["image"], alone["image"])
+        assert np.array_equal(crop["label"], alone["label"])

@@ -239,7 +239,7 @@ class CropStream:
                     starts = reader.random_starts(sample_rng(seed, epoch, task.slot))
                 else:
                     starts = list(task.starts)
-                return [reader.read(start) for start in starts]
+                return reader.read_many(starts)
             except MamamiaError:
                 raise
             except Exception as exc:
