@@ -26,7 +26,7 @@ _bearer = HTTPBearer(
 )
 
 
-def require_token(
+async def require_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

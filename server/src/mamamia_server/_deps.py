@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 import mamamia
 from mamamia_server._settings import ServerSettings
@@ -15,12 +16,16 @@ __all__ = ["VERSION_PATTERN", "HolderDep", "SettingsDep", "StateDep", "take_stat
 VERSION_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 
-def _settings(request: Request) -> ServerSettings:
+# Dependencies are async where they never block: FastAPI runs sync ones in the thread pool, and
+# each such hop costs about a millisecond per request.
+
+
+async def _settings(request: Request) -> ServerSettings:
     settings: ServerSettings = request.app.state.settings
     return settings
 
 
-def _holder(request: Request) -> CatalogHolder:
+async def _holder(request: Request) -> CatalogHolder:
     holder: CatalogHolder = request.app.state.holder
     return holder
 
@@ -37,7 +42,7 @@ def take_state(request: Request, version: str | None = None) -> CatalogState:
     return state
 
 
-def _state(
+async def _state(
     request: Request,
     version: Annotated[
         str | None,
@@ -47,7 +52,12 @@ def _state(
         ),
     ] = None,
 ) -> CatalogState:
-    return take_state(request, version)
+    holder: CatalogHolder = request.app.state.holder
+    if holder.due(version):  # may read catalog.json and load a new version: off the loop
+        return await run_in_threadpool(take_state, request, version)
+    state = holder.peek()  # checked within the poll interval and of the asked version
+    request.state.catalog_version = state.version
+    return state
 
 
 SettingsDep = Annotated[ServerSettings, Depends(_settings)]

@@ -152,6 +152,12 @@ class CatalogHolder:
         """The current state without checking for a new one."""
         return self._state
 
+    def due(self, version: str | None = None) -> bool:
+        """Whether answering now may need to read catalog.json (so may block on a reload)."""
+        if version is not None and version != self._state.version:
+            return True
+        return time.monotonic() - self._checked >= self.poll_s
+
     def current(self, *, force: bool = False) -> CatalogState:
         """The state to answer one request from (checks catalog.json at most every poll_s)."""
         now = time.monotonic()

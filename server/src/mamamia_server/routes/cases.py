@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -151,19 +152,20 @@ def crop(
             "per request: ask for smaller boxes",
             slug="crop-too-large",
         )
-    if kind == "image":
-        p = 0 if phase is None else phase
-        if p >= volume.shape[0]:
-            raise ApiError(
-                422,
-                f"phase {p} is outside 0..{volume.shape[0] - 1} for case {case.patient_id}",
-                slug="invalid-parameter",
-            )
-        data = volume[p, z0:z1, y0:y1, x0:x1]
-    else:
-        data = volume[z0:z1, y0:y1, x0:x1]
+    p = 0 if phase is None else phase
+    if kind == "image" and p >= volume.shape[0]:
+        raise ApiError(
+            422,
+            f"phase {p} is outside 0..{volume.shape[0] - 1} for case {case.patient_id}",
+            slug="invalid-parameter",
+        )
+    box = (slice(z0, z1), slice(y0, y1), slice(x0, x1))
+    started = time.perf_counter()
+    data = volume[(p, *box)] if kind == "image" else volume[box]
+    read_ms = (time.perf_counter() - started) * 1000
     result = Crop(data=np.asarray(data), start_zyx=(z0, y0, x0), volume=volume)
     headers = crop_headers(result)
+    headers["Server-Timing"] = f"read;dur={read_ms:.2f}"
     name = f"{case.patient_id}_{kind}" + (f"_p{phase or 0}" if kind == "image" else "")
     if format == "raw":
         return Response(raw_bytes(result), media_type="application/octet-stream", headers=headers)
