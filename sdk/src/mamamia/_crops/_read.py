@@ -18,10 +18,13 @@ if TYPE_CHECKING:
     from mamamia._case import Case
     from mamamia._volume import Volume
 
-__all__ = ["UNION_BUDGET", "CaseReader", "Tumour"]
+__all__ = ["UNION_BUDGET", "UNION_GAIN", "CaseReader", "Tumour"]
 
 #: Most bytes (source dtype) one case visit reads at once to share chunks between its crops.
 UNION_BUDGET = 64 << 20
+#: A crop decompresses whole chunks: a 64³ crop over (1, 32, 128, 128) chunks touches about
+#: 6.75 chunks (docs/crops.md), so a union up to 4x the crops' own voxels still decodes less.
+UNION_GAIN = 4
 
 Crop = dict[str, Any]
 
@@ -190,9 +193,9 @@ class CaseReader:
     def read_many(self, starts: Sequence[Sequence[int]]) -> list[Crop]:
         """Several crops of this case; overlapping ones share one read when that is cheaper.
 
-        When the union of the crops' source boxes holds fewer voxels than their sum and fits
-        ``UNION_BUDGET`` bytes, it is read once and every crop is cut from it, so each chunk is
-        decompressed once per case visit instead of once per crop.
+        When the union of the crops' source boxes fits ``UNION_BUDGET`` bytes and holds at most
+        ``UNION_GAIN`` times their summed voxels, it is read once and every crop is cut from it,
+        so each chunk is decompressed once per case visit instead of once per crop.
         """
         config = self.config
         windows = [Window(start, config.size, self.ratio, self.shape) for start in starts]
@@ -205,7 +208,7 @@ class CaseReader:
         separate = sum(math.prod(ax.hi - ax.lo for ax in w.axes) for w in live)
         per_voxel = len(config.read_phases) * self.image.dtype.itemsize
         per_voxel += 1 if self.label is not None else 0
-        if union >= separate or union * per_voxel > UNION_BUDGET:
+        if union > UNION_GAIN * separate or union * per_voxel > UNION_BUDGET:
             return [self._assemble(w, self._fetch) for w in windows]
         box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
         rows = {p: self.image[(p, *box)] for p in config.read_phases}
