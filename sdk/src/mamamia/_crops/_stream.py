@@ -26,10 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CropStream", "catalog_opener", "cohort_ids"]
 
-#: Grid tiles read per task: enough to amortise opening the case, few enough to keep memory low.
+#: Grid tiles per task: neighbours share one read of their union, and memory stays low.
 _TILES_PER_TASK = 8
-
-
 #: Cases whose rows one query fetches: one round trip instead of two per case.
 _ROWS_PER_QUERY = 64
 
