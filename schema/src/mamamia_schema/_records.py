@@ -73,6 +73,7 @@ class SplitAssignment(BaseModel):
 
 
 def splits_arrow_schema() -> pa.Schema:
+    """The Arrow schema of the splits table (patient_id, split), derived from the model."""
     return model_arrow_schema(SplitAssignment, table="splits")
 
 
@@ -392,6 +393,7 @@ class VolumeInfo(BaseModel):
 
 
 def volumes_arrow_schema() -> pa.Schema:
+    """The Arrow schema of ``volumes.parquet`` (one row per case, kind and phase)."""
     return model_arrow_schema(VolumeInfo, table="volumes")
 
 
