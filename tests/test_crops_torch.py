@@ -10,6 +10,7 @@ import multiprocessing
 import pickle
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader
 
 import mamamia
 from crops_catalog import PhantomCase, build_catalog
+from mamamia._crops._stream import catalog_opener
 
 
 @pytest.fixture(scope="session")
@@ -115,3 +117,21 @@ def test_in_process_dataset_and_grid_stitching_of_tensors(
     ((pid, volume),) = list(stream.stitch(pairs))
     assert pid == "CROP_003"
     assert np.array_equal(volume, cases["CROP_003"].image.astype(np.float32))
+
+
+def test_remote_catalog_dataset_runs_in_process_and_says_why_not_in_workers(
+    catalog_dir: Path, live_server: Any, tmp_path: Path
+) -> None:
+    remote = mamamia.connect(live_server.url, cache_dir=tmp_path / "cache")
+    local = mamamia.open(catalog_dir)
+    ids = local.cohort("true").case_ids[:3]
+    dataset = remote.crops(ids, size=8, seed=2).torch()
+    got = [
+        (crop["patient_id"], crop["index"].tolist())
+        for crop in DataLoader(dataset, batch_size=None)
+    ]
+    want = [(crop["patient_id"], list(crop["index"])) for crop in local.crops(ids, size=8, seed=2)]
+    assert got == want
+    if catalog_opener(remote) is None:  # until the remote backend says how to reopen itself
+        with pytest.raises(mamamia.InvalidRequest, match="num_workers=0"):
+            pickle.dumps(dataset)

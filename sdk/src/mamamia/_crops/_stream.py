@@ -312,6 +312,7 @@ class CropStream:
             raise ImportError("stream.torch() needs PyTorch: pip install 'mamamia[torch]'") from exc
         return CropDataset(
             opener=catalog_opener(self.catalog),
+            catalog=self.catalog,
             case_ids=self.case_ids,
             config=self.config,
             epoch=self.epoch,
@@ -345,8 +346,8 @@ class _ReaderCache:
         return reader
 
 
-def catalog_opener(catalog: Catalog) -> Callable[[], Catalog]:
-    """A picklable callable that reopens ``catalog`` (in a DataLoader worker process)."""
+def catalog_opener(catalog: Catalog) -> Callable[[], Catalog] | None:
+    """A picklable callable that reopens ``catalog`` (in a DataLoader worker), or None."""
     from functools import partial
 
     from mamamia._catalog import open as open_local
@@ -355,11 +356,9 @@ def catalog_opener(catalog: Catalog) -> Callable[[], Catalog]:
     backend = catalog._backend
     if isinstance(backend, LocalBackend):
         return partial(open_local, str(backend.root))
-    # Other backends (the server's) say how to reopen themselves.
+    # Other backends (the server's) may say how to reopen themselves.
     reopener = getattr(backend, "reopener", None)
     if callable(reopener):
         opener: Callable[[], Catalog] = reopener()
         return opener
-    raise InvalidRequest(
-        f"catalog {catalog!r} cannot be reopened in DataLoader worker processes; use num_workers=0"
-    )
+    return None

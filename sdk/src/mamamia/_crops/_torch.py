@@ -42,7 +42,8 @@ class CropDataset(IterableDataset[dict[str, Any]]):
     def __init__(
         self,
         *,
-        opener: Callable[[], Catalog],
+        opener: Callable[[], Catalog] | None,
+        catalog: Catalog | None = None,
         case_ids: Sequence[str],
         config: CropConfig,
         epoch: int,
@@ -58,9 +59,14 @@ class CropDataset(IterableDataset[dict[str, Any]]):
         self.rank = rank
         self.world_size = world_size
         self.even = even
-        self._catalog: Catalog | None = None
+        self._catalog: Catalog | None = catalog
 
     def __getstate__(self) -> dict[str, Any]:
+        if self.opener is None:
+            raise InvalidRequest(
+                f"the catalog {self._catalog!r} cannot be reopened in DataLoader worker "
+                "processes; use num_workers=0 with it, or a local catalog"
+            )
         state = dict(self.__dict__)
         state["_catalog"] = None  # workers reopen the catalog themselves
         return state
@@ -72,6 +78,7 @@ class CropDataset(IterableDataset[dict[str, Any]]):
 
     def _stream(self, worker: int, num_workers: int) -> CropStream:
         if self._catalog is None:
+            assert self.opener is not None  # a dataset without one is never unpickled
             self._catalog = self.opener()
         return CropStream(
             self._catalog,
