@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from tqdm import tqdm
 
 from mamamia import read_clinical_table, read_patient_info, read_quality_scores, read_splits
+from mamamia._objstore import is_store_url
 from mamamia_ingest._catalog_writer import (
     CatalogLocked,
     atomic_write,
@@ -186,12 +187,21 @@ def ingest(
     max_volume_bytes: int = DEFAULT_MAX_VOLUME_BYTES,
     progress: bool = True,
 ) -> IngestReport:
-    """Ingest the raw MAMA-MIA folder ``raw`` into the catalog folder ``catalog``.
+    """Ingest the raw MAMA-MIA folder ``raw`` into the catalog folder ``catalog``
+    (or ``s3://bucket/prefix``: staged locally, then published; see docs/scaling.md).
 
     ``cases`` (glob patterns on patient_id, comma-separated) limits the catalog to those cases;
     ``chunks`` is the (z, y, x) chunk shape. Problems are returned in the report, never raised;
     ``IngestError`` is raised only when nothing can be ingested (no clinical table, bad args).
     """
+    if is_store_url(str(catalog)):
+        from mamamia_ingest._publish import ingest_to_store
+
+        report: IngestReport = ingest_to_store(
+            raw, str(catalog), jobs=jobs, cases=cases, tables_only=tables_only, strict=strict,
+            chunks=chunks, max_volume_bytes=max_volume_bytes, progress=progress,
+        )  # fmt: skip
+        return report
     started = time.perf_counter()
     raw_path = Path(raw).resolve()
     cat_path = Path(catalog).resolve()

@@ -172,8 +172,16 @@ class Catalog:
         )  # fmt: skip
 
 
-def open(path: str | Path) -> Catalog:
-    """Open a local catalog folder (what ``mamamia ingest`` writes)."""
+def open(path: str | Path, *, cache_dir: str | Path | None = None) -> Catalog:
+    """Open a local catalog folder (what ``mamamia ingest`` writes) or ``s3://bucket/prefix``.
+
+    For an object store, ``cache_dir`` (default ``$MAMAMIA_CACHE_DIR/s3_<bucket>_<prefix>``)
+    holds the mirrored tables and the chunks read; see docs/scaling.md.
+    """
+    from mamamia._objstore import is_store_url, open_store
+
+    if is_store_url(path):
+        return open_store(str(path), cache_dir=cache_dir)
     return Catalog(LocalBackend(path))
 
 
