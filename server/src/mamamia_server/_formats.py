@@ -112,6 +112,15 @@ def columns_of(schema: pa.Schema) -> list[dict[str, str]]:
     return [{"name": f.name, "type": str(f.type)} for f in schema]
 
 
+def _plain(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_boolean(kind)
+    )
+
+
 def _column_values(column: pa.ChunkedArray) -> list[Any]:
     """One column as JSON-ready values; plain types skip the per-value conversion."""
     kind = column.type
@@ -131,12 +140,29 @@ def _column_values(column: pa.ChunkedArray) -> list[Any]:
     if pa.types.is_date(kind):
         values = column.cast(pa.string()).to_pylist()  # YYYY-MM-DD
         return values
+    if (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and _plain(kind.value_type):
+        # Lists of plain values are JSON-ready as they are, unless a float is NaN or infinite.
+        if not pa.types.is_floating(kind.value_type):
+            values = column.to_pylist()
+            return values
+        flat = pc.list_flatten(column)
+        if flat.null_count == len(flat) or pc.all(pc.is_finite(flat)).as_py():
+            values = column.to_pylist()
+            return values
     return [jsonable(v) for v in column.to_pylist()]
 
 
 def warm_up() -> None:
     """Run each conversion once: Arrow's first compute call is slow, let start-up pay it."""
-    table_rows(pa.table({"f": [1.0, float("nan")], "d": pa.array([0, 1], type=pa.date32())}))
+    table_rows(
+        pa.table(
+            {
+                "f": [1.0, float("nan")],
+                "d": pa.array([0, 1], type=pa.date32()),
+                "l": pa.array([[1.0], None], type=pa.list_(pa.float64())),
+            }
+        )
+    )
 
 
 def table_rows(table: pa.Table) -> list[list[Any]]:

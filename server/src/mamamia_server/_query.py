@@ -72,28 +72,36 @@ def cohort_sql(state: CatalogState, spec: QuerySpec) -> str:
     """The SELECT the engine runs for ``spec`` (a WHERE becomes ``SELECT * FROM cases ...``)."""
     if spec.sql is not None:
         return spec.sql
-    assert spec.where is not None
-    return where_to_sql(spec.where, state.engine.tables(), limits=state.engine.limits)
+    where = spec.where
+    assert where is not None
+    engine = state.engine
+    sql: str = state.memo(
+        ("where", where), lambda: where_to_sql(where, engine.tables(), limits=engine.limits)
+    )
+    return sql
 
 
 _PAGE_ALIAS = "_mamamia_page"
 
 
-def _ordered_page(state: CatalogState, sql: str, offset: int, limit: int) -> str | None:
-    """``sql`` wrapped as one ordered page, if the wrapper provably holds exactly ``sql``.
+def _page_sql(body: str, offset: int, limit: int) -> str:
+    return (
+        f"SELECT * FROM (\n{body}\n) AS {_PAGE_ALIAS} ORDER BY ALL "
+        f"LIMIT {limit + 1} OFFSET {offset}"
+    )
 
-    One statement instead of the engine's count + page pair: the total is only counted when
-    the page is full. ``ORDER BY ALL`` (every column, left to right) makes the order total.
+
+def _wrappable_body(state: CatalogState, sql: str) -> str | None:
+    """``sql`` ready to wrap as a page, if the wrapper provably holds exactly ``sql``.
+
+    Checked once per query text and catalog version (the engine still checks every composed
+    statement it runs); None when the query cannot be wrapped that way.
     """
     engine = state.engine
     checked = engine.check(sql)
     body = checked.sql.rstrip()
     while body.endswith(";"):
         body = body[:-1].rstrip()
-    composed = (
-        f"SELECT * FROM (\n{body}\n) AS {_PAGE_ALIAS} ORDER BY ALL "
-        f"LIMIT {limit + 1} OFFSET {offset}"
-    )
     room = dataclasses.replace(
         engine.limits,
         max_query_chars=engine.limits.max_query_chars + 512,
@@ -102,7 +110,7 @@ def _ordered_page(state: CatalogState, sql: str, offset: int, limit: int) -> str
         max_table_refs=engine.limits.max_table_refs + 1,
     )
     try:
-        outer = check_query(composed, engine.tables(), room)
+        outer = check_query(_page_sql(body, 0, 1), engine.tables(), room)
     except QueryError:
         return None
     ref = outer.node.get("from_table")
@@ -110,7 +118,17 @@ def _ordered_page(state: CatalogState, sql: str, offset: int, limit: int) -> str
         return None
     inner = ref.get("subquery")
     node = inner.get("node") if isinstance(inner, dict) else None
-    return composed if same_tree(node, checked.node) else None
+    return body if same_tree(node, checked.node) else None
+
+
+def _ordered_page(state: CatalogState, sql: str, offset: int, limit: int) -> str | None:
+    """``sql`` as one ordered page (``ORDER BY ALL``: every column, left to right), or None.
+
+    One statement instead of the engine's count + page pair: the total is only counted when
+    the page is full.
+    """
+    body: str | None = state.memo(("page", sql), lambda: _wrappable_body(state, sql))
+    return None if body is None else _page_sql(body, offset, limit)
 
 
 def run_page(state: CatalogState, spec: QuerySpec, offset: int, limit: int) -> Page:

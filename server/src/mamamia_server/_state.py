@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from mamamia_server._limits import QueryLimits
 __all__ = ["CatalogHolder", "CatalogState"]
 
 _CASE_CACHE = 256
+_MEMO_SIZE = 1024
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -50,6 +51,7 @@ class CatalogState:
     stamp: tuple[int, int, int] | None
     _cases: OrderedDict[str, mamamia.Case] = field(default_factory=OrderedDict)
     _levels: dict[str, Any] = field(default_factory=dict)
+    _memo: OrderedDict[Any, Any] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def case(self, patient_id: str) -> mamamia.Case:
@@ -66,6 +68,19 @@ class CatalogState:
             while len(self._cases) > _CASE_CACHE:
                 self._cases.popitem(last=False)
         return case
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, remembered for this version (a small LRU; errors are not kept)."""
+        with self._lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
+        value = compute()
+        with self._lock:
+            self._memo[key] = value
+            while len(self._memo) > _MEMO_SIZE:
+                self._memo.popitem(last=False)
+        return value
 
     def level_array(self, zarr_path: str, level: int) -> Any | None:
         """The array of another resolution level beside ``zarr_path`` (``.../0`` -> ``.../1``)."""
