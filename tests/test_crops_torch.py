@@ -119,7 +119,7 @@ def test_in_process_dataset_and_grid_stitching_of_tensors(
     assert np.array_equal(volume, cases["CROP_003"].image.astype(np.float32))
 
 
-def test_remote_catalog_dataset_runs_in_process_and_says_why_not_in_workers(
+def test_remote_catalog_dataset_runs_in_dataloader_workers(
     catalog_dir: Path, live_server: Any, tmp_path: Path
 ) -> None:
     remote = mamamia.connect(live_server.url, cache_dir=tmp_path / "cache")
@@ -132,6 +132,13 @@ def test_remote_catalog_dataset_runs_in_process_and_says_why_not_in_workers(
     ]
     want = [(crop["patient_id"], list(crop["index"])) for crop in local.crops(ids, size=8, seed=2)]
     assert got == want
-    if catalog_opener(remote) is None:  # until the remote backend says how to reopen itself
-        with pytest.raises(mamamia.InvalidRequest, match="num_workers=0"):
-            pickle.dumps(dataset)
+    # Workers reconnect to the same server and catalog version through the picklable opener.
+    assert catalog_opener(remote) is not None
+    pickle.loads(pickle.dumps(dataset))
+    in_workers = [
+        (crop["patient_id"], crop["index"].tolist())
+        for crop in DataLoader(
+            dataset, batch_size=None, num_workers=2, multiprocessing_context="forkserver"
+        )
+    ]
+    assert sorted(in_workers) == sorted(want)

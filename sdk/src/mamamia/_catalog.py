@@ -193,8 +193,12 @@ def connect(
     cache_max_bytes: int = 20 * 2**30,
     timeout: float = 60.0,
     retries: int = 4,
+    version: str | None = None,
 ) -> Catalog:
     """A Catalog over a mamamia server, pinned to the version it serves now.
+
+    ``version``: insist on this catalog version (CatalogVersionMismatch if the server has moved
+    on), as DataLoader workers do to read exactly what their parent read.
 
     ``token`` defaults to ``$MAMAMIA_TOKEN``; ``cache_dir`` to ``$MAMAMIA_CACHE_DIR/<host>_<port>``
     (``~/.cache/mamamia/...``). Chunks read are kept in that cache, bounded by
@@ -211,5 +215,6 @@ def connect(
             cache_max_bytes=cache_max_bytes,
             timeout=timeout,
             retries=retries,
+            version=version,
         )
     )

@@ -23,7 +23,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import zarr
 
-from mamamia._errors import CatalogFormatError, NotFoundError
+from mamamia._errors import CatalogFormatError, CatalogVersionMismatch, NotFoundError
 from mamamia._http import ApiClient
 from mamamia._manifest import check_manifest
 from mamamia._store import ChunkCache, HttpCachedStore
@@ -66,8 +66,16 @@ class RemoteBackend:
         cache_max_bytes: int = 20 * 2**30,
         timeout: float = 60.0,
         retries: int = 4,
+        version: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self._options: dict[str, Any] = {
+            "token": token,
+            "cache_dir": cache_dir,
+            "cache_max_bytes": cache_max_bytes,
+            "timeout": timeout,
+            "retries": retries,
+        }
         self.api = ApiClient(
             self.url, token=token or os.environ.get(TOKEN_ENV), timeout=timeout, retries=retries
         )
@@ -77,6 +85,12 @@ class RemoteBackend:
             raise CatalogFormatError(f"{self.url}: /v1/catalog has no manifest")
         self._manifest = dict(check_manifest(manifest, self.url))
         self.version = str(self._manifest["catalog_version"])
+        if version is not None and version != self.version:
+            self.api.close()
+            raise CatalogVersionMismatch(
+                f"{self.url} now serves catalog {self.version}, not {version}: connect again "
+                "without a version to use the new one"
+            )
         self.cache = ChunkCache(cache_dir or default_cache_dir(self.url), cache_max_bytes)
         self._arrays: dict[str, ArrayLike] = {}
         self._lock = threading.Lock()
@@ -194,6 +208,16 @@ class RemoteBackend:
 
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             return sum(pool.map(load, keys))
+
+    def reopener(self) -> Callable[[], Any]:
+        """A picklable callable that reconnects to this server and this catalog version
+        (DataLoader workers use it; it raises CatalogVersionMismatch once that is replaced)."""
+        from functools import partial
+
+        from mamamia._catalog import connect
+
+        options = {**self._options, "cache_dir": str(self.cache.root)}
+        return partial(connect, self.url, version=self.version, **options)
 
     def close(self) -> None:
         self.api.close()
