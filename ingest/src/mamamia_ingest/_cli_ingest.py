@@ -59,6 +59,20 @@ def _chunks(
     default=None,
     help="Refuse volumes whose header promises more voxel bytes (default 2048 MiB).",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["processes", "dask"]),
+    default="processes",
+    show_default=True,
+    help="Where the per-case tasks run: local worker processes, or a Dask cluster.",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Dask scheduler (tcp://HOST:8786) for --executor dask; default: a local cluster of "
+    "--jobs processes. Workers must see the catalog folder at the same path.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; only the summary.")
 def ingest_command(
     raw: str,
@@ -69,9 +83,12 @@ def ingest_command(
     strict: bool,
     chunks: tuple[int, ...] | None,
     max_volume_mb: float | None,
+    executor: str,
+    scheduler: str | None,
     quiet: bool,
 ) -> None:
-    """Turn the raw MAMA-MIA folder RAW into (or update) the catalog CATALOG.
+    """Turn the raw MAMA-MIA folder RAW into (or update) the catalog CATALOG (a folder, or
+    s3://bucket/prefix: staged in a local cache folder, then published, catalog.json last).
 
     Exit status: 0 when no error was found (warnings and notes alone give 0), 1 when any error
     was found (the valid cases are still ingested), 2 when nothing could be ingested.
@@ -91,6 +108,8 @@ def ingest_command(
             chunks=chunks,
             max_volume_bytes=budget,
             progress=not quiet,
+            executor=executor,
+            scheduler=scheduler,
         )
     except IngestError as exc:
         click.echo(f"mamamia ingest: {exc}", err=True)

@@ -186,12 +186,16 @@ def ingest(
     chunks: Sequence[int] | None = None,
     max_volume_bytes: int = DEFAULT_MAX_VOLUME_BYTES,
     progress: bool = True,
+    executor: str = "processes",
+    scheduler: str | None = None,
 ) -> IngestReport:
     """Ingest the raw MAMA-MIA folder ``raw`` into the catalog folder ``catalog``
     (or ``s3://bucket/prefix``: staged locally, then published; see docs/scaling.md).
 
     ``cases`` (glob patterns on patient_id, comma-separated) limits the catalog to those cases;
-    ``chunks`` is the (z, y, x) chunk shape. Problems are returned in the report, never raised;
+    ``chunks`` is the (z, y, x) chunk shape. ``executor="dask"`` runs one task per case on a
+    Dask cluster (``scheduler``: its address; default a LocalCluster of ``jobs`` processes).
+    Problems are returned in the report, never raised;
     ``IngestError`` is raised only when nothing can be ingested (no clinical table, bad args).
     """
     if is_store_url(str(catalog)):
@@ -200,6 +204,7 @@ def ingest(
         report: IngestReport = ingest_to_store(
             raw, str(catalog), jobs=jobs, cases=cases, tables_only=tables_only, strict=strict,
             chunks=chunks, max_volume_bytes=max_volume_bytes, progress=progress,
+            executor=executor, scheduler=scheduler,
         )  # fmt: skip
         return report
     started = time.perf_counter()
@@ -210,6 +215,10 @@ def ingest(
     n_jobs = jobs if jobs is not None else (os.cpu_count() or 1)
     if n_jobs < 1:
         raise IngestError(f"--jobs must be at least 1, got {n_jobs}")
+    if executor not in ("processes", "dask"):
+        raise IngestError(f"--executor must be 'processes' or 'dask', got {executor!r}")
+    if scheduler is not None and executor != "dask":
+        raise IngestError("--scheduler needs --executor dask")
     chunk_zyx = tuple(int(c) for c in chunks) if chunks is not None else DEFAULT_CHUNKS_ZYX
     if len(chunk_zyx) != 3 or any(c < 1 for c in chunk_zyx):
         raise IngestError(f"--chunks must be three positive integers Z,Y,X, got {chunks}")
@@ -229,6 +238,7 @@ def ingest(
                 strict,
                 settings,
                 progress,
+                (executor, scheduler),
             )
     except CatalogLocked as exc:
         raise IngestError(str(exc)) from None
@@ -257,6 +267,7 @@ def _run(
     strict: bool,
     settings: VolumeSettings,
     progress: bool,
+    executor: tuple[str, str | None] = ("processes", None),
 ) -> IngestReport:
     report = IngestReport(raw=str(raw), catalog=str(catalog), jobs=jobs, tables_only=tables_only)
     prev = read_previous(catalog)
@@ -332,7 +343,7 @@ def _run(
         if stop_now():
             report.stopped_early = True
             return report
-        built_now = _run_jobs(case_jobs, jobs, strict, progress, results, report)
+        built_now = _run_jobs(case_jobs, jobs, strict, progress, results, report, executor)
         for r in results.values():
             problems.extend(r.problems)
         if report.stopped_early:
@@ -477,6 +488,7 @@ def _run_jobs(
     progress: bool,
     results: dict[str, CaseResult],
     report: IngestReport,
+    executor: tuple[str, str | None] = ("processes", None),
 ) -> set[str]:
     """Run the case tasks; returns the generations this run built (not reused)."""
     built: set[str] = set()
@@ -508,6 +520,14 @@ def _run_jobs(
         return strict and any(p.severity is Severity.ERROR for p in result.problems)
 
     try:
+        if executor[0] == "dask":
+            from mamamia_ingest._dask_executor import run_on_dask
+
+            if case_jobs:
+                report.stopped_early = run_on_dask(
+                    case_jobs, scheduler=executor[1], workers=jobs, take=take
+                )
+            return built
         if jobs == 1 or len(case_jobs) <= 1:
             init_worker()
             for job in case_jobs:
