@@ -148,10 +148,16 @@ class RemoteBackend:
             relative = str(ref["path"])
             target = self.cache.path(relative)
             if not target.is_file():
-                table = self.sql(f'SELECT * FROM "{name}"', {})
-                sink = pa.BufferOutputStream()
-                pq.write_table(table, sink)
-                _atomic_write(target, sink.getvalue().to_pybytes())
+                response = self.api.request(
+                    "GET", f"/v1/tables/{name}/parquet", params={"version": self.version}
+                )
+                assert response is not None
+                expected = ref.get("sha256")
+                if expected and hashlib.sha256(response.content).hexdigest() != expected:
+                    raise CatalogFormatError(
+                        f"{self.url}: table {name!r} does not match the manifest's sha256"
+                    )
+                _atomic_write(target, response.content)
             digest = hashlib.sha256(target.read_bytes()).hexdigest()
             files[str(name)] = target
             mirrored[str(name)] = {**dict(ref), "path": relative, "sha256": digest}

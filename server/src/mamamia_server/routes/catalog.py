@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
+from starlette.responses import FileResponse, Response
 
 from mamamia_server._deps import StateDep
 from mamamia_server._problems import ApiError, problem_responses
@@ -165,4 +166,38 @@ def table_schema(
         catalog_version=state.version,
         table=name,
         columns=[_column(f, docs) for f in state.schema(name)],
+    )
+
+
+@router.get(
+    "/v1/tables/{name}/parquet",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The table's Parquet file, exactly as the manifest names it.",
+            "content": {
+                "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+        **_ERRORS,
+    },
+)
+def table_file(
+    state: StateDep,
+    name: str = Path(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", description="A table name."),
+) -> Response:
+    """The whole table as the catalog stores it (what the SDK mirrors into its cache)."""
+    ref = state.manifest["tables"].get(name)
+    if not isinstance(ref, Mapping):
+        raise ApiError(404, f"no table {name!r} in catalog {state.version}", slug="unknown-table")
+    path = (state.root / str(ref["path"])).resolve()
+    if not path.is_relative_to(state.root.resolve()) or not path.is_file():
+        raise ApiError(404, f"table {name!r} has no file in this catalog", slug="unknown-table")
+    return FileResponse(
+        path,
+        media_type="application/vnd.apache.parquet",
+        headers={
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "X-Table-Path": str(ref["path"]),
+        },
     )
