@@ -157,3 +157,96 @@ def test_reingest_switches_readers_atomically(
     old._backend._arrays.clear()  # type: ignore[attr-defined]
     assert np.array_equal(old.case("NACT_02").image[0], old_voxels)
     old.close()
+
+
+def _serve(url: str, env: dict[str, str]) -> tuple[Any, str]:
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from mamamia._cli import main; main()", "serve", url,
+         "--port", str(port), "--log-level", "warning"],
+        env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mamamia serve {url} exited with {proc.returncode}")
+        try:
+            if httpx.get(base + "/v1/health", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"mamamia serve {url} did not start")
+
+
+def test_two_servers_on_one_s3_catalog_answer_alike_and_switch_together(
+    s3: str, phantom_raw_dir: Path, tmp_path: Path
+) -> None:
+    import os
+    import time
+
+    import httpx
+
+    from mamamia_ingest import ingest
+
+    url = f"s3://{BUCKET}/served"
+    raw = tmp_path / "raw"
+    shutil.copytree(phantom_raw_dir, raw)
+    ingest(raw, url, jobs=1, cases="DUKE_*", progress=False)
+    env = {**os.environ, "MAMAMIA_SERVER_CATALOG_POLL_S": "0.2"}
+    servers = []
+    try:
+        for name in ("a", "b"):
+            # Separate caches: nothing is shared between the two but the store.
+            servers.append(_serve(url, {**env, "MAMAMIA_CACHE_DIR": str(tmp_path / name)}))
+        sql = {"sql": "SELECT patient_id, age, pcr FROM cases ORDER BY patient_id"}
+
+        def answers() -> list[tuple[str, Any, bytes]]:
+            out = []
+            for _proc, base in servers:
+                version = httpx.get(base + "/v1/catalog").json()["manifest"]["catalog_version"]
+                rows = httpx.post(base + "/v1/query", json=sql).json()["rows"]
+                path = httpx.post(
+                    base + "/v1/query",
+                    json={"sql": "SELECT zarr_path FROM volumes WHERE patient_id = 'DUKE_002' "
+                          "AND kind = 'image' AND phase = 0"},
+                ).json()["rows"][0][0]  # fmt: skip
+                response = httpx.get(
+                    base + "/v1/zarr/" + path.removeprefix("volumes/") + "/c/0/0/0/0"
+                )
+                assert response.status_code == 200, response.text
+                out.append((version, rows, response.content))
+            return out
+
+        first = answers()
+        assert first[0] == first[1]
+        assert len(first[0][1]) == 2
+        phase0 = next((raw / "images" / "DUKE_002").glob("*_0000.nii.gz"))
+        image = sitk.ReadImage(str(phase0))
+        changed = sitk.GetImageFromArray(sitk.GetArrayFromImage(image) + 11)
+        changed.CopyInformation(image)
+        sitk.WriteImage(changed, str(phase0), useCompression=True)
+        report = ingest(raw, url, jobs=1, cases="DUKE_*", progress=False)
+        assert report.published
+        deadline = time.monotonic() + 30
+        while True:
+            now = answers()
+            if all(v == report.catalog_version for v, _rows, _chunk in now):
+                break
+            assert time.monotonic() < deadline, "the servers did not switch to the new version"
+            time.sleep(0.2)
+        assert now[0] == now[1]
+        assert now[0][2] != first[0][2], "the changed case's chunk was served from the old version"
+    finally:
+        for proc, _base in servers:
+            proc.terminate()
+            proc.wait(timeout=20)

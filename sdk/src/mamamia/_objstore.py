@@ -204,6 +204,11 @@ class ObjectStoreBackend:
     def location(self) -> str:
         return self.url
 
+    @property
+    def table_folder(self) -> Path:
+        """This version's local folder: its catalog.json and mirrored tables (for SQL engines)."""
+        return self._tables.root
+
     def _mirror_tables(self) -> Path:
         """Tables into the cache (content-addressed: fetched once), then this version's view.
 

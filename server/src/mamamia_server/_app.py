@@ -26,6 +26,7 @@ from mamamia_server._problems import (
 )
 from mamamia_server._settings import ServerSettings
 from mamamia_server._state import CatalogHolder
+from mamamia_server._store_state import StoreCatalogHolder, store_url
 from mamamia_server.routes import cases, catalog, health, query, zarr
 from mamamia_server.web import mount_web
 
@@ -170,13 +171,20 @@ def _problem_openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """The server app for ``settings.catalog`` (env vars ``MAMAMIA_SERVER_*`` if not given)."""
     settings = settings if settings is not None else ServerSettings()
-    root = settings.catalog.expanduser()
-    if not (root / "catalog.json").is_file():
-        raise mamamia.CatalogNotFound(
-            f"{root}: no catalog.json here; build one with: mamamia ingest RAW {root}"
-        )
-    root = root.resolve()
-    holder = CatalogHolder(root, _limits(settings), poll_s=settings.catalog_poll_s)
+    holder: CatalogHolder
+    url = store_url(settings.catalog)
+    if url is not None:
+        # A catalog on object storage (docs/scaling.md): tables mirrored, chunks fetched.
+        holder = StoreCatalogHolder(url, _limits(settings), poll_s=settings.catalog_poll_s)
+        root = holder.root
+    else:
+        root = settings.catalog.expanduser()
+        if not (root / "catalog.json").is_file():
+            raise mamamia.CatalogNotFound(
+                f"{root}: no catalog.json here; build one with: mamamia ingest RAW {root}"
+            )
+        root = root.resolve()
+        holder = CatalogHolder(root, _limits(settings), poll_s=settings.catalog_poll_s)
     tokens = settings.load_tokens()
 
     app = FastAPI(

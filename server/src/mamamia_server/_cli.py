@@ -79,10 +79,14 @@ def serve_command(
     token_file: Path | None,
     log_level: str,
 ) -> None:
-    """Serve the catalog folder CATALOG over HTTP (settings: MAMAMIA_SERVER_* env vars)."""
+    """Serve the catalog folder CATALOG (or s3://bucket/prefix) over HTTP (settings:
+    MAMAMIA_SERVER_* env vars)."""
     import uvicorn
 
-    if not (catalog / "catalog.json").is_file():
+    from mamamia_server._store_state import store_url
+
+    remote = store_url(catalog)  # s3://bucket/prefix: checked when the app opens it
+    if remote is None and not (catalog / "catalog.json").is_file():
         raise click.ClickException(
             f"{catalog}: no catalog.json here; build one with: mamamia ingest RAW {catalog}"
         )
@@ -121,7 +125,7 @@ def serve_command(
     # Several workers import the app themselves: hand them the settings through the
     # environment, with one cursor key so a cursor from one worker is valid at another.
     env = {
-        f"{ENV_PREFIX}CATALOG": str(catalog.resolve()),
+        f"{ENV_PREFIX}CATALOG": remote or str(catalog.resolve()),
         f"{ENV_PREFIX}HOST": settings.host,
         f"{ENV_PREFIX}PORT": str(settings.port),
         f"{ENV_PREFIX}WORKERS": str(settings.workers),
