@@ -168,7 +168,7 @@ HOSTILE: list[tuple[str, str, tuple[type[QueryError], ...]]] = [
     ),
     (
         "sort_bomb",
-        "SELECT a.patient_id FROM cases a, cases b, cases c, cases d ORDER BY a.age * b.age - c.age + d.age LIMIT 1",
+        "SELECT a.patient_id FROM cases a, cases b, cases c, cases d, cases e ORDER BY a.age * b.age - c.age + d.age * e.age LIMIT 1",
         STOP,
     ),
     ("expression_20000", "SELECT " + "+".join(["1"] * 20_000), REJECT),
