@@ -135,6 +135,12 @@ def _wait_loaded(page: Page, plane: str, more_than: int) -> None:
 
 def _picture(page: Page, plane: str) -> np.ndarray:
     """The RGB pixels the page shows for one plane (read back from the <img> via a canvas)."""
+    # The loaded counter can run ahead of the <img> decoding its new blob: wait for real pixels.
+    page.wait_for_function(
+        "(plane) => { const img = document.querySelector(`#view-${plane} img`);"
+        " return img && img.complete && img.naturalWidth > 0; }",
+        arg=plane,
+    )
     data_url = page.evaluate(
         """(plane) => {
             const img = document.querySelector(`#view-${plane} img`);

@@ -20,7 +20,6 @@ import re
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,7 @@ from mamamia._errors import CatalogFormatError, CatalogNotFound, MamamiaError, N
 from mamamia._local import LocalBackend
 from mamamia._manifest import check_manifest
 from mamamia._remote import CACHE_ENV, _atomic_write
-from mamamia._store import ChunkCache, HttpCachedStore
+from mamamia._store import ChunkCache, HttpCachedStore, prefetch_arrays
 from mamamia._volume import ArrayLike
 
 if TYPE_CHECKING:
@@ -287,25 +286,8 @@ class ObjectStoreBackend:
         on_chunk: Callable[[int], None] | None = None,
     ) -> int:
         """Fetch every chunk of these arrays into the cache; returns chunks fetched."""
-        from mamamia._remote import _chunk_keys
-
-        items: list[tuple[HttpCachedStore, str]] = []
-        for path in zarr_paths:
-            array = self.open_array(path)
-            store = HttpCachedStore(self.cache, path, self._fetch)
-            items.extend((store, key) for key in _chunk_keys(array))
-
-        def load(item: tuple[HttpCachedStore, str]) -> int:
-            store, key = item
-            relative = f"{store._prefix}/{key}"
-            already = self.cache.path(relative).is_file() or self.cache.is_known_empty(relative)
-            store.get_sync(key)
-            if on_chunk is not None:
-                on_chunk(1)
-            return 0 if already else 1
-
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            return sum(pool.map(load, items))
+        arrays = [(path, self.open_array(path)) for path in zarr_paths]
+        return prefetch_arrays(self.cache, self._fetch, arrays, threads=threads, on_chunk=on_chunk)
 
     def reopener(self) -> Callable[[], Catalog]:
         """A picklable callable that reopens this catalog (in DataLoader worker processes)."""

@@ -13,7 +13,6 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +25,7 @@ import zarr
 from mamamia._errors import CatalogFormatError, CatalogVersionMismatch, NotFoundError
 from mamamia._http import ApiClient
 from mamamia._manifest import check_manifest
-from mamamia._store import ChunkCache, HttpCachedStore
+from mamamia._store import ChunkCache, HttpCachedStore, prefetch_arrays
 from mamamia._volume import ArrayLike
 
 __all__ = ["CACHE_ENV", "TOKEN_ENV", "RemoteBackend", "default_cache_dir"]
@@ -196,24 +195,8 @@ class RemoteBackend:
         on_chunk: Callable[[int], None] | None = None,
     ) -> int:
         """Fetch every chunk of these arrays into the cache; returns chunks fetched."""
-        keys: list[tuple[HttpCachedStore, str]] = []
-        for path in zarr_paths:
-            array = self.open_array(path)
-            store = HttpCachedStore(self.cache, path, self._fetch)
-            for key in _chunk_keys(array):
-                keys.append((store, key))
-
-        def load(item: tuple[HttpCachedStore, str]) -> int:
-            store, key = item
-            relative = f"{path_of(store)}/{key}"
-            already = self.cache.path(relative).is_file() or self.cache.is_known_empty(relative)
-            store.get_sync(key)
-            if on_chunk is not None:
-                on_chunk(1)
-            return 0 if already else 1
-
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            return sum(pool.map(load, keys))
+        arrays = [(path, self.open_array(path)) for path in zarr_paths]
+        return prefetch_arrays(self.cache, self._fetch, arrays, threads=threads, on_chunk=on_chunk)
 
     def reopener(self) -> Callable[[], Any]:
         """A picklable callable that reconnects to this server and this catalog version
@@ -227,25 +210,3 @@ class RemoteBackend:
 
     def close(self) -> None:
         self.api.close()
-
-
-def path_of(store: HttpCachedStore) -> str:
-    return store._prefix
-
-
-def _chunk_keys(array: Any) -> list[str]:
-    """Every chunk key (default v3 encoding ``c/i/j/...``) of a zarr array."""
-    shape = tuple(int(n) for n in array.shape)
-    chunks = tuple(int(n) for n in array.chunks)
-    counts = [max(1, -(-n // c)) for n, c in zip(shape, chunks, strict=True)]
-    keys: list[str] = []
-
-    def walk(prefix: list[int], axis: int) -> None:
-        if axis == len(counts):
-            keys.append("c/" + "/".join(str(i) for i in prefix))
-            return
-        for index in range(counts[axis]):
-            walk([*prefix, index], axis + 1)
-
-    walk([], 0)
-    return keys

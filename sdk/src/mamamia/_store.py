@@ -32,7 +32,14 @@ from zarr.storage import LocalStore
 
 from mamamia._errors import ChunkMissingError
 
-__all__ = ["ChunkCache", "HttpCachedStore", "StrictLocalStore", "is_chunk_key"]
+__all__ = [
+    "ChunkCache",
+    "HttpCachedStore",
+    "StrictLocalStore",
+    "chunk_keys",
+    "is_chunk_key",
+    "prefetch_arrays",
+]
 
 EMPTY_SUFFIX = ".empty"
 _PARTIAL_MARK = ".partial-"
@@ -254,3 +261,46 @@ class HttpCachedStore(LocalStore):
         if byte_range is not None:
             raise ValueError("mamamia catalogs are unsharded: chunks are read whole, not by range")
         return self._load(key, prototype)
+
+
+def chunk_keys(array: Any) -> list[str]:
+    """Every chunk key (default v3 encoding ``c/i/j/...``) of a zarr array."""
+    import itertools
+
+    shape = tuple(int(n) for n in array.shape)
+    chunks = tuple(int(n) for n in array.chunks)
+    counts = [max(1, -(-n // c)) for n, c in zip(shape, chunks, strict=True)]
+    return [
+        "c/" + "/".join(str(i) for i in index)
+        for index in itertools.product(*(range(n) for n in counts))
+    ]
+
+
+def prefetch_arrays(
+    cache: ChunkCache,
+    fetch: Fetcher,
+    arrays: list[tuple[str, Any]],
+    *,
+    threads: int,
+    on_chunk: Callable[[int], None] | None = None,
+) -> int:
+    """Fetch every chunk of ``(zarr_path, array)`` into ``cache``; returns chunks fetched."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = [
+        (HttpCachedStore(cache, path, fetch), key)
+        for path, array in arrays
+        for key in chunk_keys(array)
+    ]
+
+    def load(item: tuple[HttpCachedStore, str]) -> int:
+        store, key = item
+        relative = f"{store._prefix}/{key}"
+        already = cache.path(relative).is_file() or cache.is_known_empty(relative)
+        store.get_sync(key)
+        if on_chunk is not None:
+            on_chunk(1)
+        return 0 if already else 1
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        return sum(pool.map(load, items))
