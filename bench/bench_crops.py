@@ -41,6 +41,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from _table import cell
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 TABLE = ROOT / "tests" / "data" / "clinical_and_imaging_info.xlsx"
@@ -311,12 +313,6 @@ def run(
     return rows
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return "" if value is None else str(value)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -347,10 +343,10 @@ def main() -> int:
     print("| metric | ours | baseline | ratio | target |")
     print("|---|---|---|---|---|")
     for row in rows:
-        base = _cell(row["baseline"]) if row["baseline"] is not None else "missing"
+        base = cell(row["baseline"]) if row["baseline"] is not None else "missing"
         ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "n/a (no baseline)"
         print(
-            f"| {row['metric']} | {_cell(row['ours'])} {row['unit']} | {base} ({row['baseline_name']}) "
+            f"| {row['metric']} | {cell(row['ours'])} {row['unit']} | {base} ({row['baseline_name']}) "
             f"| {ratio} | {row['target']} |"
         )
     return 0

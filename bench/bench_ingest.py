@@ -45,6 +45,7 @@ import SimpleITK as sitk
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
+from _table import markdown_table
 from mamamia_ingest import ingest, write_phantom
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -338,23 +339,13 @@ def run(scale: float = 0.5, ids: tuple[str, ...] = DEFAULT_IDS) -> list[dict[str
     return rows
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return "" if value is None else str(value)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=0.5)
     parser.add_argument("--ids", default=",".join(DEFAULT_IDS))
     args = parser.parse_args()
     rows = run(args.scale, tuple(args.ids.split(",")))
-    cols = ("benchmark", "metric", "ours", "baseline_name", "baseline", "ratio", "target", "unit")
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for row in rows:
-        print("| " + " | ".join(_cell(row.get(c)) for c in cols) + " |")
+    print(markdown_table(rows))
     return 0
 
 

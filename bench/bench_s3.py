@@ -28,6 +28,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from _table import COLUMNS, markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 TABLE = ROOT / "tests" / "data" / "clinical_and_imaging_info.xlsx"
@@ -175,13 +177,7 @@ def main() -> int:
     parser.add_argument("--per-case", type=int, default=4)
     args = parser.parse_args()
     rows = run(scale=args.scale, size=args.size, per_case=args.per_case)
-    cols = ("metric", "ours", "baseline_name", "baseline", "ratio", "target", "unit")
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for row in rows:
-        cells = [f"{v:.3g}" if isinstance(v, float) else ("" if v is None else str(v))
-                 for v in (row.get(c) for c in cols)]  # fmt: skip
-        print("| " + " | ".join(cells) + " |")
+    print(markdown_table(rows, COLUMNS[1:]))
     return 0
 
 

@@ -42,6 +42,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 import mamamia
+from _table import COLUMNS, markdown_table
 from mamamia_ingest import ingest, write_phantom
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -341,12 +342,6 @@ def run(
     return rows
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return "" if value is None else str(value)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -358,11 +353,7 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=40)
     args = parser.parse_args()
     rows = run(args.scale, tuple(args.ids.split(",")), args.seconds, args.crops, args.queries)
-    columns = ("metric", "ours", "baseline_name", "baseline", "ratio", "target", "unit")
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
+    print(markdown_table(rows, COLUMNS[1:]))
     return 0
 
 

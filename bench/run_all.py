@@ -16,8 +16,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from _table import markdown_table
+
 HERE = Path(__file__).resolve().parent
-COLUMNS = ("benchmark", "metric", "ours", "baseline_name", "baseline", "ratio", "target", "unit")
 
 
 def _load(path: Path) -> Any:
@@ -27,12 +28,6 @@ def _load(path: Path) -> Any:
     sys.modules[path.stem] = module
     spec.loader.exec_module(module)
     return module
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return "" if value is None else str(value)
 
 
 def main() -> int:
@@ -59,10 +54,8 @@ def main() -> int:
         f"Machine: {platform.machine()}, Python {platform.python_version()}, "
         f"generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        markdown_table(rows),
     ]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in COLUMNS) + " |" for row in rows]
     if failures:
         lines += ["", "## Failed", ""] + [f"- {f.splitlines()[0]}" for f in failures]
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
