@@ -84,10 +84,9 @@ class CatalogState:
 
     def level_array(self, zarr_path: str, level: int) -> Any | None:
         """The array of another resolution level beside ``zarr_path`` (``.../0`` -> ``.../1``)."""
-        head, _, tail = zarr_path.rstrip("/").rpartition("/")
-        if tail != "0" or not head:
+        relative = level_path(zarr_path, level)
+        if relative is None:
             return None
-        relative = f"{head}/{level}"
         with self._lock:
             if relative in self._levels:
                 return self._levels[relative]
@@ -111,6 +110,14 @@ class CatalogState:
 
     def schema(self, table: str) -> pa.Schema:
         return self.catalog.schema(table)
+
+
+def level_path(zarr_path: str, level: int) -> str | None:
+    """The path of resolution ``level`` beside a full-resolution array ``.../0``, else None."""
+    head, _, tail = zarr_path.rstrip("/").rpartition("/")
+    if tail != "0" or not head:
+        return None
+    return f"{head}/{level}"
 
 
 def _table_paths(root: Path, manifest: Mapping[str, Any]) -> dict[str, Path]:

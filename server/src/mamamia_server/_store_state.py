@@ -21,7 +21,7 @@ import mamamia
 from mamamia._objstore import ObjectStore, ObjectStoreBackend, is_store_url
 from mamamia_server._engine import QueryEngine
 from mamamia_server._limits import QueryLimits
-from mamamia_server._state import CatalogHolder, CatalogState, _table_paths
+from mamamia_server._state import CatalogHolder, CatalogState, _table_paths, level_path
 
 __all__ = ["StoreCatalogHolder", "StoreCatalogState", "store_url"]
 
@@ -56,10 +56,9 @@ class StoreCatalogState(CatalogState):
             cache.write(relative, data)
 
     def level_array(self, zarr_path: str, level: int) -> Any | None:
-        head, _, tail = zarr_path.rstrip("/").rpartition("/")
-        if tail != "0" or not head:
+        relative = level_path(zarr_path, level)
+        if relative is None:
             return None
-        relative = f"{head}/{level}"
         with self._lock:
             if relative in self._levels:
                 return self._levels[relative]
