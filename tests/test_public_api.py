@@ -28,7 +28,7 @@ PUBLIC: dict[str, set[str]] = {
     },
     "mamamia": {
         "AuthenticationError", "Case", "Catalog", "CatalogError", "CatalogFormatError",
-        "CatalogNotFound", "CatalogVersionMismatch", "ChunkMissingError", "Citation",
+        "CatalogNotFound", "CatalogVersionMismatch", "ChunkCorruptError", "ChunkMissingError", "Citation",
         "ClinicalTable", "Cohort", "CohortChange", "CohortChangedWarning", "CropStream",
         "FileResult", "Geometry", "GridStitcher", "InvalidRequest", "MamamiaError",
         "NotFoundError", "QualityTable", "QueryError", "QueryRejected", "QueryTimeout",

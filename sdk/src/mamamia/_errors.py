@@ -4,6 +4,7 @@
     ├── CatalogError                 the catalog folder or server is unusable
     │   ├── CatalogNotFound          no catalog.json at the path / URL
     │   ├── CatalogFormatError       a catalog newer than this SDK, or a damaged manifest
+    │   ├── ChunkCorruptError        a chunk fails its crc32c check or does not decode
     │   └── CatalogVersionMismatch   a pinned catalog version is no longer served (HTTP 409)
     ├── QueryError                   a query could not run
     │   ├── QueryRejected            not a safe single SELECT, bad parameters (HTTP 400)
@@ -28,6 +29,7 @@ __all__ = [
     "CatalogFormatError",
     "CatalogNotFound",
     "CatalogVersionMismatch",
+    "ChunkCorruptError",
     "ChunkMissingError",
     "InvalidRequest",
     "MamamiaError",
@@ -55,6 +57,10 @@ class CatalogNotFound(CatalogError):
 
 class CatalogFormatError(CatalogError):
     """The manifest is damaged or written by a newer format than this SDK reads."""
+
+
+class ChunkCorruptError(CatalogError):
+    """A chunk's bytes fail their crc32c check, or do not decode to the chunk's shape."""
 
 
 class CatalogVersionMismatch(CatalogError):

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
+from mamamia._chunks import open_chunk_array
 from mamamia._errors import (
     CatalogFormatError,
     ChunkMissingError,
@@ -113,7 +114,12 @@ class LocalBackend:
                     f"{self.root}: no array at {zarr_path} (the catalog is damaged: run "
                     "mamamia verify)"
                 )
-            array = zarr.open_array(store=StrictLocalStore(path), mode="r", zarr_format=3)
+            store = StrictLocalStore(path)
+            array = open_chunk_array(
+                store,
+                where=zarr_path,
+                fallback=lambda: zarr.open_array(store=store, mode="r", zarr_format=3),
+            )
             self._arrays[zarr_path] = array
             return array
 

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import zarr
 
+from mamamia._chunks import open_chunk_array
 from mamamia._errors import CatalogFormatError, CatalogNotFound, MamamiaError, NotFoundError
 from mamamia._local import LocalBackend
 from mamamia._manifest import check_manifest
@@ -273,7 +274,11 @@ class ObjectStoreBackend:
         store = HttpCachedStore(self.cache, zarr_path, self._fetch)
         if store.get_sync("zarr.json") is None:
             raise NotFoundError(f"{self.url}: no array at {zarr_path} (run mamamia verify)")
-        array = zarr.open_array(store=store, mode="r", zarr_format=3)
+        array = open_chunk_array(
+            store,
+            where=f"{self.url}/{zarr_path}",
+            fallback=lambda: zarr.open_array(store=store, mode="r", zarr_format=3),
+        )
         with self._lock:
             self._arrays.setdefault(zarr_path, array)
             return self._arrays[zarr_path]

@@ -22,6 +22,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import zarr
 
+from mamamia._chunks import open_chunk_array
 from mamamia._errors import CatalogFormatError, CatalogVersionMismatch, NotFoundError
 from mamamia._http import ApiClient
 from mamamia._manifest import check_manifest
@@ -183,7 +184,11 @@ class RemoteBackend:
             if cached is not None:
                 return cached
             store = HttpCachedStore(self.cache, zarr_path, self._fetch)
-            array = zarr.open_array(store=store, mode="r", zarr_format=3)
+            array = open_chunk_array(
+                store,
+                where=zarr_path,
+                fallback=lambda: zarr.open_array(store=store, mode="r", zarr_format=3),
+            )
             self._arrays[zarr_path] = array
             return array
 

@@ -67,6 +67,17 @@ class StrictLocalStore(LocalStore):
             "catalog is damaged: run mamamia verify)"
         )
 
+    def read_key(self, key: str) -> bytes | None:
+        """The file's bytes (the fast read path, ``mamamia._chunks``), same rules as ``get``."""
+        try:
+            return (self.root / key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            self._missing(key)
+            return None
+
+    def discard_key(self, key: str) -> bool:
+        return False  # the catalog itself: nothing to refetch from
+
     async def get(
         self,
         key: str,
@@ -226,9 +237,9 @@ class HttpCachedStore(LocalStore):
     def _ensure_open_sync(self) -> None:
         self._is_open = True
 
-    def _load(self, key: str, prototype: BufferPrototype | None) -> Buffer | None:
+    def read_key(self, key: str) -> bytes | None:
+        """The key's bytes from the cache, else from the server (then cached)."""
         relative = f"{self._prefix}/{key}"
-        proto = prototype or default_buffer_prototype()
         data = self._cache.read(relative)
         if data is None:
             if self._cache.is_known_empty(relative):
@@ -239,7 +250,18 @@ class HttpCachedStore(LocalStore):
                 self._cache.mark_empty(relative)
                 return None
             self._cache.write(relative, data)
-        return proto.buffer.from_bytes(data)
+        return data
+
+    def discard_key(self, key: str) -> bool:
+        """Drop a (damaged) cached copy so the next read fetches it again."""
+        self._cache.path(f"{self._prefix}/{key}").unlink(missing_ok=True)
+        return True
+
+    def _load(self, key: str, prototype: BufferPrototype | None) -> Buffer | None:
+        data = self.read_key(key)
+        if data is None:
+            return None
+        return (prototype or default_buffer_prototype()).buffer.from_bytes(data)
 
     async def get(
         self,

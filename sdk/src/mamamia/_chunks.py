@@ -1,0 +1,311 @@
+"""Direct chunk reads of mamamia's own Zarr arrays: the same bytes, fewer layers than zarr-python.
+
+Every array ingest writes has one layout: a regular chunk grid, ``c/i/j/k/l`` keys, and the codec
+chain ``bytes`` (little-endian) -> ``blosc`` -> ``crc32c``. For those arrays a read is short: list
+the chunks a box touches, get their bytes from the store, check the crc32c, blosc-decompress,
+copy the overlap into the output. zarr-python does the same through an event loop, a codec
+pipeline and a thread hop per chunk, which costs more than the decode of a 64^3 crop itself
+(bench/bench_server.py, docs/crops.md).
+
+Several chunks are decoded on a small shared thread pool: blosc releases the GIL (off the main
+thread numcodecs uses its contextual, lock-free entry point). Arrays with any other layout are
+opened with zarr-python, so correctness never depends on this fast path, and selections beyond
+integers and slices (lists, masks, ``None``) are handed to zarr-python too.
+
+The store keeps its own semantics: a missing chunk raises ``ChunkMissingError`` unless the
+store knows it was never written (then it reads as the fill value), and a cache may refetch a
+chunk whose bytes fail the checksum once before the error reaches the caller.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, cast
+
+import crc32c
+import numcodecs.blosc
+import numpy as np
+import numpy.typing as npt
+
+from mamamia._errors import CatalogFormatError, ChunkCorruptError
+from mamamia._volume import ArrayLike
+
+__all__ = ["ChunkArray", "ChunkSource", "open_chunk_array", "supports_fast_path"]
+
+#: At most this many threads decode the chunks of one read (shared by all arrays).
+DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+class ChunkSource(Protocol):
+    """Where an array's bytes come from (the SDK's stores satisfy it)."""
+
+    def read_key(self, key: str) -> bytes | None:
+        """The bytes at ``key`` (``zarr.json``, ``c/0/1/2/3``), or None where none was written.
+
+        Raises ``ChunkMissingError`` for a chunk that should exist but cannot be had."""
+        ...
+
+    def discard_key(self, key: str) -> bool:
+        """Forget a locally cached copy of ``key`` (True if a refetch may help)."""
+        ...
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+_pool_lock = threading.Lock()
+
+
+def _decode_pool() -> ThreadPoolExecutor:
+    """One lazily started pool per process (a DataLoader worker gets its own after fork)."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="mamamia-decode")
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def supports_fast_path(meta: dict[str, Any]) -> bool:
+    """True for the layout ingest writes (so ``ChunkArray`` reads it exactly)."""
+    try:
+        grid = meta["chunk_grid"]
+        encoding = meta["chunk_key_encoding"]
+        codecs = meta["codecs"]
+        names = [codec["name"] for codec in codecs]
+        endian = (codecs[0].get("configuration") or {}).get("endian", "little")
+        separator = (encoding.get("configuration") or {}).get("separator", "/")
+        dtype = np.dtype(meta["data_type"])
+        fill = meta.get("fill_value", 0)
+    except (KeyError, TypeError, IndexError, AttributeError):
+        return False
+    except Exception:  # numpy's own error for a data type it does not know
+        return False
+    return (
+        meta.get("zarr_format") == 3
+        and meta.get("node_type") == "array"
+        and grid.get("name") == "regular"
+        and encoding.get("name") == "default"
+        and separator == "/"
+        and names == ["bytes", "blosc", "crc32c"]
+        and endian in ("little", None)
+        and not meta.get("storage_transformers")
+        and dtype.kind in "biuf"
+        and isinstance(fill, int | float)
+        and not isinstance(fill, bool)
+        and len(meta["shape"]) == len(grid["configuration"]["chunk_shape"])
+    )
+
+
+def _as_range(item: Any, size: int, axis: int) -> tuple[int, int, int, bool] | None:
+    """(start, stop, step, squeeze) of one basic index along an axis; None if not basic."""
+    if isinstance(item, bool | np.bool_):
+        return None
+    if isinstance(item, int | np.integer):
+        index = int(item)
+        if index < 0:
+            index += size
+        if not 0 <= index < size:
+            raise IndexError(f"index {int(item)} is out of bounds for axis {axis} with size {size}")
+        return index, index + 1, 1, True
+    if isinstance(item, slice):
+        start, stop, step = item.indices(size)
+        return start, stop, step, False
+    return None
+
+
+class ChunkArray:
+    """A read-only N-d array over one Zarr array's chunks (see the module docstring)."""
+
+    def __init__(
+        self,
+        source: ChunkSource,
+        meta: dict[str, Any],
+        *,
+        where: str,
+        fallback: Callable[[], Any],
+    ) -> None:
+        self._source = source
+        self._where = where
+        self._fallback_factory = fallback
+        self._fallback: Any = None
+        self.shape: tuple[int, ...] = tuple(int(n) for n in meta["shape"])
+        self.chunks: tuple[int, ...] = tuple(
+            int(n) for n in meta["chunk_grid"]["configuration"]["chunk_shape"]
+        )
+        if any(n < 1 for n in self.chunks):
+            raise CatalogFormatError(f"{where}: chunk shape {self.chunks} has an empty axis")
+        self._stored = np.dtype(meta["data_type"]).newbyteorder("<")
+        self.dtype: np.dtype[Any] = self._stored.newbyteorder("=")
+        self.fill_value = meta.get("fill_value", 0)
+        self._chunk_bytes = math.prod(self.chunks) * self._stored.itemsize
+        self.ndim = len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"<ChunkArray {self._where} shape={self.shape} chunks={self.chunks} {self.dtype}>"
+
+    # -- indexing ---------------------------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> Any:
+        items = key if isinstance(key, tuple) else (key,)
+        if any(item is Ellipsis for item in items):
+            at = next(i for i, item in enumerate(items) if item is Ellipsis)
+            fill = self.ndim - (len(items) - 1)
+            if fill < 0 or any(item is Ellipsis for item in items[at + 1 :]):
+                return self._zarr()[key]
+            items = items[:at] + (slice(None),) * fill + items[at + 1 :]
+        if len(items) > self.ndim:
+            raise IndexError(f"too many indices: {len(items)} for a {self.ndim}-d array")
+        items = tuple(items) + (slice(None),) * (self.ndim - len(items))
+        ranges = [
+            _as_range(item, n, a) for a, (item, n) in enumerate(zip(items, self.shape, strict=True))
+        ]
+        if any(r is None for r in ranges):
+            return self._zarr()[key]  # fancy or masked selection: zarr-python's indexing
+        box: list[tuple[int, int]] = []
+        local: list[Any] = []
+        for start, stop, step, squeeze in (r for r in ranges if r is not None):
+            if squeeze:
+                box.append((start, stop))
+                local.append(0)
+                continue
+            picked = range(start, stop, step)
+            if len(picked) == 0:
+                box.append((0, 0))
+                local.append(slice(0, 0))
+                continue
+            lo, hi = min(picked[0], picked[-1]), max(picked[0], picked[-1]) + 1
+            box.append((lo, hi))
+            if step == 1:
+                local.append(slice(None))
+            else:
+                end = picked[-1] - lo + (1 if step > 0 else -1)
+                local.append(slice(picked[0] - lo, end if end >= 0 else None, step))
+        block = self.read_box(box)
+        if all(isinstance(s, slice) and s == slice(None) for s in local):
+            return block
+        out = block[tuple(local)]
+        return np.ascontiguousarray(out) if isinstance(out, np.ndarray) else out
+
+    def _zarr(self) -> Any:
+        if self._fallback is None:
+            self._fallback = self._fallback_factory()
+        return self._fallback
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def read_box(self, box: Sequence[tuple[int, int]]) -> npt.NDArray[Any]:
+        """The voxels of the half-open ``box`` (one (start, stop) per axis, inside the array)."""
+        shape = tuple(hi - lo for lo, hi in box)
+        out = np.empty(shape, dtype=self.dtype)
+        if out.size == 0:
+            return out
+        jobs = list(self._chunk_jobs(box))
+        if len(jobs) == 1:
+            self._fill(out, *jobs[0])
+        else:
+            pool = _decode_pool()
+            for done in pool.map(lambda job: self._fill(out, *job), jobs):
+                del done
+        return out
+
+    def _chunk_jobs(
+        self, box: Sequence[tuple[int, int]]
+    ) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]]:
+        """(chunk index, where in the chunk, where in the output) of each touched chunk."""
+        spans: list[list[tuple[int, slice, slice]]] = []
+        for (lo, hi), size in zip(box, self.chunks, strict=True):
+            axis: list[tuple[int, slice, slice]] = []
+            for index in range(lo // size, (hi - 1) // size + 1):
+                first, last = max(lo, index * size), min(hi, (index + 1) * size)
+                axis.append(
+                    (
+                        index,
+                        slice(first - index * size, last - index * size),
+                        slice(first - lo, last - lo),
+                    )
+                )
+            spans.append(axis)
+        for combo in itertools.product(*spans):
+            yield (
+                tuple(c[0] for c in combo),
+                tuple(c[1] for c in combo),
+                tuple(c[2] for c in combo),
+            )
+
+    def _fill(
+        self,
+        out: npt.NDArray[Any],
+        index: tuple[int, ...],
+        inner: tuple[slice, ...],
+        placed: tuple[slice, ...],
+    ) -> None:
+        chunk = self._chunk(index)
+        if chunk is None:
+            out[placed] = self.fill_value
+        else:
+            out[placed] = chunk[inner]
+
+    def _chunk(self, index: tuple[int, ...]) -> npt.NDArray[Any] | None:
+        key = "c/" + "/".join(str(i) for i in index)
+        for attempt in (0, 1):
+            data = self._source.read_key(key)
+            if data is None:
+                return None
+            try:
+                return self._decode(data, key)
+            except ChunkCorruptError:
+                # A cache may hold a damaged copy: drop it and fetch once more.
+                if attempt == 1 or not self._source.discard_key(key):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _decode(self, data: bytes, key: str) -> npt.NDArray[Any]:
+        where = f"{self._where}/{key}"
+        if len(data) < 4 + 16:  # crc32c trailer + blosc header
+            raise ChunkCorruptError(f"chunk {where} is truncated ({len(data)} bytes)")
+        body = memoryview(data)[:-4]
+        stored = int.from_bytes(data[-4:], "little")
+        if crc32c.crc32c(body) != stored:
+            raise ChunkCorruptError(
+                f"chunk {where} fails its crc32c check (damaged on disk or in transit): run "
+                "mamamia verify"
+            )
+        # The blosc header: version, versionlz, flags, typesize, then nbytes, blocksize and
+        # cbytes as little-endian uint32 (c-blosc's README_HEADER.rst).
+        nbytes = int.from_bytes(body[4:8], "little")
+        cbytes = int.from_bytes(body[12:16], "little")
+        if cbytes != len(body):
+            raise ChunkCorruptError(
+                f"chunk {where} has a blosc header for {cbytes} bytes but holds {len(body)}"
+            )
+        if nbytes != self._chunk_bytes:
+            raise ChunkCorruptError(
+                f"chunk {where} holds {nbytes} bytes; its chunk shape {self.chunks} needs "
+                f"{self._chunk_bytes}"
+            )
+        decoded = np.empty(self.chunks, dtype=self._stored)
+        try:
+            numcodecs.blosc.decompress(body, decoded)
+        except (RuntimeError, ValueError) as exc:
+            raise ChunkCorruptError(f"chunk {where} does not decompress: {exc}") from exc
+        return decoded
+
+
+def open_chunk_array(source: ChunkSource, *, where: str, fallback: Callable[[], Any]) -> ArrayLike:
+    """A ``ChunkArray`` over ``source`` when its layout allows, else ``fallback()`` (zarr)."""
+    raw = source.read_key("zarr.json")
+    if raw is None:
+        return cast("ArrayLike", fallback())
+    try:
+        meta = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CatalogFormatError(f"{where}/zarr.json is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict) or not supports_fast_path(meta):
+        return cast("ArrayLike", fallback())
+    return ChunkArray(source, meta, where=where, fallback=fallback)
