@@ -193,3 +193,17 @@ def test_catalog_volumes_read_through_the_fast_path(catalog_dir: Path) -> None:
         assert isinstance(volume._array, ChunkArray)
         reference = zarr.open_array(str(catalog_dir / paths[kind]), mode="r")
         assert np.array_equal(volume._array[...], reference[...])
+
+
+def test_partial_and_full_decodes_agree(
+    written: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mamamia._chunks as chunks
+
+    path, data = written
+    box = (2, slice(3, 13), slice(5, 30), slice(1, 44))  # partial planes of two z-chunks
+    partial = _open(path)[box]
+    assert chunks._getitem is not None, "numcodecs' blosc_getitem should bind on this build"
+    monkeypatch.setattr(chunks, "_getitem", None)
+    full = _open(path)[box]
+    assert np.array_equal(partial, data[box]) and np.array_equal(full, data[box])

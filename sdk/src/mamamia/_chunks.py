@@ -71,6 +71,48 @@ def _decode_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+_getitem: Any = None
+_getitem_checked = False
+
+
+def _bind_getitem() -> Any:
+    """c-blosc's ``blosc_getitem`` from numcodecs' own extension, if it exports one that works.
+
+    numcodecs does not wrap it, but its extension links c-blosc statically and exports the
+    symbol. It is checked once against a full decompress; any doubt means full decodes only.
+    """
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(numcodecs.blosc.__file__).blosc_getitem
+        function.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+        function.restype = ctypes.c_int
+        probe = (np.arange(3 * 4096, dtype=np.int16) % 251).reshape(3, 4096)
+        packed = numcodecs.blosc.compress(probe, b"zstd", 3, numcodecs.blosc.SHUFFLE, 2048)
+        part = np.empty((2, 4096), dtype=np.int16)
+        got = function(packed, 4096, 2 * 4096, part.ctypes.data)
+        if got != part.nbytes or not np.array_equal(part, probe[1:]):
+            return None
+        return function
+    except (OSError, AttributeError, ValueError, TypeError, RuntimeError):
+        return None
+
+
+def decode_items(data: bytes, start: int, count: int, out: npt.NDArray[Any]) -> bool:
+    """Decode items ``[start, start + count)`` of a blosc buffer into ``out`` (C-contiguous,
+    ``count`` items); False when partial decoding is unavailable or refused the buffer."""
+    global _getitem, _getitem_checked
+    if not _getitem_checked:
+        with _pool_lock:
+            if not _getitem_checked:
+                _getitem = _bind_getitem()
+                _getitem_checked = True
+    if _getitem is None:
+        return False
+    # ctypes releases the GIL for the call, so pool threads decode in parallel.
+    return bool(_getitem(data, start, count, out.ctypes.data) == out.nbytes)
+
+
 def supports_fast_path(meta: dict[str, Any]) -> bool:
     """True for the layout ingest writes (so ``ChunkArray`` reads it exactly)."""
     try:
@@ -144,6 +186,10 @@ class ChunkArray:
         self.dtype: np.dtype[Any] = self._stored.newbyteorder("=")
         self.fill_value = meta.get("fill_value", 0)
         self._chunk_bytes = math.prod(self.chunks) * self._stored.itemsize
+        # The first axis a chunk spans more than one index of (z for (1, 32, 128, 128)): a
+        # box that needs only some of its planes decodes only those (see decode_items).
+        self._slab_axis = next((a for a, n in enumerate(self.chunks) if n > 1), -1)
+        self._slab_items = math.prod(self.chunks[self._slab_axis + 1 :])
         self.ndim = len(self.shape)
 
     def __repr__(self) -> str:
@@ -245,27 +291,33 @@ class ChunkArray:
         inner: tuple[slice, ...],
         placed: tuple[slice, ...],
     ) -> None:
-        chunk = self._chunk(index)
-        if chunk is None:
+        found = self._chunk(index, inner)
+        if found is None:
             out[placed] = self.fill_value
         else:
-            out[placed] = chunk[inner]
+            chunk, local = found
+            out[placed] = chunk[local]
 
-    def _chunk(self, index: tuple[int, ...]) -> npt.NDArray[Any] | None:
+    def _chunk(
+        self, index: tuple[int, ...], inner: tuple[slice, ...]
+    ) -> tuple[npt.NDArray[Any], tuple[slice, ...]] | None:
+        """The decoded part of a chunk that covers ``inner``, and ``inner`` within it."""
         key = "c/" + "/".join(str(i) for i in index)
         for attempt in (0, 1):
             data = self._source.read_key(key)
             if data is None:
                 return None
             try:
-                return self._decode(data, key)
+                return self._decode(bytes(data), key, inner)
             except ChunkCorruptError:
                 # A cache may hold a damaged copy: drop it and fetch once more.
                 if attempt == 1 or not self._source.discard_key(key):
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _decode(self, data: bytes, key: str) -> npt.NDArray[Any]:
+    def _decode(
+        self, data: bytes, key: str, inner: tuple[slice, ...]
+    ) -> tuple[npt.NDArray[Any], tuple[slice, ...]]:
         where = f"{self._where}/{key}"
         if len(data) < 4 + 16:  # crc32c trailer + blosc header
             raise ChunkCorruptError(f"chunk {where} is truncated ({len(data)} bytes)")
@@ -278,6 +330,7 @@ class ChunkArray:
             )
         # The blosc header: version, versionlz, flags, typesize, then nbytes, blocksize and
         # cbytes as little-endian uint32 (c-blosc's README_HEADER.rst).
+        typesize = data[3]
         nbytes = int.from_bytes(body[4:8], "little")
         cbytes = int.from_bytes(body[12:16], "little")
         if cbytes != len(body):
@@ -289,12 +342,23 @@ class ChunkArray:
                 f"chunk {where} holds {nbytes} bytes; its chunk shape {self.chunks} needs "
                 f"{self._chunk_bytes}"
             )
+        slab = self._slab_axis
+        first, stop = inner[slab].start, inner[slab].stop
+        if slab >= 0 and stop - first < self.chunks[slab] and typesize == self._stored.itemsize:
+            # Only the planes the box needs: blosc decodes just the blocks that hold them.
+            shape = (*self.chunks[:slab], stop - first, *self.chunks[slab + 1 :])
+            part = np.empty(shape, dtype=self._stored)
+            items = self._slab_items
+            if decode_items(data, first * items, (stop - first) * items, part):
+                local = list(inner)
+                local[slab] = slice(0, stop - first)
+                return part, tuple(local)
         decoded = np.empty(self.chunks, dtype=self._stored)
         try:
             numcodecs.blosc.decompress(body, decoded)
         except (RuntimeError, ValueError) as exc:
             raise ChunkCorruptError(f"chunk {where} does not decompress: {exc}") from exc
-        return decoded
+        return decoded, inner
 
 
 def open_chunk_array(source: ChunkSource, *, where: str, fallback: Callable[[], Any]) -> ArrayLike:
