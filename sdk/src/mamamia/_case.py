@@ -37,6 +37,8 @@ class Case(Mapping[str, Any]):
         self._fields = fields
         self._volumes = volumes
         self.patient_id = str(fields["patient_id"])
+        self._rows_cache: list[dict[str, Any]] | None = None
+        self._opened: dict[str, Volume] = {}  # kind -> Volume: arrays are opened once
 
     def __repr__(self) -> str:
         return f"<Case {self.patient_id} {self._fields.get('dataset')} volumes={len(self)}>"
@@ -57,36 +59,49 @@ class Case(Mapping[str, Any]):
     @property
     def volumes(self) -> list[dict[str, Any]]:
         """Geometry of each stored volume (one row per kind and phase)."""
-        rows: list[dict[str, Any]] = self._volumes.to_pylist()
-        return rows
+        if self._rows_cache is None:
+            self._rows_cache = self._volumes.to_pylist()
+        return [dict(row) for row in self._rows_cache]
 
     def _rows(self, kind: str) -> list[dict[str, Any]]:
-        return [row for row in self.volumes if row["kind"] == kind]
+        if self._rows_cache is None:
+            self._rows_cache = self._volumes.to_pylist()
+        return [row for row in self._rows_cache if row["kind"] == kind]
 
     @property
     def image(self) -> Volume:
         """All phases, lazily: ``case.image[phase, z, y, x]``."""
+        opened = self._opened.get("image")
+        if opened is not None:
+            return opened
         rows = sorted(self._rows("image"), key=lambda row: row["phase"])
         if not rows:
             raise NotFoundError(f"case {self.patient_id} has no images in this catalog")
-        return Volume(
+        volume = Volume(
             self._catalog._backend.open_array(rows[0]["zarr_path"]),
             _geometry(rows[0]),
             patient_id=self.patient_id,
             kind="image",
             phase_times_s=[row.get("acquisition_time_s") for row in rows],
         )
+        self._opened["image"] = volume
+        return volume
 
     def mask(self, kind: str = "expert") -> Volume:
         """The expert or automatic tumour mask, lazily: ``case.mask()[z, y, x]``."""
         if kind not in MASK_KINDS:
             raise InvalidRequest(f"mask kind must be one of {MASK_KINDS}, not {kind!r}")
+        opened = self._opened.get(kind)
+        if opened is not None:
+            return opened
         rows = self._rows(kind)
         if not rows:
             raise NotFoundError(f"case {self.patient_id} has no {kind} mask in this catalog")
-        return Volume(
+        volume = Volume(
             self._catalog._backend.open_array(rows[0]["zarr_path"]),
             _geometry(rows[0]),
             patient_id=self.patient_id,
             kind=kind,
         )
+        self._opened[kind] = volume
+        return volume
