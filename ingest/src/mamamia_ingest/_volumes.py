@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
-from zarr.codecs import BloscCodec, Crc32cCodec
 
 from mamamia_ingest._features import (
     check_mask_values,
@@ -45,6 +43,7 @@ from mamamia_ingest._nifti import (
     load_volume,
     read_header_info,
 )
+from mamamia_ingest._zarr_write import ChunkWriter, group_metadata, write_new_file
 from mamamia_schema import Problem, Severity
 
 __all__ = [
@@ -123,6 +122,7 @@ class CaseResult:
 def init_worker() -> None:
     """One thread per worker process: parallelism comes from processes (``--jobs``)."""
     import numcodecs.blosc
+    import zarr
 
     numcodecs.blosc.set_nthreads(1)
     zarr.config.set({"threading.max_workers": 1})
@@ -254,79 +254,24 @@ def _chunks(shape: tuple[int, ...], chunks_zyx: tuple[int, int, int]) -> tuple[i
     return tuple(max(1, min(c, s)) for c, s in zip(want, shape, strict=True))
 
 
-def _create(
-    group: zarr.Group, name: str, shape: tuple[int, ...], dtype: np.dtype[Any], job: CaseJob
-) -> zarr.Array[Any]:
-    preview = name != "0"
-    blosc = (
-        BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
-        if preview
-        else BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
-    )
-    return group.create_array(
-        name=name,
-        shape=shape,
-        chunks=_chunks(shape, job.settings.chunks_zyx),
-        dtype=dtype,
-        fill_value=0,
-        compressors=[blosc, Crc32cCodec()],
-        dimension_names=("t", "z", "y", "x"),
-        # Every chunk is written, so a missing chunk file means damage, never "all zero".
-        config={"write_empty_chunks": True},
+def _writer(
+    folder: Path, name: str, shape: tuple[int, int, int, int], dtype: np.dtype[Any], job: CaseJob
+) -> ChunkWriter:
+    # Level 1 (previews) is read whole for slices: lz4; full resolution: zstd 3 (see CODEC).
+    cname, clevel = ("zstd", 3) if name == "0" else ("lz4", 5)
+    chunks = _chunks(shape, job.settings.chunks_zyx)
+    return ChunkWriter(
+        folder / name, shape, (1, chunks[1], chunks[2], chunks[3]), dtype, cname, clevel
     )
 
 
-class _ChunkWriter:
-    """Encodes and writes the chunks of one array the way zarr's codec pipeline does
-    (bytes little-endian -> blosc zstd 3 shuffle -> crc32c appended little-endian; edge chunks
-    padded with the fill value 0; keys ``c/t/z/y/x``), without its per-chunk async overhead.
-    The output is read back by zarr itself in the tests; the whole generation is published by
-    one rename, so the chunk files need no atomic write of their own."""
-
-    def __init__(self, array: zarr.Array[Any]) -> None:
-        import numcodecs
-
-        self.dir = Path(str(array.store_path.store.root)) / array.path  # type: ignore[attr-defined]
-        self.chunks = tuple(int(c) for c in array.chunks)
-        self.dtype = np.dtype(array.dtype).newbyteorder("<")
-        # The same blosc settings the array's metadata declares (zarr reads them back).
-        blosc = array.compressors[0]
-        assert isinstance(blosc, BloscCodec) and blosc.cname is not None
-        self.codec = numcodecs.Blosc(
-            cname=str(getattr(blosc.cname, "value", blosc.cname)),
-            clevel=int(blosc.clevel),
-            shuffle=numcodecs.Blosc.SHUFFLE,
-            blocksize=0,
-        )
-        self._made: set[Path] = set()
-
-    def write(self, t: int, data: np.ndarray[Any, Any]) -> None:
-        import crc32c
-
-        cz, cy, cx = self.chunks[1:]
-        z, y, x = data.shape
-        for k in range(0, z, cz):
-            for j in range(0, y, cy):
-                for i in range(0, x, cx):
-                    block = data[k : k + cz, j : j + cy, i : i + cx]
-                    if block.shape != (cz, cy, cx):
-                        full = np.zeros((cz, cy, cx), self.dtype)
-                        full[: block.shape[0], : block.shape[1], : block.shape[2]] = block
-                        block = full
-                    else:
-                        block = np.ascontiguousarray(block, dtype=self.dtype)
-                    encoded = self.codec.encode(block)
-                    folder = self.dir / "c" / str(t) / str(k // cz) / str(j // cy)
-                    if folder not in self._made:
-                        folder.mkdir(parents=True, exist_ok=True)
-                        self._made.add(folder)
-                    with (folder / str(i // cx)).open("wb") as f:
-                        f.write(encoded)
-                        f.write(int(crc32c.crc32c(encoded)).to_bytes(4, "little"))
+def _write_group(folder: Path, attributes: dict[str, Any]) -> None:
+    write_new_file(str(folder / "zarr.json"), [group_metadata(attributes)])
 
 
-def _half(shape: tuple[int, ...]) -> tuple[int, ...]:
-    return (shape[0], *(-(-s // 2) for s in shape[1:]))
+def _half(shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    t, z, y, x = shape
+    return (t, -(-z // 2), -(-y // 2), -(-x // 2))
 
 
 def _multiscale(name: str, info: HeaderInfo) -> dict[str, Any]:
@@ -518,10 +463,10 @@ def _build(
     # 3. The image, phase by phase (memory: one phase plus the masks).
     case_dir = tmp.parent
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    root = zarr.create_group(store=zarr.storage.LocalStore(tmp), zarr_format=3)
+    os.mkdir(tmp)  # its zarr.json (the root group, with ``complete``) is written last
     shape4 = (len(phases), *ref.shape_zyx)
-    full = _ChunkWriter(_create(root, "0", shape4, dtype, job))
-    half = _ChunkWriter(_create(root, "1", _half(shape4), dtype, job))
+    full = _writer(tmp, "0", shape4, dtype, job)
+    half = _writer(tmp, "1", _half(shape4), dtype, job)
     expert = mask_arrays.get("expert")
     rows: list[dict[str, Any]] = []
     tumour_means: list[float | None] = []
@@ -552,17 +497,19 @@ def _build(
         )
         del vol, data
 
-    labels = root.create_group("labels")
+    labels = tmp / "labels"
+    os.mkdir(labels)
     label_names = [k for k in ("expert", "automatic") if k in mask_arrays]
     for kind in label_names:
         m = mask_arrays[kind]
-        g = labels.create_group(kind)
-        shape = (1, *m.shape)
-        _ChunkWriter(_create(g, "0", shape, np.dtype(np.uint8), job)).write(0, m)
-        _ChunkWriter(_create(g, "1", _half(shape), np.dtype(np.uint8), job)).write(
-            0, m[::2, ::2, ::2]
-        )
-        g.attrs.update(
+        g = labels / kind
+        os.mkdir(g)
+        z, y, x = m.shape
+        shape = (1, z, y, x)
+        _writer(g, "0", shape, np.dtype(np.uint8), job).write(0, m)
+        _writer(g, "1", _half(shape), np.dtype(np.uint8), job).write(0, m[::2, ::2, ::2])
+        _write_group(
+            g,
             {
                 "ome": {
                     "version": "0.5",
@@ -573,7 +520,7 @@ def _build(
                     },
                     "multiscales": [_multiscale(f"{case}/{kind}", ref)],
                 }
-            }
+            },
         )
         rows.append(
             {
@@ -591,7 +538,7 @@ def _build(
                 "p99": None,
             }
         )
-    labels.attrs.update({"ome": {"version": "0.5", "labels": label_names}})
+    _write_group(labels, {"ome": {"version": "0.5", "labels": label_names}})
 
     features: dict[str, Any] = {}
     geo = (ref.spacing_xyz, ref.origin_xyz, ref.direction)
@@ -640,7 +587,7 @@ def _build(
         "ome": {"version": "0.5", "multiscales": [_multiscale(case, ref)]},
         "mamamia": block,
     }
-    root.attrs.update(attrs)
+    _write_group(tmp, attrs)
     final = case_dir / f"{gen}.zarr"
     try:
         os.rename(tmp, final)
