@@ -458,7 +458,7 @@ def _build(
                 )
             )
             continue
-        mask_arrays[role] = vol.array.astype(np.uint8)
+        mask_arrays[role] = vol.array.astype(np.uint8, copy=False)
 
     # 3. The image, phase by phase (memory: one phase plus the masks).
     case_dir = tmp.parent

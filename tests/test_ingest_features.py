@@ -1,0 +1,87 @@
+"""Per-volume statistics and mask features against straightforward numpy references."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mamamia_ingest._features import intensity_stats, mask_features, percentiles_1_99
+
+
+def _samples() -> list[np.ndarray[Any, Any]]:
+    rng = np.random.default_rng(11)
+    out: list[np.ndarray[Any, Any]] = [
+        np.array([3], np.int16),
+        np.array([-32768, 32767], np.int16),
+        np.array([0, 255], np.uint8),
+        np.array([-128, 127, 0], np.int8),
+        np.full(999, 65535, np.uint16),
+    ]
+    for dtype in ("int16", "uint16", "int8", "uint8"):
+        info = np.iinfo(dtype)
+        for n in (1, 2, 3, 99, 100, 101, 1001, 40_000):
+            out.append(rng.integers(info.min, int(info.max) + 1, n).astype(dtype))
+            mid = rng.uniform(info.min, info.max)
+            normal = np.clip(rng.normal(mid, 30, n), info.min, info.max).astype(dtype)
+            out.append(normal[:: 1 + n % 3])  # strided, as the ingest sample is
+    return out
+
+
+def test_percentiles_equal_numpy_bit_for_bit() -> None:
+    for sample in _samples():
+        want = np.percentile(sample, [1.0, 99.0])
+        got = percentiles_1_99(sample)
+        assert got == (float(want[0]), float(want[1])), (sample.dtype, sample.size)
+
+
+def test_percentiles_of_other_types_are_numpy_s() -> None:
+    x = np.random.default_rng(2).normal(0, 1, 1000).astype(np.float32)
+    want = np.percentile(x, [1.0, 99.0])
+    assert percentiles_1_99(x) == (float(want[0]), float(want[1]))
+
+
+def test_intensity_stats() -> None:
+    a = np.random.default_rng(5).normal(200, 90, (9, 40, 33)).astype(np.int16)
+    stats = intensity_stats(a)
+    assert stats["mean"] == pytest.approx(a.mean(), rel=1e-12)
+    assert stats["std"] == pytest.approx(a.std(), rel=1e-9)
+    assert stats["p1"] == np.percentile(a, 1)
+    assert stats["p99"] == np.percentile(a, 99)
+
+
+def _reference(mask: np.ndarray[Any, Any], spacing: Any, origin: Any, direction: Any) -> Any:
+    idx = np.argwhere(mask != 0)
+    if idx.size == 0:
+        return 0, None, None, None
+    lo = [int(v) for v in idx.min(axis=0)]
+    hi = [int(v) + 1 for v in idx.max(axis=0)]
+    ijk = idx.mean(axis=0)[::-1]
+    point = np.asarray(origin) + np.asarray(direction).reshape(3, 3) @ (np.asarray(spacing) * ijk)
+    return len(idx), lo, hi, point
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_mask_features_against_argwhere(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(s) for s in rng.integers(1, 25, 3))
+    mask = np.zeros(shape, np.uint8)
+    if seed % 4 == 1:
+        mask[tuple(int(rng.integers(0, s)) for s in shape)] = 1
+    elif seed % 4 == 2:
+        mask[...] = rng.random(shape) < 0.3
+    elif seed % 4 == 3:
+        corner = [int(rng.integers(0, s)) for s in shape]
+        mask[tuple(slice(c, c + int(rng.integers(1, 7))) for c in corner)] = 1
+    geo = ((0.7, 0.9, 2.5), (10.0, -20.0, 5.0), (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    got = mask_features(mask, *geo, prefix="auto_")
+    n, lo, hi, point = _reference(mask, *geo)
+    assert got["auto_tumor_voxels"] == n
+    assert got["auto_tumor_volume_cm3"] == pytest.approx(n * 0.7 * 0.9 * 2.5 / 1000)
+    assert got["auto_tumor_bbox_min_zyx"] == lo
+    assert got["auto_tumor_bbox_max_zyx"] == hi
+    if point is None:
+        assert got["auto_tumor_centroid_xyz_mm"] is None
+    else:
+        assert got["auto_tumor_centroid_xyz_mm"] == pytest.approx(list(point), abs=1e-9)
