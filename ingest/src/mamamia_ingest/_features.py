@@ -7,15 +7,28 @@ from __future__ import annotations
 
 import hashlib
 import math
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
+import crc32c
 import numpy as np
 
+_crc32: Any = zlib.crc32
+try:  # the same CRC-32, ~4x faster (ISA-L)
+    from isal import isal_zlib
+
+    _crc32 = isal_zlib.crc32
+except ImportError:  # pragma: no cover - isal is a declared dependency
+    pass
+
 __all__ = [
+    "CHECKSUM_ALGORITHM",
+    "CHECKSUM_ALGORITHMS",
     "EXACT_PERCENTILE_VOXELS",
     "FEATURE_COLUMNS",
     "check_mask_values",
+    "checksum_algorithm",
     "dice",
     "enhancement_ratio",
     "intensity_stats",
@@ -59,12 +72,33 @@ def finite(value: float) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def voxel_checksum(array: np.ndarray[Any, Any]) -> str:
-    """``sha256:<hex>`` of the voxel bytes in C order, little-endian."""
+#: The voxel checksum written now; ``sha256`` (layout 1) is still verified.
+CHECKSUM_ALGORITHM = "crc32c+crc32"
+CHECKSUM_ALGORITHMS = ("crc32c+crc32", "sha256")
+
+
+def voxel_checksum(array: np.ndarray[Any, Any], algorithm: str = CHECKSUM_ALGORITHM) -> str:
+    """``<algorithm>:<hex>`` of the voxel bytes in C order, little-endian.
+
+    ``crc32c+crc32`` (the default): CRC-32C then CRC-32 (zlib's) of those bytes, 8 hex digits
+    each: 64 bits that any changed byte changes, at ~5 GB/s (both are hardware CRCs) where
+    sha256 runs at ~1.5: hashing was a tenth of the work of ingest beyond compression.
+    ``sha256``: the checksum of layout 1 catalogs."""
     a = np.ascontiguousarray(array)
     if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and not _little()):
         a = a.astype(a.dtype.newbyteorder("<"))
-    return "sha256:" + hashlib.sha256(a.data.cast("B")).hexdigest()
+    data = a.data.cast("B")
+    if algorithm == "crc32c+crc32":
+        return f"crc32c+crc32:{crc32c.crc32c(data):08x}{_crc32(data):08x}"
+    if algorithm == "sha256":
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+    raise ValueError(f"unknown voxel checksum algorithm {algorithm!r}")
+
+
+def checksum_algorithm(checksum: str) -> str | None:
+    """The algorithm of a stored checksum (``"sha256:..."`` -> ``"sha256"``), or None."""
+    name, sep, _ = checksum.partition(":")
+    return name if sep and name in CHECKSUM_ALGORITHMS else None
 
 
 def _little() -> bool:

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import zarr
 from pydantic import BaseModel, Field
 
-from mamamia_ingest._features import voxel_checksum
+from mamamia_ingest._features import CHECKSUM_ALGORITHMS, checksum_algorithm, voxel_checksum
 from mamamia_schema import Problem, Severity
 
 __all__ = ["VerifyReport", "verify"]
@@ -105,8 +105,11 @@ def _check_array(report: VerifyReport, root: Path, rel: str, case: str) -> zarr.
     return arr
 
 
-def _decode_all(report: VerifyReport, arr: zarr.Array[Any], rel: str, case: str) -> dict[int, str]:
-    """Decode the array phase by phase; returns the voxel checksum per leading index."""
+def _decode_all(
+    report: VerifyReport, arr: zarr.Array[Any], rel: str, case: str, algorithm: str | None
+) -> dict[int, str]:
+    """Decode the array phase by phase; returns the voxel checksum per leading index (none
+    when ``algorithm`` is unknown: every chunk is still decoded)."""
     sums: dict[int, str] = {}
     for t in range(arr.shape[0]):
         try:
@@ -120,7 +123,8 @@ def _decode_all(report: VerifyReport, arr: zarr.Array[Any], rel: str, case: str)
                 file=rel,
             )
             continue
-        sums[t] = voxel_checksum(np.asarray(data))
+        if algorithm is not None:
+            sums[t] = voxel_checksum(np.asarray(data), algorithm)
     chunks_per_t = arr.nchunks // max(arr.shape[0], 1) if arr.shape[0] else 0
     report.chunks_checked += chunks_per_t * len(sums)
     return sums
@@ -182,7 +186,17 @@ def verify(catalog: str | os.PathLike[str]) -> VerifyReport:
         arr = _check_array(report, root, rel, case)
         if arr is None:
             continue
-        sums = _decode_all(report, arr, rel, case)
+        algorithm = checksum_algorithm(str(rows[0]["checksum"]))
+        if algorithm is None:
+            _error(
+                report,
+                f"case {case}: {rel}: unknown checksum {rows[0]['checksum']!r} "
+                f"(known: {', '.join(CHECKSUM_ALGORITHMS)})",
+                "checksum",
+                case=case,
+                file=rel,
+            )
+        sums = _decode_all(report, arr, rel, case, algorithm)
         for row in rows:
             index = int(row["phase"]) if row["phase"] is not None else 0
             report.volumes_checked += 1
@@ -210,7 +224,7 @@ def verify(catalog: str | os.PathLike[str]) -> VerifyReport:
         if level1 is not None and (root / level1).is_dir():
             arr1 = _check_array(report, root, level1, case)
             if arr1 is not None:
-                _decode_all(report, arr1, level1, case)
+                _decode_all(report, arr1, level1, case, None)  # decoded, no checksum
     return report
 
 

@@ -61,7 +61,8 @@ __all__ = [
 
 FORMAT_VERSION = 1
 #: Bumped whenever the bytes written for the same inputs and settings change.
-LAYOUT_VERSION = 1
+#: 2: voxel checksums ``crc32c+crc32:`` instead of ``sha256:``.
+LAYOUT_VERSION = 2
 CODEC = "bytes|blosc:zstd:3:shuffle|crc32c"
 # Previews (level 1) are read whole for slice PNGs and are 1/8 of the data: lz4 compresses and
 # decodes them several times faster than zstd for a little more disk.
