@@ -350,40 +350,46 @@ def hash_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read_payload(path: Path, max_bytes: int) -> tuple[_RawHeader, bytearray, str]:
-    """Decompress (if gzip) and hash in one pass; return the header and header+payload bytes."""
+def _read_payload(
+    path: Path, max_bytes: int
+) -> tuple[_RawHeader, np.ndarray[Any, np.dtype[np.uint8]], str]:
+    """Decompress (if gzip) and hash in one pass; return the header and header+payload bytes.
+
+    The stream is inflated in pieces of at most ``_BLOCK`` bytes straight into one buffer of
+    the size the header promises (uninitialised: every byte of it is written or the file is
+    reported truncated), so each piece is copied while it is still in cache."""
     gz = path.name.lower().endswith(".gz")
     h = hashlib.sha256()
     d = _decompressobj(wbits=31) if gz else None
-    buf = bytearray()
+    head = bytearray()
+    buf: np.ndarray[Any, np.dtype[np.uint8]] | None = None
     header: _RawHeader | None = None
     expected = 0
+    filled = 0
     trailing = 0
     name = path.name
     with path.open("rb") as f:
-        while True:
-            block = f.read(_BLOCK)
-            if not block:
-                break
+        while block := f.read(_BLOCK):
             h.update(block)
-            if d is None:
-                out = block
-            else:
-                try:
-                    out = d.decompress(block)
-                    while d.eof and d.unused_data:
-                        # A second gzip member (concatenated files are legal gzip).
-                        rest = d.unused_data
-                        d = _decompressobj(wbits=31)
-                        out += d.decompress(rest)
-                except _INFLATE_ERRORS as exc:
-                    raise NiftiError(
-                        "corrupt", f"{name}: the gzip stream is corrupt ({exc})"
-                    ) from None
-            if header is None:
-                buf += out
-                if len(buf) >= 540:
-                    header = _parse_header(name, bytes(buf[:540]))
+            data: bytes = block
+            while data:
+                if d is None:
+                    out, data = data, b""
+                else:
+                    try:
+                        if d.eof:  # a second gzip member (concatenated files are legal gzip)
+                            d = _decompressobj(wbits=31)
+                        out = d.decompress(data, _BLOCK)
+                        data = d.unused_data if d.eof else d.unconsumed_tail
+                    except _INFLATE_ERRORS as exc:
+                        raise NiftiError(
+                            "corrupt", f"{name}: the gzip stream is corrupt ({exc})"
+                        ) from None
+                if buf is None:
+                    head += out
+                    if len(head) < 540:
+                        continue
+                    header = _parse_header(name, bytes(head[:540]))
                     expected = header.vox_offset + header.payload_bytes
                     if header.payload_bytes > max_bytes:
                         raise NiftiError(
@@ -391,32 +397,26 @@ def _read_payload(path: Path, max_bytes: int) -> tuple[_RawHeader, bytearray, st
                             f"{name}: the header promises {header.payload_bytes} bytes of voxels, "
                             f"over the per-volume budget of {max_bytes}",
                         )
-                    extra = buf[expected:]
-                    trailing += len(extra)
-                    del buf[expected:]
-                    grown = bytearray(expected)
-                    grown[: len(buf)] = buf
-                    filled = len(buf)
-                    buf = grown
-                continue
-            take = min(len(out), expected - filled)
-            if take > 0:
-                # memoryview: no extra copy of each decompressed block
-                buf[filled : filled + take] = memoryview(out)[:take]
-                filled += take
-            trailing += len(out) - max(take, 0)
-            if trailing > _MAX_TRAILING:
-                raise NiftiError(
-                    "corrupt",
-                    f"{name}: more than {_MAX_TRAILING} bytes of data after the voxel payload",
-                )
-    if header is None:
-        if len(buf) >= 348:
-            header = _parse_header(name, bytes(buf))
-            expected = header.vox_offset + header.payload_bytes
-            filled = len(buf)
-        else:
+                    buf = np.empty(expected, np.uint8)
+                    out, head = bytes(head), bytearray()
+                take = min(len(out), expected - filled)
+                if take > 0:
+                    buf[filled : filled + take] = np.frombuffer(out, np.uint8, take)
+                    filled += take
+                trailing += len(out) - max(take, 0)
+                if trailing > _MAX_TRAILING:
+                    raise NiftiError(
+                        "corrupt",
+                        f"{name}: more than {_MAX_TRAILING} bytes of data after the voxel payload",
+                    )
+    if buf is None:
+        if len(head) < 348:
             raise NiftiError("truncated", f"{name}: file ends inside the NIfTI header")
+        header = _parse_header(name, bytes(head))
+        expected = header.vox_offset + header.payload_bytes
+        filled = min(len(head), expected)
+        buf = np.frombuffer(head, np.uint8, filled).copy()
+    assert header is not None
     if d is not None and not d.eof:
         raise NiftiError(
             "truncated",
@@ -452,7 +452,7 @@ def load_volume(path: Path, info: HeaderInfo, private: PrivateDir, max_bytes: in
     # Scaled, odd or mismatched types: let SimpleITK read the checked, decompressed copy.
     tmp = private.path / "payload.nii"
     with tmp.open("wb") as f:
-        f.write(buf)
+        f.write(buf.data)
     del buf
     try:
         image = sitk.ReadImage(str(tmp))
