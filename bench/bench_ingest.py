@@ -7,6 +7,14 @@ Floors (single process, one thread, every source volume of the raw folder):
 2. that read plus compressing the voxels with the chosen codec (blosc zstd clevel 3 + byte
    shuffle, then crc32c) in ``(1, 32, 128, 128)`` chunks, nothing written.
 
+For context (no target): floor 3 is floor 2 plus writing its chunks as files in the catalog's
+layout (one file per chunk, one folder per chunk row), and a probe times creating an empty file
+and a folder. On the shared development VM (ext4 without a journal) a new inode costs 20 us to
+over 1 ms of CPU depending on how many files were deleted nearby in the last minute (the
+allocator skips recently deleted inodes one by one), so everything that writes files moves with
+it; ingest writes ~230 files and folders per case at this scale, floor 2 none. The catalogs this
+script writes are removed at the end of the run, not between measurements, for the same reason.
+
 Ours: ``mamamia_ingest.ingest`` into a fresh catalog with ``--jobs 1`` and ``--jobs 2``. Its
 "volumes" time is the end-to-end time minus a ``--tables-only`` run on the same folder (the
 tables are a fixed cost independent of the volumes). Throughput is in MB of voxels (uncompressed)
@@ -109,14 +117,44 @@ def floor_read_compress(files: list[Path]) -> tuple[float, float, int]:
     return time.perf_counter() - started, _cpu() - cpu, stored
 
 
-def ours(raw: Path, jobs: int, tables_only: bool = False) -> tuple[float, float]:
-    """(wall seconds, CPU seconds over all processes) of one ingest into a fresh catalog."""
-    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
-        started, cpu = time.perf_counter(), _cpu()
-        report = ingest(
-            raw, Path(tmp) / "catalog", jobs=jobs, tables_only=tables_only, progress=False
-        )
-        elapsed, used = time.perf_counter() - started, _cpu() - cpu
+def floor_read_compress_write(files: list[Path], dest: Path) -> tuple[float, float, int]:
+    """Floor 2 plus writing its chunks as files in the catalog's layout (``c/t/z/y/x``, one
+    folder per chunk row): what any writer of this format pays on this file system."""
+    from mamamia_ingest._zarr_write import ChunkWriter
+
+    dest.mkdir(parents=True)
+    started, cpu = time.perf_counter(), _cpu()
+    for n, f in enumerate(files):
+        image = sitk.ReadImage(str(f))
+        array = sitk.GetArrayViewFromImage(image)
+        z, y, x = array.shape
+        chunks = tuple(min(c, s) for c, s in zip(CHUNK_SHAPES[0][1:], array.shape, strict=True))
+        writer = ChunkWriter(dest / str(n), (1, z, y, x), (1, *chunks), array.dtype, "zstd", 3)
+        writer.write(0, array)
+    elapsed, used = time.perf_counter() - started, _cpu() - cpu
+    created = sum(len(d) + len(f) for _, d, f in os.walk(dest))
+    return elapsed, used, created
+
+
+def fs_probe(dest: Path, n: int = 400) -> float:
+    """CPU microseconds to create one empty file plus one folder here, now (the cost of a new
+    inode varies tenfold on a shared ext4 without a journal: it skips recently deleted ones)."""
+    dest.mkdir(parents=True)
+    cpu = _cpu()
+    for i in range(n):
+        os.mkdir(dest / f"d{i}")
+        os.close(os.open(dest / f"d{i}" / "f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    return (_cpu() - cpu) / (2 * n) * 1e6
+
+
+def ours(raw: Path, jobs: int, keep: Path, tables_only: bool = False) -> tuple[float, float]:
+    """(wall seconds, CPU seconds over all processes) of one ingest into a fresh catalog under
+    ``keep`` (removed by the caller at the end of the run, not here: freshly deleted inodes
+    make the next run's file creation slower on this file system)."""
+    catalog = Path(tempfile.mkdtemp(dir=keep)) / "catalog"
+    started, cpu = time.perf_counter(), _cpu()
+    report = ingest(raw, catalog, jobs=jobs, tables_only=tables_only, progress=False)
+    elapsed, used = time.perf_counter() - started, _cpu() - cpu
     if report.exit_code != 0:
         raise RuntimeError(report.summary())
     return elapsed, used
@@ -266,12 +304,18 @@ def run(scale: float = 0.5, ids: tuple[str, ...] = DEFAULT_IDS) -> list[dict[str
     numcodecs.blosc.set_nthreads(1)  # one thread, as each ingest worker runs
     raw = prepare(scale, ids)
     files = _sources(raw)
-    ours(raw, 1, tables_only=True)  # warm the page cache and the imports
-    read_s, read_cpu, nbytes = floor_read(files)
-    rc_s, rc_cpu, stored = floor_read_compress(files)
-    tables_s, tables_cpu = ours(raw, 1, tables_only=True)
-    one_s, one_cpu = ours(raw, 1)
-    two_s, _ = ours(raw, 2)
+    keep = Path(tempfile.mkdtemp(dir=OUT, prefix="ingest-runs-"))
+    try:
+        ours(raw, 1, keep, tables_only=True)  # warm the page cache and the imports
+        read_s, read_cpu, nbytes = floor_read(files)
+        rc_s, rc_cpu, stored = floor_read_compress(files)
+        fs_us = fs_probe(keep / "probe")
+        _, rcw_cpu, created = floor_read_compress_write(files, keep / "floor3")
+        tables_s, tables_cpu = ours(raw, 1, keep, tables_only=True)
+        one_s, one_cpu = ours(raw, 1, keep)
+        two_s, _ = ours(raw, 2, keep)
+    finally:
+        shutil.rmtree(keep, ignore_errors=True)
     start_s, _ = worker_startup()
     mb = nbytes / 1e6
     vol1, vol1_cpu = max(one_s - tables_s, 1e-9), max(one_cpu - tables_cpu, 1e-9)
@@ -294,6 +338,28 @@ def run(scale: float = 0.5, ids: tuple[str, ...] = DEFAULT_IDS) -> list[dict[str
             "floor 1",
             mb / read_cpu,
             read_cpu / rc_cpu,
+            unit=cps,
+        ),
+        _row(
+            f"floor 3 (context): floor 2 + its chunks written as files ({created} files and "
+            "folders), per CPU-second",
+            mb / rcw_cpu,
+            "floor 2",
+            mb / rc_cpu,
+            rcw_cpu / rc_cpu,
+            unit=cps,
+        ),
+        _row(
+            "file system here: CPU per new file or folder (context)",
+            fs_us,
+            unit="us",
+        ),
+        _row(
+            "ingest --jobs 1 volumes, per CPU-second (time ratio vs floor 3)",
+            mb / vol1_cpu,
+            "floor 3",
+            mb / rcw_cpu,
+            vol1_cpu / rcw_cpu,
             unit=cps,
         ),
         _row(
