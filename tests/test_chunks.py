@@ -207,3 +207,23 @@ def test_partial_and_full_decodes_agree(
     monkeypatch.setattr(chunks, "_getitem", None)
     full = _open(path)[box]
     assert np.array_equal(partial, data[box]) and np.array_equal(full, data[box])
+
+
+def test_async_reads_equal_sync_reads(catalog_dir: Path, written: tuple[Path, Any]) -> None:
+    import asyncio
+
+    cat = mamamia.open(catalog_dir)
+    case = cat.case(cat.cohort("has_images").case_ids[0])
+    image, mask = case.image, case.mask("expert")
+    box = (1, slice(2, 20), slice(5, 40), slice(3, 50))
+
+    async def both() -> tuple[Any, Any, Any]:
+        return (
+            await image.read_async(box),
+            await mask.read_async(box[1:]),
+            await _open(written[0]).getitem_async((1, [0, 3], slice(2, 9))),  # via zarr-python
+        )
+
+    got_image, got_mask, fancy = asyncio.run(both())
+    assert np.array_equal(got_image, image[box]) and np.array_equal(got_mask, mask[box[1:]])
+    assert np.array_equal(fancy, written[1][1, [0, 3], 2:9])

@@ -19,6 +19,7 @@ chunk whose bytes fail the checksum once before the error reaches the caller.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import math
@@ -198,12 +199,33 @@ class ChunkArray:
     # -- indexing ---------------------------------------------------------------------------
 
     def __getitem__(self, key: Any) -> Any:
+        plan = self._plan(key)
+        if plan is None:
+            return self._zarr()[key]  # fancy or masked selection: zarr-python's indexing
+        box, local = plan
+        return _cut(self.read_box(box), local)
+
+    async def getitem_async(self, key: Any) -> Any:
+        """``self[key]``, awaiting the chunk decodes instead of blocking the event loop."""
+        plan = self._plan(key)
+        if plan is None:
+            return await asyncio.to_thread(self.__getitem__, key)
+        box, local = plan
+        out = np.empty(tuple(hi - lo for lo, hi in box), dtype=self.dtype)
+        if out.size:
+            pool = _decode_pool()
+            futures = [pool.submit(self._fill, out, *job) for job in self._chunk_jobs(box)]
+            await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        return _cut(out, local)
+
+    def _plan(self, key: Any) -> tuple[list[tuple[int, int]], list[Any]] | None:
+        """The box a basic selection reads and how to cut the result; None if not basic."""
         items = key if isinstance(key, tuple) else (key,)
         if any(item is Ellipsis for item in items):
             at = next(i for i, item in enumerate(items) if item is Ellipsis)
             fill = self.ndim - (len(items) - 1)
             if fill < 0 or any(item is Ellipsis for item in items[at + 1 :]):
-                return self._zarr()[key]
+                return None
             items = items[:at] + (slice(None),) * fill + items[at + 1 :]
         if len(items) > self.ndim:
             raise IndexError(f"too many indices: {len(items)} for a {self.ndim}-d array")
@@ -211,11 +233,12 @@ class ChunkArray:
         ranges = [
             _as_range(item, n, a) for a, (item, n) in enumerate(zip(items, self.shape, strict=True))
         ]
-        if any(r is None for r in ranges):
-            return self._zarr()[key]  # fancy or masked selection: zarr-python's indexing
         box: list[tuple[int, int]] = []
         local: list[Any] = []
-        for start, stop, step, squeeze in (r for r in ranges if r is not None):
+        for found in ranges:
+            if found is None:
+                return None
+            start, stop, step, squeeze = found
             if squeeze:
                 box.append((start, stop))
                 local.append(0)
@@ -232,11 +255,7 @@ class ChunkArray:
             else:
                 end = picked[-1] - lo + (1 if step > 0 else -1)
                 local.append(slice(picked[0] - lo, end if end >= 0 else None, step))
-        block = self.read_box(box)
-        if all(isinstance(s, slice) and s == slice(None) for s in local):
-            return block
-        out = block[tuple(local)]
-        return np.ascontiguousarray(out) if isinstance(out, np.ndarray) else out
+        return box, local
 
     def _zarr(self) -> Any:
         if self._fallback is None:
@@ -359,6 +378,14 @@ class ChunkArray:
         except (RuntimeError, ValueError) as exc:
             raise ChunkCorruptError(f"chunk {where} does not decompress: {exc}") from exc
         return decoded, inner
+
+
+def _cut(block: npt.NDArray[Any], local: list[Any]) -> Any:
+    """Apply the integer and stepped parts of a selection to the box that was read."""
+    if all(isinstance(s, slice) and s == slice(None) for s in local):
+        return block
+    out = block[tuple(local)]
+    return np.ascontiguousarray(out) if isinstance(out, np.ndarray) else out
 
 
 def open_chunk_array(source: ChunkSource, *, where: str, fallback: Callable[[], Any]) -> ArrayLike:

@@ -51,8 +51,33 @@ class CatalogState:
     stamp: tuple[int, int, int] | None
     _cases: OrderedDict[str, mamamia.Case] = field(default_factory=OrderedDict)
     _levels: dict[str, Any] = field(default_factory=dict)
+    _volumes: OrderedDict[tuple[str, str], mamamia.Volume] = field(default_factory=OrderedDict)
     _memo: OrderedDict[Any, Any] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def volume(self, patient_id: str, kind: str) -> mamamia.Volume:
+        """A case's image or mask (opened once: the array's metadata is read on first use)."""
+        key = (patient_id.upper(), kind)
+        with self._lock:
+            found = self._volumes.get(key)
+        if found is not None:
+            return found
+        case = self.case(patient_id)
+        volume = case.image if kind == "image" else case.mask(kind)
+        with self._lock:
+            self._volumes[key] = volume
+            while len(self._volumes) > 3 * _CASE_CACHE:
+                self._volumes.popitem(last=False)
+        return volume
+
+    def opened_volume(self, patient_id: str, kind: str) -> mamamia.Volume | None:
+        """The volume if it is open already (no query, no I/O): async routes use it."""
+        key = (patient_id.upper(), kind)
+        with self._lock:
+            found = self._volumes.get(key)
+            if found is not None:
+                self._volumes.move_to_end(key)
+            return found
 
     def case(self, patient_id: str) -> mamamia.Case:
         """The SDK Case (fields and lazy volumes), cached: volumes open their arrays once."""
