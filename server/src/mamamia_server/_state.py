@@ -115,13 +115,12 @@ class CatalogState:
         with self._lock:
             if relative in self._levels:
                 return self._levels[relative]
-        root = self.root.resolve()
-        path = (root / relative).resolve()
-        array: Any | None = None
-        if path.is_relative_to(root) and (path / "zarr.json").is_file():
-            import zarr
-
-            array = zarr.open_array(store=str(path), mode="r")
+        array: Any | None
+        try:
+            # The SDK's backend: its direct chunk reader, and a strict store (no silent fill).
+            array = self.catalog._backend.open_array(relative)
+        except mamamia.NotFoundError:
+            array = None
         with self._lock:
             self._levels[relative] = array
         return array
