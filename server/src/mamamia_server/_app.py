@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import mamamia
 from mamamia_server._auth import TOKEN_QUERY_NAMES, require_token
+from mamamia_server._fast_crop import FastCrops
 from mamamia_server._formats import warm_up
 from mamamia_server._limits import QueryLimits
 from mamamia_server._problems import (
@@ -214,6 +215,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         app.include_router(module.router, dependencies=data)
     mount_web(app)  # the browser page at / and /static/ (no token: it holds no data)
 
+    if settings.fast_crops:
+        # Innermost of ours: the version header, body limits and CORS still wrap its answers.
+        app.add_middleware(
+            FastCrops, holder=holder, voxel_cap=settings.crop_voxel_cap, auth=bool(tokens)
+        )
     app.add_middleware(_VersionHeader, holder=holder)
     if settings.cors_origins:
         app.add_middleware(

@@ -65,6 +65,11 @@ class ServerSettings(BaseSettings):
     crop_voxel_cap: int = Field(
         default=256**3, ge=1, description="Most voxels one crop may return (413 past it)."
     )
+    fast_crops: bool = Field(
+        default=True,
+        description="Answer plain crop requests on a lean ASGI path (the same answers, about "
+        "1.5 ms less per request); false sends every crop through the FastAPI route.",
+    )
     slice_max_size: int = Field(
         default=2048, ge=16, description="Largest slice.png edge in pixels a request may ask for."
     )
