@@ -62,6 +62,17 @@ _pool_pid = 0
 _pool_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    # A forked DataLoader worker inherits no running threads: start afresh, lock included.
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _decode_pool() -> ThreadPoolExecutor:
     """One lazily started pool per process (a DataLoader worker gets its own after fork)."""
     global _pool, _pool_pid
