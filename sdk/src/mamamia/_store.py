@@ -55,6 +55,7 @@ class StrictLocalStore(LocalStore):
 
     def __init__(self, root: Path | str, *, read_only: bool = True) -> None:
         super().__init__(root, read_only=True)
+        self._root_text = str(self.root)
 
     def with_read_only(self, read_only: bool = True) -> StrictLocalStore:
         return type(self)(self.root)
@@ -69,11 +70,26 @@ class StrictLocalStore(LocalStore):
 
     def read_key(self, key: str) -> bytes | None:
         """The file's bytes (the fast read path, ``mamamia._chunks``), same rules as ``get``."""
+        # Plain os calls: half the cost of Path.read_bytes for a chunk (~40 us, measured).
         try:
-            return (self.root / key).read_bytes()
+            fd = os.open(os.path.join(self._root_text, key), os.O_RDONLY)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             self._missing(key)
             return None
+        try:
+            size = os.fstat(fd).st_size
+            data = os.read(fd, size)
+            while len(data) < size:  # a short read: keep reading to the end
+                more = os.read(fd, size - len(data))
+                if not more:
+                    break
+                data += more
+            return data
+        except IsADirectoryError:
+            self._missing(key)
+            return None
+        finally:
+            os.close(fd)
 
     def discard_key(self, key: str) -> bool:
         return False  # the catalog itself: nothing to refetch from
