@@ -55,23 +55,18 @@ import SimpleITK as sitk
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
+from _data import phantom_raw
 from _table import markdown_table
-from mamamia_ingest import ingest, write_phantom
+from mamamia_ingest import ingest
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
-TABLE = ROOT / "tests" / "data" / "clinical_and_imaging_info.xlsx"
 DEFAULT_IDS = ("DUKE_001", "ISPY1_1001", "ISPY2_100899", "NACT_01")
 CHUNK_SHAPES = ((1, 32, 128, 128), (1, 64, 64, 64), (1, 16, 256, 256))
 
 
 def prepare(scale: float, ids: tuple[str, ...]) -> Path:
-    raw = OUT / f"ingest-raw-{scale:g}-{'-'.join(ids)}"
-    if not (raw / "clinical_and_imaging_info.xlsx").is_file():
-        if raw.exists():
-            shutil.rmtree(raw)
-        write_phantom(raw, ids=list(ids), scale=scale, seed=1, table=TABLE, progress=False)
-    return raw
+    return phantom_raw(OUT / f"ingest-raw-{scale:g}-{'-'.join(ids)}", ids, scale, seed=1)
 
 
 def _sources(raw: Path) -> list[Path]:

@@ -28,23 +28,16 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from _data import phantom_raw
 from _table import COLUMNS, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
-TABLE = ROOT / "tests" / "data" / "clinical_and_imaging_info.xlsx"
 DEFAULT_IDS = ("DUKE_001", "DUKE_002", "ISPY1_1001", "ISPY2_100899", "NACT_01", "NACT_02")
 
 
 def prepare(scale: float, ids: tuple[str, ...]) -> Path:
-    from mamamia_ingest import write_phantom
-
-    raw = OUT / f"s3-raw-{scale:g}-{len(ids)}"
-    if not (raw / "clinical_and_imaging_info.xlsx").is_file():
-        if raw.exists():
-            shutil.rmtree(raw)
-        write_phantom(raw, ids=list(ids), scale=scale, seed=1, table=TABLE, progress=False)
-    return raw
+    return phantom_raw(OUT / f"s3-raw-{scale:g}-{len(ids)}", ids, scale, seed=1)
 
 
 def _voxel_mb(catalog: Path) -> float:

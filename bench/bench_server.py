@@ -44,8 +44,9 @@ import SimpleITK as sitk
 import zarr
 
 import mamamia
+from _data import phantom_raw
 from _table import COLUMNS, markdown_table
-from mamamia_ingest import ingest, write_phantom
+from mamamia_ingest import ingest
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -59,9 +60,7 @@ PANDAS_FILTER = "age < 50 and pcr == 1 and dataset in ('ISPY2', 'DUKE')"
 def prepare_volumes(scale: float, ids: tuple[str, ...]) -> tuple[Path, Path]:
     tag = f"{scale:g}-{'-'.join(ids)}"
     raw, catalog = OUT / f"server-raw-{tag}", OUT / f"server-catalog-{tag}"
-    if not (raw / "clinical_and_imaging_info.xlsx").is_file():
-        shutil.rmtree(raw, ignore_errors=True)
-        write_phantom(raw, ids=list(ids), scale=scale, seed=3, table=TABLE, progress=False)
+    phantom_raw(raw, ids, scale, seed=3)
     if not (catalog / "catalog.json").is_file():
         shutil.rmtree(catalog, ignore_errors=True)
         ingest(raw, catalog, jobs=2, progress=False)

@@ -136,10 +136,8 @@ def supports_fast_path(meta: dict[str, Any]) -> bool:
         separator = (encoding.get("configuration") or {}).get("separator", "/")
         dtype = np.dtype(meta["data_type"])
         fill = meta.get("fill_value", 0)
-    except (KeyError, TypeError, IndexError, AttributeError):
-        return False
-    except Exception:  # numpy's own error for a data type it does not know
-        return False
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return False  # (np.dtype raises TypeError for a data type it does not know)
     return (
         meta.get("zarr_format") == 3
         and meta.get("node_type") == "array"
@@ -277,17 +275,15 @@ class ChunkArray:
 
     def read_box(self, box: Sequence[tuple[int, int]]) -> npt.NDArray[Any]:
         """The voxels of the half-open ``box`` (one (start, stop) per axis, inside the array)."""
-        shape = tuple(hi - lo for lo, hi in box)
-        out = np.empty(shape, dtype=self.dtype)
+        out = np.empty(tuple(hi - lo for lo, hi in box), dtype=self.dtype)
         if out.size == 0:
             return out
         jobs = list(self._chunk_jobs(box))
-        if len(jobs) == 1:
+        if len(jobs) == 1:  # no thread hop for one chunk
             self._fill(out, *jobs[0])
         else:
-            pool = _decode_pool()
-            for done in pool.map(lambda job: self._fill(out, *job), jobs):
-                del done
+            for future in [_decode_pool().submit(self._fill, out, *job) for job in jobs]:
+                future.result()
         return out
 
     def _chunk_jobs(

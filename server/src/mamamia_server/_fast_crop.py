@@ -25,14 +25,13 @@ way from the route's:
 from __future__ import annotations
 
 import re
-import time
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mamamia_server._problems import ApiError
 from mamamia_server._state import CatalogHolder
-from mamamia_server._volumes import Crop, crop_headers, npy_bytes, parse_range, raw_bytes
+from mamamia_server._volumes import crop_answer, parse_range
 
 __all__ = ["FastCrops"]
 
@@ -41,7 +40,7 @@ _QUERY_CHARS = re.compile(rb"^[A-Za-z0-9=&:_%]*$")
 _KNOWN = frozenset({"kind", "phase", "z", "y", "x", "format"})
 _PHASE = re.compile(r"^(0|[1-9][0-9]{0,2})$")
 _KINDS = frozenset({"image", "expert", "automatic"})
-_MEDIA = {"raw": "application/octet-stream", "npy": "application/x-npy"}
+_FORMATS = frozenset({"raw", "npy"})
 
 
 class FastCrops:
@@ -84,7 +83,7 @@ class FastCrops:
         kind = params.get("kind", "image")
         fmt = params.get("format", "npy")
         phase_text = params.get("phase")
-        if kind not in _KINDS or fmt not in _MEDIA or len(params.get("z", "")) > 21:
+        if kind not in _KINDS or fmt not in _FORMATS or len(params.get("z", "")) > 21:
             return None
         if len(params.get("y", "")) > 21 or len(params.get("x", "")) > 21:
             return None
@@ -106,19 +105,8 @@ class FastCrops:
         if (z1 - z0) * (y1 - y0) * (x1 - x0) > self.voxel_cap:
             return None
         phase = int(phase_text) if phase_text is not None else None
-        p = 0 if phase is None else phase
-        if kind == "image" and p >= volume.shape[0]:
+        if kind == "image" and (phase or 0) >= volume.shape[0]:
             return None
         box = (slice(z0, z1), slice(y0, y1), slice(x0, x1))
-        started = time.perf_counter()
-        data = await volume.read_async((p, *box) if kind == "image" else box)
-        read_ms = (time.perf_counter() - started) * 1000
-        result = Crop(data=data, start_zyx=(z0, y0, x0), volume=volume)
-        headers = crop_headers(result)
-        headers["Server-Timing"] = f"read;dur={read_ms:.2f}"
         scope.setdefault("state", {})["catalog_version"] = state.version
-        if fmt == "raw":
-            return Response(raw_bytes(result), media_type=_MEDIA["raw"], headers=headers)
-        name = f"{volume.patient_id}_{kind}" + (f"_p{phase or 0}" if kind == "image" else "")
-        headers["Content-Disposition"] = f'attachment; filename="{name}_crop.npy"'
-        return Response(npy_bytes(result), media_type=_MEDIA["npy"], headers=headers)
+        return await crop_answer(volume, kind, phase, box, fmt)

@@ -11,12 +11,15 @@ import gzip
 import io
 import itertools
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 import mamamia
 from mamamia_server._problems import ApiError
@@ -24,6 +27,7 @@ from mamamia_server._problems import ApiError
 __all__ = [
     "RANGE_PATTERN",
     "Crop",
+    "crop_answer",
     "crop_headers",
     "nifti_bytes",
     "npy_bytes",
@@ -112,6 +116,42 @@ def nifti_bytes(crop: Crop) -> bytes:
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     return gzip.compress(image.to_bytes(), compresslevel=1)
+
+
+_CROP_MEDIA = {
+    "raw": "application/octet-stream",
+    "npy": "application/x-npy",
+    "nifti": "application/gzip",
+}
+
+
+async def crop_answer(
+    volume: mamamia.Volume,
+    kind: str,
+    phase: int | None,
+    box: tuple[slice, slice, slice],
+    fmt: str,
+) -> Response:
+    """Read a checked box of ``volume`` and answer it in ``fmt`` with the crop headers.
+
+    The one answer of the crop route and of its lean path (``_fast_crop.py``)."""
+    started = time.perf_counter()
+    p = 0 if phase is None else phase
+    data = await volume.read_async((p, *box) if kind == "image" else box)
+    read_ms = (time.perf_counter() - started) * 1000
+    result = Crop(data=np.asarray(data), start_zyx=(box[0].start, box[1].start, box[2].start),
+                  volume=volume)  # fmt: skip
+    headers = crop_headers(result)
+    headers["Server-Timing"] = f"read;dur={read_ms:.2f}"
+    if fmt == "raw":
+        return Response(raw_bytes(result), media_type=_CROP_MEDIA[fmt], headers=headers)
+    name = f"{volume.patient_id}_{kind}" + (f"_p{p}" if kind == "image" else "")
+    if fmt == "nifti":
+        headers["Content-Disposition"] = f'attachment; filename="{name}_crop.nii.gz"'
+        body = await run_in_threadpool(nifti_bytes, result)  # gzip: seconds for big boxes
+        return Response(body, media_type=_CROP_MEDIA[fmt], headers=headers)
+    headers["Content-Disposition"] = f'attachment; filename="{name}_crop.npy"'
+    return Response(npy_bytes(result), media_type=_CROP_MEDIA[fmt], headers=headers)
 
 
 # ---------------------------------------------------------------------------------- slices

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -19,15 +18,11 @@ from mamamia_server._problems import ApiError, problem_responses
 from mamamia_server._state import CatalogState
 from mamamia_server._volumes import (
     RANGE_PATTERN,
-    Crop,
-    crop_headers,
+    crop_answer,
     cut,
-    nifti_bytes,
-    npy_bytes,
     orient,
     parse_range,
     plane_layout,
-    raw_bytes,
     render_slice,
 )
 
@@ -99,10 +94,6 @@ def case_volumes(state: StateDep, case_id: CaseId) -> CaseVolumes:
     return CaseVolumes(catalog_version=state.version, patient_id=case.patient_id, volumes=volumes)
 
 
-def _volume(case: mamamia.Case, kind: str) -> mamamia.Volume:
-    return case.image if kind == "image" else case.mask(kind)
-
-
 _RANGE_QUERY = {"pattern": RANGE_PATTERN, "max_length": 21}
 _CROP_CONTENT = {
     "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
@@ -164,21 +155,7 @@ async def crop(
             slug="invalid-parameter",
         )
     box = (slice(z0, z1), slice(y0, y1), slice(x0, x1))
-    started = time.perf_counter()
-    data = await volume.read_async((p, *box) if kind == "image" else box)
-    read_ms = (time.perf_counter() - started) * 1000
-    result = Crop(data=np.asarray(data), start_zyx=(z0, y0, x0), volume=volume)
-    headers = crop_headers(result)
-    headers["Server-Timing"] = f"read;dur={read_ms:.2f}"
-    name = f"{volume.patient_id}_{kind}" + (f"_p{phase or 0}" if kind == "image" else "")
-    if format == "raw":
-        return Response(raw_bytes(result), media_type="application/octet-stream", headers=headers)
-    if format == "nifti":
-        headers["Content-Disposition"] = f'attachment; filename="{name}_crop.nii.gz"'
-        body = await run_in_threadpool(nifti_bytes, result)  # gzip: seconds for big boxes
-        return Response(body, media_type="application/gzip", headers=headers)
-    headers["Content-Disposition"] = f'attachment; filename="{name}_crop.npy"'
-    return Response(npy_bytes(result), media_type="application/x-npy", headers=headers)
+    return await crop_answer(volume, kind, phase, box, format)
 
 
 def _plane_physical(
