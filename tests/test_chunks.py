@@ -227,3 +227,31 @@ def test_async_reads_equal_sync_reads(catalog_dir: Path, written: tuple[Path, An
     got_image, got_mask, fancy = asyncio.run(both())
     assert np.array_equal(got_image, image[box]) and np.array_equal(got_mask, mask[box[1:]])
     assert np.array_equal(fancy, written[1][1, [0, 3], 2:9])
+
+
+def test_an_async_read_raises_a_damaged_chunk_and_survives_cancellation(tmp_path: Path) -> None:
+    import asyncio
+
+    path = tmp_path / "a.zarr"
+    data = _write(path)
+    chunk = path / "c" / "1" / "1" / "1" / "1"
+    raw = bytearray(chunk.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    chunk.write_bytes(bytes(raw))
+    array = _open(path)
+    assert isinstance(array, ChunkArray)
+    many = (1, slice(0, 21), slice(0, 37), slice(0, 45))  # 27 chunks, one of them damaged
+
+    async def scenario() -> Any:
+        with pytest.raises(mamamia.ChunkCorruptError, match=r"c/1/1/1/1 fails its crc32c"):
+            await array.getitem_async(many)
+        task = asyncio.ensure_future(array.getitem_async((0, slice(None))))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The loop and the pool still serve reads after both.
+        return await array.getitem_async((2, slice(0, 21), slice(3, 30), slice(1, 44)))
+
+    got = asyncio.run(scenario())
+    assert np.array_equal(got, data[2, 0:21, 3:30, 1:44])

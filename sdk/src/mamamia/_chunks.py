@@ -20,6 +20,7 @@ chunk whose bytes fail the checksum once before the error reaches the caller.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import math
@@ -222,10 +223,51 @@ class ChunkArray:
         box, local = plan
         out = np.empty(tuple(hi - lo for lo, hi in box), dtype=self.dtype)
         if out.size:
-            pool = _decode_pool()
-            futures = [pool.submit(self._fill, out, *job) for job in self._chunk_jobs(box)]
-            await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+            await self._fill_async(out, list(self._chunk_jobs(box)))
         return _cut(out, local)
+
+    async def _fill_async(
+        self,
+        out: npt.NDArray[Any],
+        jobs: list[tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]],
+    ) -> None:
+        """Run the jobs on the decode pool and wake the event loop once, when the last ends.
+
+        (A future per chunk wakes the loop once per chunk: that cost 0.5 ms of a 64^3 crop's
+        3.4 ms.) An error in any job is raised here once all have ended."""
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+        left = [len(jobs)]
+        failures: list[BaseException] = []
+        lock = threading.Lock()
+
+        def settle() -> None:
+            if finished.done():  # the awaiting task was cancelled
+                return
+            if failures:
+                finished.set_exception(failures[0])
+            else:
+                finished.set_result(None)
+
+        def run(job: tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]) -> None:
+            try:
+                if not finished.cancelled():
+                    self._fill(out, *job)
+            except BaseException as exc:  # handed to the awaiting task, not lost in the pool
+                with lock:
+                    failures.append(exc)
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                # RuntimeError: the loop has closed, so nobody is waiting any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(settle)
+
+        pool = _decode_pool()
+        for job in jobs:
+            pool.submit(run, job)
+        await finished
 
     def _plan(self, key: Any) -> tuple[list[tuple[int, int]], list[Any]] | None:
         """The box a basic selection reads and how to cut the result; None if not basic."""
