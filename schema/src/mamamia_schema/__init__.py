@@ -11,21 +11,22 @@ from mamamia_schema._arrow import (
     records_to_arrow,
     schema_docs,
 )
-from mamamia_schema._clinical import (
-    BREAST_DENSITY_VALUES,
+from mamamia_schema._clinical_header import (
+    ClinicalHeader,
+    check_clinical_header,
+    normalise_column_name,
+)
+from mamamia_schema._clinical_record import (
     CLINICAL_COLUMNS,
     DERIVED_COLUMNS,
-    ClinicalHeader,
     ClinicalRecord,
     age_group,
-    check_clinical_header,
     clinical_columns,
     ethnicity_group,
-    normalise_column_name,
     parse_number_list,
     tumor_subtype_group,
-    validate_clinical_row,
 )
+from mamamia_schema._clinical_rows import BREAST_DENSITY_VALUES, validate_clinical_row
 from mamamia_schema._columns import COLUMN_DOCS, ColumnDoc
 from mamamia_schema._enums import (
     AgeGroup,

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 from pydantic import BaseModel
 
-from ._clinical import DERIVED_COLUMNS, ClinicalRecord, clinical_columns
+from ._clinical_record import DERIVED_COLUMNS, ClinicalRecord, clinical_columns
 from ._columns import COLUMN_DOCS, ColumnDoc, logical_type
 
 __all__ = [

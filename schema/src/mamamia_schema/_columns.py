@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ._clinical import CLINICAL_COLUMNS, DERIVED_COLUMNS, ClinicalRecord
+from ._clinical_record import CLINICAL_COLUMNS, DERIVED_COLUMNS, ClinicalRecord
 from ._enums import BmiGroup
 from ._legend import LEGEND_TEXT
 
