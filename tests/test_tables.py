@@ -20,7 +20,7 @@ from mamamia import (
     read_quality_scores,
     read_splits,
 )
-from mamamia import _tables as tables_module
+from mamamia import _table_rows as table_rows_module
 from mamamia._tables import ClinicalTable
 from mamamia_schema import (
     COLUMN_DOCS,
@@ -331,14 +331,14 @@ def test_zip_bombs_are_refused_before_parsing(
         archive.writestr("xl/worksheets/sheet1.xml", b"\0" * (8 * 1024 * 1024))
     with pytest.raises(TableReadError, match=r"bomb\.xlsx.*ratio"):
         read_clinical_table(bomb)
-    monkeypatch.setattr(tables_module, "MAX_XLSX_UNCOMPRESSED", 1024)
+    monkeypatch.setattr(table_rows_module, "MAX_XLSX_UNCOMPRESSED", 1024)
     with pytest.raises(TableReadError, match=r"clinical_and_imaging_info\.xlsx.*inflates"):
         read_clinical_table(REAL_TABLE)
 
 
 def test_oversized_csv_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_csv(tmp_path / "t.csv", list(HEADER_1), [row()])
-    monkeypatch.setattr(tables_module, "MAX_CSV_BYTES", 10)
+    monkeypatch.setattr(table_rows_module, "MAX_CSV_BYTES", 10)
     with pytest.raises(TableReadError, match=r"t\.csv"):
         read_clinical_table(path)
 

@@ -27,14 +27,12 @@ from mamamia._errors import (
     TableReadError,
     TransportError,
 )
+from mamamia._raw_files import RawFiles, find_raw_file, locate_raw_files
 from mamamia._sync import FileResult, SyncError, SyncReport, sync
 from mamamia._tables import (
     ClinicalTable,
     QualityTable,
-    RawFiles,
     SplitsTable,
-    find_raw_file,
-    locate_raw_files,
     read_clinical_table,
     read_patient_info,
     read_quality_scores,

@@ -3,22 +3,30 @@
 Readers report every problem with a value at once and never raise for one (the value becomes
 null, the row is kept); they raise `TableReadError`, naming the file, only when a file cannot be
 read at all (missing, not a spreadsheet, a zip bomb, no patient_id column).
+
+The raw rows come from `mamamia._table_rows`; finding the files in a raw folder is
+`mamamia._raw_files`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import zipfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from mamamia._errors import TableReadError
+from mamamia._table_rows import (
+    MAX_ROWS,
+    _file_problem,
+    _is_blank,
+    _label,
+    _split_header,
+    read_rows,
+)
 from mamamia_schema import (
     COLUMN_DOCS,
     ClinicalRecord,
@@ -41,42 +49,18 @@ from mamamia_schema import (
 )
 
 __all__ = [
-    "CLINICAL_TABLE_NAMES",
-    "IGNORED_FILE_NAMES",
-    "MAX_CSV_BYTES",
     "MAX_JSON_BYTES",
-    "MAX_ROWS",
-    "MAX_XLSX_RATIO",
-    "MAX_XLSX_UNCOMPRESSED",
-    "PATIENT_INFO_DIR",
-    "QUALITY_SCORES_NAMES",
-    "SPLITS_NAMES",
     "ClinicalTable",
     "QualityTable",
-    "RawFiles",
     "SplitsTable",
-    "find_raw_dir",
-    "find_raw_file",
-    "locate_raw_files",
     "read_clinical_table",
     "read_patient_info",
     "read_quality_scores",
-    "read_rows",
     "read_splits",
 ]
 
-#: Sum of the uncompressed member sizes an xlsx may have (the real table: 2 MB).
-MAX_XLSX_UNCOMPRESSED = 512 * 1024 * 1024
-#: Largest compression ratio of one xlsx member over 1 MiB (the real sheet: about 6).
-MAX_XLSX_RATIO = 200
-_MAX_XLSX_MEMBERS = 10_000
-#: Largest CSV a reader accepts (the real tables are well under 1 MB).
-MAX_CSV_BYTES = 256 * 1024 * 1024
-#: Most data rows a table may hold (the dataset has 1506 cases).
-MAX_ROWS = 200_000
 #: Largest per-case JSON file a reader accepts.
 MAX_JSON_BYTES = 4 * 1024 * 1024
-_HEADER_SEARCH_ROWS = 20
 
 
 @dataclass(frozen=True)
@@ -106,221 +90,6 @@ class ClinicalTable:
 
     def by_id(self) -> dict[str, ClinicalRecord]:
         return {r.patient_id: r for r in self.records}
-
-
-# ---------------------------------------------------------------------------------------------
-# Raw rows out of xlsx and CSV files.
-
-
-def _label(path: Path, relpath: str | None) -> str:
-    return relpath if relpath is not None else path.name
-
-
-def _check_zip(path: Path) -> None:
-    """Refuse an xlsx whose members would inflate past the caps, before openpyxl opens it."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-    except zipfile.BadZipFile:
-        raise TableReadError(f"{path}: not an xlsx file (not a zip archive)") from None
-    if len(members) > _MAX_XLSX_MEMBERS:
-        raise TableReadError(f"{path}: xlsx has {len(members)} members (limit {_MAX_XLSX_MEMBERS})")
-    total = 0
-    for member in members:
-        total += member.file_size
-        if member.file_size > 1024 * 1024 and member.file_size > MAX_XLSX_RATIO * max(
-            member.compress_size, 1
-        ):
-            raise TableReadError(
-                f"{path}: xlsx member {member.filename} inflates {member.compress_size} -> "
-                f"{member.file_size} bytes (ratio over {MAX_XLSX_RATIO}); refusing a possible "
-                "zip bomb"
-            )
-    if total > MAX_XLSX_UNCOMPRESSED:
-        raise TableReadError(
-            f"{path}: xlsx inflates to {total} bytes (limit {MAX_XLSX_UNCOMPRESSED}); refusing a "
-            "possible zip bomb"
-        )
-
-
-@dataclass
-class _Sheets:
-    data: list[tuple[object, ...]]
-    legend: list[tuple[object, ...]] | None
-    problems: list[Problem] = field(default_factory=list)
-
-
-def _bounded(rows: Iterator[tuple[object, ...]], path: Path) -> list[tuple[object, ...]]:
-    out: list[tuple[object, ...]] = []
-    for row in rows:
-        out.append(row)
-        if len(out) > MAX_ROWS + _HEADER_SEARCH_ROWS:
-            raise TableReadError(f"{path}: more than {MAX_ROWS} rows; not a MAMA-MIA table")
-    return out
-
-
-def _read_xlsx(path: Path, label: str, data_sheet: str) -> _Sheets:
-    import openpyxl  # deferred: only xlsx readers need it
-
-    _check_zip(path)
-    try:
-        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for damaged files
-        raise TableReadError(f"{path}: cannot open as xlsx: {exc}") from exc
-    problems: list[Problem] = []
-    try:
-        names = {name.strip().lower(): name for name in workbook.sheetnames}
-        sheet_name = names.get(data_sheet.lower())
-        if sheet_name is None:
-            # Fall back to the first sheet whose top rows name patient_id.
-            for name in workbook.sheetnames:
-                candidate = workbook[name]
-                if hasattr(candidate, "reset_dimensions"):
-                    candidate.reset_dimensions()
-                top = list(candidate.iter_rows(max_row=_HEADER_SEARCH_ROWS, values_only=True))
-                if any(_has_patient_id(r) for r in top):
-                    sheet_name = name
-                    break
-            if sheet_name is None:
-                raise TableReadError(
-                    f"{path}: no sheet {data_sheet!r} and no sheet with a patient_id column "
-                    f"(sheets: {', '.join(workbook.sheetnames)})"
-                )
-            problems.append(
-                _file_problem(
-                    Severity.WARNING,
-                    label,
-                    "sheet",
-                    f"no sheet {data_sheet!r}; read sheet {sheet_name!r}",
-                )
-            )
-        data = _sheet_rows(workbook, sheet_name, path)
-        legend_name = names.get("legend")
-        legend = _sheet_rows(workbook, legend_name, path) if legend_name is not None else None
-        for name in workbook.sheetnames:
-            if name not in (sheet_name, legend_name):
-                problems.append(
-                    _file_problem(Severity.NOTE, label, "extra_sheet", f"sheet {name!r} ignored")
-                )
-    finally:
-        workbook.close()
-    return _Sheets(data, legend, problems)
-
-
-def _sheet_rows(workbook: Any, name: str, path: Path) -> list[tuple[object, ...]]:
-    sheet = workbook[name]
-    # Read-only sheets trust the file's <dimension> and silently drop rows and columns past it;
-    # some writers get it wrong, so read every row the XML holds.
-    if hasattr(sheet, "reset_dimensions"):
-        sheet.reset_dimensions()
-    try:
-        return _bounded(sheet.iter_rows(values_only=True), path)
-    except TableReadError:
-        raise
-    except Exception as exc:  # read-only sheets parse lazily: damaged XML surfaces here
-        raise TableReadError(f"{path}: cannot read sheet {name!r}: {exc}") from exc
-
-
-def _read_csv_rows(path: Path) -> list[tuple[object, ...]]:
-    size = path.stat().st_size
-    if size > MAX_CSV_BYTES:
-        raise TableReadError(f"{path}: {size} bytes (limit {MAX_CSV_BYTES}); not a MAMA-MIA table")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")  # old spreadsheet exports; every byte decodes
-    if "\x00" in text[:4096]:
-        raise TableReadError(f"{path}: binary data, not a CSV file")
-    try:
-        dialect: Any = csv.Sniffer().sniff(text[:8192], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    rows: list[tuple[object, ...]] = []
-    try:
-        for row in csv.reader(io.StringIO(text, newline=""), dialect):
-            rows.append(tuple(cell if cell.strip() else None for cell in row))
-            if len(rows) > MAX_ROWS + _HEADER_SEARCH_ROWS:
-                raise TableReadError(f"{path}: more than {MAX_ROWS} rows; not a MAMA-MIA table")
-    except csv.Error as exc:
-        raise TableReadError(f"{path}: malformed CSV: {exc}") from exc
-    return rows
-
-
-def _is_xlsx(path: Path) -> bool:
-    if path.suffix.lower() in (".xlsx", ".xlsm"):
-        return True
-    if path.suffix.lower() in (".csv", ".tsv", ".txt"):
-        return False
-    with path.open("rb") as handle:
-        return handle.read(4) == b"PK\x03\x04"
-
-
-def read_rows(
-    path: str | Path, *, data_sheet: str = "dataset_info", relpath: str | None = None
-) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]] | None, list[Problem]]:
-    """Raw rows of a table file (xlsx: the data sheet and the legend sheet; CSV: legend None)."""
-    path = Path(path)
-    if not path.is_file():
-        raise TableReadError(f"{path}: no such file")
-    if path.suffix.lower() == ".xls":
-        raise TableReadError(f"{path}: old .xls workbooks are not supported; save it as .xlsx")
-    label = _label(path, relpath)
-    if _is_xlsx(path):
-        sheets = _read_xlsx(path, label, data_sheet)
-        return sheets.data, sheets.legend, sheets.problems
-    return _read_csv_rows(path), None, []
-
-
-def _has_patient_id(row: Sequence[object]) -> bool:
-    return any(isinstance(c, str) and normalise_column_name(c) == "patient_id" for c in row)
-
-
-def _is_blank(row: Sequence[object]) -> bool:
-    return all(c is None or (isinstance(c, str) and not c.strip()) for c in row)
-
-
-def _file_problem(
-    severity: Severity,
-    label: str,
-    rule: str,
-    text: str,
-    *,
-    column: str | None = None,
-    row: int | None = None,
-    case: str | None = None,
-    value: str | None = None,
-) -> Problem:
-    return Problem(
-        severity=severity,
-        case=case,
-        file=label,
-        column=column,
-        value=value,
-        rule=rule,
-        message=f"{label}: {text} (rule {rule}).",
-        row=row,
-    )
-
-
-def _split_header(
-    rows: list[tuple[object, ...]], path: Path, label: str, problems: list[Problem]
-) -> tuple[int, tuple[object, ...]]:
-    """Index and cells of the header row: the first row naming patient_id near the top."""
-    for index, row in enumerate(rows[:_HEADER_SEARCH_ROWS]):
-        if _has_patient_id(row):
-            skipped = sum(1 for r in rows[:index] if not _is_blank(r))
-            if skipped:
-                problems.append(
-                    _file_problem(
-                        Severity.NOTE,
-                        label,
-                        "skipped_rows",
-                        f"{skipped} non-empty rows above the header (row {index + 1}) ignored",
-                    )
-                )
-            return index, row
-    raise TableReadError(f"{path}: no header row with a patient_id column in the first rows")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -767,122 +536,3 @@ def _drop_constants(data: Any) -> tuple[Any, int]:
         items = [_drop_constants(v) for v in data]
         return [v for v, _ in items], sum(c for _, c in items)
     return data, 0
-
-
-# ---------------------------------------------------------------------------------------------
-# Locating the raw files (shared by ingest and sync)
-
-CLINICAL_TABLE_NAMES: tuple[str, ...] = (
-    "clinical_and_imaging_info.xlsx",
-    "clinical_and_imaging_info.csv",
-)
-SPLITS_NAMES: tuple[str, ...] = ("train_test_splits.csv",)
-QUALITY_SCORES_NAMES: tuple[str, ...] = (
-    "preliminary_automatic_segmentations_quality_scores.csv",
-    "automatic_segmentations_quality_scores.csv",
-)
-PATIENT_INFO_DIR = "patient_info_files"
-#: Files the Synapse client leaves in every folder: not dataset content.
-IGNORED_FILE_NAMES: frozenset[str] = frozenset({"synapse_metadata_manifest.tsv", "manifest.csv"})
-
-
-def find_raw_file(directory: str | Path, names: Sequence[str]) -> Path | None:
-    """The first of `names` present in `directory`, matched case-insensitively (None if none).
-
-    Names earlier in `names` win; among spellings of one name the exact one, then the
-    lexically first, win (deterministic when a copy has both `X.csv` and `x.csv`).
-    """
-    directory = Path(directory)
-    if not directory.is_dir():
-        return None
-    by_lower: dict[str, list[Path]] = {}
-    for entry in directory.iterdir():
-        if entry.is_file() and entry.name.lower() not in IGNORED_FILE_NAMES:
-            by_lower.setdefault(entry.name.lower(), []).append(entry)
-    for name in names:
-        matches = by_lower.get(name.lower())
-        if matches:
-            exact = [m for m in matches if m.name == name]
-            return exact[0] if exact else sorted(matches)[0]
-    return None
-
-
-def find_raw_dir(directory: str | Path, name: str) -> Path | None:
-    """The sub-folder `name` of `directory`, matched case-insensitively (None if absent)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return None
-    matches = sorted(
-        e for e in directory.iterdir() if e.is_dir() and e.name.lower() == name.lower()
-    )
-    exact = [m for m in matches if m.name == name]
-    return exact[0] if exact else (matches[0] if matches else None)
-
-
-@dataclass(frozen=True)
-class RawFiles:
-    """Where a raw MAMA-MIA folder keeps its tables (None where absent)."""
-
-    root: Path
-    clinical_table: Path | None
-    splits: Path | None
-    quality_scores: Path | None
-    patient_info: dict[str, Path]  # uppercase patient_id -> JSON file
-    problems: list[Problem]
-
-
-def locate_raw_files(root: str | Path) -> RawFiles:
-    """Find the table files of a raw folder, matching names case-insensitively and ignoring the
-    Synapse manifests. A missing clinical table is an error problem, not an exception."""
-    root = Path(root)
-    if not root.is_dir():
-        raise TableReadError(f"{root}: not a folder")
-    problems: list[Problem] = []
-    clinical = find_raw_file(root, CLINICAL_TABLE_NAMES)
-    if clinical is None:
-        problems.append(
-            _file_problem(
-                Severity.ERROR,
-                CLINICAL_TABLE_NAMES[0],
-                "missing_file",
-                f"no {CLINICAL_TABLE_NAMES[0]} in {root}",
-            )
-        )
-    splits = find_raw_file(root, SPLITS_NAMES)
-    quality = find_raw_file(root, QUALITY_SCORES_NAMES)
-    for found, names in ((splits, SPLITS_NAMES), (quality, QUALITY_SCORES_NAMES)):
-        if found is None:
-            problems.append(
-                _file_problem(
-                    Severity.WARNING, names[0], "missing_file", f"no {' or '.join(names)} in {root}"
-                )
-            )
-    info: dict[str, Path] = {}
-    info_dir = find_raw_dir(root, PATIENT_INFO_DIR)
-    if info_dir is not None:
-        for entry in sorted(info_dir.iterdir()):
-            lower = entry.name.lower()
-            if not entry.is_file() or lower in IGNORED_FILE_NAMES or not lower.endswith(".json"):
-                continue
-            case = entry.name[: -len(".json")].upper()
-            relpath = f"{info_dir.name}/{entry.name}"
-            if case in info:
-                problems.append(
-                    _file_problem(
-                        Severity.WARNING,
-                        relpath,
-                        "duplicate_id",
-                        f"{case} has two JSON files; using {info[case].name}",
-                        case=case,
-                    )
-                )
-                continue
-            info[case] = entry
-    return RawFiles(
-        root=root,
-        clinical_table=clinical,
-        splits=splits,
-        quality_scores=quality,
-        patient_info=info,
-        problems=problems,
-    )
