@@ -34,6 +34,18 @@ _FORMAT_QUERY = Query(
     pattern="^(json|arrow|parquet|csv)$",
     description="json (default), arrow (IPC stream), parquet or csv; overrides Accept.",
 )
+_VERSION_QUERY = Query(
+    description="Answer only from this catalog version (409 otherwise).",
+    pattern=VERSION_PATTERN,
+)
+
+
+def _check_pin(version: str | None, pinned: str) -> None:
+    """A request pinned to another version than its cursor's is a conflict (409)."""
+    if version is not None and version != pinned:
+        raise ApiError(
+            409, f"the cursor is of catalog version {pinned}, not {version}", slug="catalog-version"
+        )
 
 
 class QueryRequest(BaseModel):
@@ -172,13 +184,7 @@ def query(
     settings: SettingsDep,
     body: Annotated[QueryRequest, Body()],
     format: Annotated[str | None, _FORMAT_QUERY] = None,
-    version: Annotated[
-        str | None,
-        Query(
-            description="Answer only from this catalog version (409 otherwise).",
-            pattern=VERSION_PATTERN,
-        ),
-    ] = None,
+    version: Annotated[str | None, _VERSION_QUERY] = None,
 ) -> Response:
     """Run one page of a SELECT (or a WHERE over cases); follow next_cursor for the rest."""
     fmt = choose_format(request, format)
@@ -192,12 +198,7 @@ def query(
             raise ApiError(
                 400, "a cursor's page size cannot change; leave limit out", slug="bad-cursor"
             )
-        if version is not None and version != pinned:
-            raise ApiError(
-                409,
-                f"the cursor is of catalog version {pinned}, not {version}",
-                slug="catalog-version",
-            )
+        _check_pin(version, pinned)
     else:
         spec_or_none = QuerySpec.from_request(body.sql, body.where, body.params, required=True)
         assert spec_or_none is not None
@@ -222,13 +223,7 @@ def cohort(
         str | None, Query(max_length=200_000, description="next_cursor of the previous page.")
     ] = None,
     format: Annotated[str | None, _FORMAT_QUERY] = None,
-    version: Annotated[
-        str | None,
-        Query(
-            description="Answer only from this catalog version (409 otherwise).",
-            pattern=VERSION_PATTERN,
-        ),
-    ] = None,
+    version: Annotated[str | None, _VERSION_QUERY] = None,
 ) -> Response:
     """The cases a WHERE expression selects, as a link: ``/v1/cohort?where=pcr%20AND%20age<50``."""
     fmt = choose_format(request, format)
@@ -237,12 +232,7 @@ def cohort(
         spec, pinned, offset, page_limit = _from_cursor(request, cursor)
         if spec.sql is not None or (where is not None and spec.where != where):
             raise ApiError(400, "the cursor belongs to another query", slug="bad-cursor")
-        if version is not None and version != pinned:
-            raise ApiError(
-                409,
-                f"the cursor is of catalog version {pinned}, not {version}",
-                slug="catalog-version",
-            )
+        _check_pin(version, pinned)
     else:
         spec = QuerySpec(
             sql=None, where=where if where is not None and where.strip() else "TRUE", params={}
