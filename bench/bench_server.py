@@ -168,6 +168,12 @@ def _row(metric: str, ours: float, baseline_name: str | None, baseline: float | 
     }
 
 
+def _crop_target(case_id: str, box: dict[str, str], fmt: str = "raw") -> str:
+    """The crop route's path and query for ``box`` of phase 1 (one spelling for every client)."""
+    query = urllib.parse.urlencode({"phase": 1, **box, "format": fmt})
+    return f"/v1/cases/{case_id}/crop?{query}"
+
+
 def _curl_ms(url: str, case_id: str, boxes: list[dict[str, str]]) -> list[float]:
     """Each box's crop fetched by one curl process over one kept-alive connection (a C client,
     as a browser or a script in another language would be); [] without curl on the PATH."""
@@ -176,8 +182,7 @@ def _curl_ms(url: str, case_id: str, boxes: list[dict[str, str]]) -> list[float]
         return []
     with tempfile.NamedTemporaryFile("w", suffix=".curlrc", delete=False) as config:
         for box in boxes:
-            query = urllib.parse.urlencode({"phase": 1, **box, "format": "raw"})
-            config.write(f'url = "{url}/v1/cases/{case_id}/crop?{query}"\noutput = "/dev/null"\n')
+            config.write(f'url = "{url}{_crop_target(case_id, box)}"\noutput = "/dev/null"\n')
     try:
         done = subprocess.run(
             [curl, "-s", "-K", config.name, "-w", "%{http_code} %{time_total}\n"],
@@ -197,19 +202,17 @@ def bench_crops(
     times: dict[str, list[float]] = {}
     sitk_ms: list[float] = []
     shapes: list[str] = []
-    # The stdlib client as well: httpx's pure-Python HTTP/1.1 reader costs about 2 ms more than
-    # http.client for a 512 KiB body on this machine, the same for a bare ASGI app.
+    # The stdlib client as well (see the module docstring on the clients' own costs).
     stdlib = http.client.HTTPConnection(urllib.parse.urlsplit(url).netloc, timeout=60)
     with httpx.Client(base_url=url, timeout=60) as client:
 
         def over_httpx(case_id: str, box: dict[str, str], fmt: str) -> bytes:
-            r = client.get(f"/v1/cases/{case_id}/crop", params={"phase": 1, **box, "format": fmt})
+            r = client.get(_crop_target(case_id, box, fmt))
             assert r.status_code == 200, r.text
             return r.content
 
         def over_stdlib(case_id: str, box: dict[str, str]) -> bytes:
-            query = urllib.parse.urlencode({"phase": 1, **box, "format": "raw"})
-            stdlib.request("GET", f"/v1/cases/{case_id}/crop?{query}")
+            stdlib.request("GET", _crop_target(case_id, box))
             answer = stdlib.getresponse()
             body = answer.read()
             assert answer.status == 200, body[:500]

@@ -40,6 +40,9 @@ from mamamia._volume import ArrayLike
 
 __all__ = ["ChunkArray", "ChunkSource", "open_chunk_array", "supports_fast_path"]
 
+#: One chunk's part of a read: (chunk index, where in the chunk, where in the output).
+_ChunkJob = tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]
+
 #: At most this many threads decode the chunks of one read (shared by all arrays).
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
@@ -229,7 +232,7 @@ class ChunkArray:
     async def _fill_async(
         self,
         out: npt.NDArray[Any],
-        jobs: list[tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]],
+        jobs: list[_ChunkJob],
     ) -> None:
         """Run the jobs on the decode pool and wake the event loop once, when the last ends.
 
@@ -237,7 +240,7 @@ class ChunkArray:
         3.4 ms.) An error in any job is raised here once all have ended."""
         loop = asyncio.get_running_loop()
         finished: asyncio.Future[None] = loop.create_future()
-        left = [len(jobs)]
+        left = len(jobs)
         failures: list[BaseException] = []
         lock = threading.Lock()
 
@@ -249,7 +252,8 @@ class ChunkArray:
             else:
                 finished.set_result(None)
 
-        def run(job: tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]) -> None:
+        def run(job: _ChunkJob) -> None:
+            nonlocal left
             try:
                 if not finished.cancelled():
                     self._fill(out, *job)
@@ -257,8 +261,8 @@ class ChunkArray:
                 with lock:
                     failures.append(exc)
             with lock:
-                left[0] -= 1
-                last = left[0] == 0
+                left -= 1
+                last = left == 0
             if last:
                 # RuntimeError: the loop has closed, so nobody is waiting any more.
                 with contextlib.suppress(RuntimeError):
@@ -328,9 +332,7 @@ class ChunkArray:
                 future.result()
         return out
 
-    def _chunk_jobs(
-        self, box: Sequence[tuple[int, int]]
-    ) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]]:
+    def _chunk_jobs(self, box: Sequence[tuple[int, int]]) -> Iterator[_ChunkJob]:
         """(chunk index, where in the chunk, where in the output) of each touched chunk."""
         spans: list[list[tuple[int, slice, slice]]] = []
         for (lo, hi), size in zip(box, self.chunks, strict=True):
