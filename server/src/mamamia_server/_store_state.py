@@ -19,9 +19,9 @@ from typing import Any
 
 import mamamia
 from mamamia._objstore import ObjectStore, ObjectStoreBackend, is_store_url
-from mamamia_server._engine import QueryEngine
+from mamamia_server._catalog_state import CatalogHolder, CatalogState, _table_paths, level_path
 from mamamia_server._limits import QueryLimits
-from mamamia_server._state import CatalogHolder, CatalogState, _table_paths, level_path
+from mamamia_server._query_engine import QueryEngine
 
 __all__ = ["StoreCatalogHolder", "StoreCatalogState", "store_url"]
 

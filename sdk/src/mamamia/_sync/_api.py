@@ -61,7 +61,7 @@ def sync(
         SyncError: bad arguments, a damaged state file, a failed login, a bad cohort clause.
     """
     from mamamia._sync._download import RetryPolicy
-    from mamamia._sync._engine import run
+    from mamamia._sync._run import run
     from mamamia._sync._session import Options
 
     if isinstance(include, str):

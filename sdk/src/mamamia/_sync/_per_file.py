@@ -21,11 +21,11 @@ from mamamia._sync._download import (
     md5_file,
     partial_path,
 )
+from mamamia._sync._listing import HandleInfo, RemoteError
+from mamamia._sync._mirror_state import Entry, MirrorState
 from mamamia._sync._paths import UnsafeName, check_segment, local_path
-from mamamia._sync._remote import HandleInfo, RemoteError
 from mamamia._sync._report import Action, FileResult
 from mamamia._sync._session import Listed, SyncSession, _Bar
-from mamamia._sync._state import Entry, MirrorState
 
 __all__ = ["PerFileSync"]
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mamamia._sync._cohort import case_of, is_table_file
+from mamamia._sync._cohort_filter import case_of, is_table_file
 from mamamia._sync._download import Downloader, RetryPolicy
+from mamamia._sync._listing import FILE_TYPE, FOLDER_TYPE, Remote, RemoteError, SynapseRemote
+from mamamia._sync._mirror_state import Entry, MirrorState
 from mamamia._sync._paths import STATE_DIR, UnsafeName, check_segment
-from mamamia._sync._remote import FILE_TYPE, FOLDER_TYPE, Remote, RemoteError, SynapseRemote
 from mamamia._sync._report import FileResult, SyncReport
-from mamamia._sync._state import Entry, MirrorState
 
 __all__ = ["Listed", "Options", "SyncSession"]
 

@@ -12,11 +12,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 import mamamia
+from mamamia_server._catalog_state import CatalogState
 from mamamia_server._deps import SettingsDep, StateDep
 from mamamia_server._formats import jsonable
 from mamamia_server._problems import ApiError, problem_responses
-from mamamia_server._state import CatalogState
-from mamamia_server._volumes import (
+from mamamia_server._volume_reads import (
     RANGE_PATTERN,
     crop_answer,
     cut,

@@ -29,14 +29,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mamamia._sync._cohort import find_clinical_table, is_table_file, select_cases
+from mamamia._sync._cohort_filter import find_clinical_table, is_table_file, select_cases
 from mamamia._sync._download import Downloader, DownloadFailed, md5_file, partial_path
+from mamamia._sync._listing import Remote, check_synapse_id
+from mamamia._sync._mirror_state import Entry, MirrorState, StateLock
 from mamamia._sync._paths import UnsafeName, local_path
 from mamamia._sync._per_file import PerFileSync, _prune_empty
-from mamamia._sync._remote import Remote, check_synapse_id
 from mamamia._sync._report import FileResult, SyncError, SyncReport
 from mamamia._sync._session import Options, _Bar
-from mamamia._sync._state import Entry, MirrorState, StateLock
 
 __all__ = ["run"]
 

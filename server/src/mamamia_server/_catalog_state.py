@@ -22,8 +22,8 @@ import pyarrow as pa
 
 import mamamia
 from mamamia._manifest import read_manifest
-from mamamia_server._engine import QueryEngine
 from mamamia_server._limits import QueryLimits
+from mamamia_server._query_engine import QueryEngine
 
 __all__ = ["CatalogHolder", "CatalogState"]
 
