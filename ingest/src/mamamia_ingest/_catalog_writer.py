@@ -14,7 +14,6 @@ import io
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +22,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mamamia import write_atomic
+
 __all__ = [
     "CatalogLocked",
     "PreviousCatalog",
-    "atomic_write",
     "catalog_lock",
     "catalog_version_of",
     "collect_garbage",
@@ -37,21 +37,6 @@ __all__ = [
 
 class CatalogLocked(Exception):
     """Another ingest holds the catalog."""
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary sibling, fsync it, then ``os.replace`` it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -68,8 +53,8 @@ def write_table(catalog: Path, name: str, table: pa.Table) -> dict[str, Any]:
     rel = f"tables/{name}-{digest[:12]}.parquet"
     target = catalog / rel
     if not target.is_file() or hashlib.sha256(target.read_bytes()).hexdigest() != digest:
-        atomic_write(target, data)
-    atomic_write(catalog / "tables" / f"{name}.parquet", data)
+        write_atomic(target, data, fsync=True)
+    write_atomic(catalog / "tables" / f"{name}.parquet", data, fsync=True)
     return {"path": rel, "sha256": digest, "rows": table.num_rows}
 
 

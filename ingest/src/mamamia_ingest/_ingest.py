@@ -28,11 +28,16 @@ from typing import Any
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
-from mamamia import read_clinical_table, read_patient_info, read_quality_scores, read_splits
+from mamamia import (
+    read_clinical_table,
+    read_patient_info,
+    read_quality_scores,
+    read_splits,
+    write_atomic,
+)
 from mamamia._objstore import is_store_url
 from mamamia_ingest._catalog_writer import (
     CatalogLocked,
-    atomic_write,
     catalog_lock,
     collect_garbage,
     read_previous,
@@ -251,9 +256,8 @@ def ingest(
     report.seconds = time.perf_counter() - started
     report.raw, report.catalog = str(raw), str(catalog)
     if not report.stopped_early:
-        atomic_write(
-            cat_path / "ingest-report.json",
-            (report.model_dump_json(indent=2) + "\n").encode(),
+        write_atomic(
+            cat_path / "ingest-report.json", report.model_dump_json(indent=2) + "\n", fsync=True
         )
     return report
 
@@ -379,7 +383,7 @@ def _run(
             tables=refs,
         )
         text = json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
-        atomic_write(catalog / "catalog.json", text.encode())
+        write_atomic(catalog / "catalog.json", text, fsync=True)
         report.published = True
     # Keep what the new manifest and the one before it name (readers of either keep working).
     keep_tables = {ref.path for ref in refs.values()} | prev.table_paths

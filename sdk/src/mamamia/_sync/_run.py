@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mamamia._atomic import write_atomic
 from mamamia._sync._cohort_filter import find_clinical_table, is_table_file, select_cases
 from mamamia._sync._download import Downloader, DownloadFailed, md5_file, partial_path
 from mamamia._sync._listing import Remote, check_synapse_id
@@ -289,13 +289,5 @@ def _write_report(dest: Path, report: SyncReport) -> None:
     """``DEST/.mamamia-sync/last-report.json``: the last run's full report, for later reading."""
     import json
 
-    directory = MirrorState.state_dir(dest)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="last-report.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({**report.to_dict(), "finished": time.time()}, handle, indent=1)
-        os.replace(tmp, directory / "last-report.json")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    body = json.dumps({**report.to_dict(), "finished": time.time()}, indent=1)
+    write_atomic(MirrorState.state_dir(dest) / "last-report.json", body)
