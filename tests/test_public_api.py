@@ -36,7 +36,7 @@ PUBLIC: dict[str, set[str]] = {
         "TransportError", "Volume", "connect", "find_raw_file", "load_cohort",
         "locate_raw_files", "open", "read_clinical_table", "read_patient_info",
         "read_quality_scores", "read_splits", "sync",
-        "ATOMIC_TEMP_PREFIX", "atomic_write", "write_atomic",
+        "ATOMIC_TEMP_PREFIX", "atomic_write", "write_atomic", "CropOptions",
     },
     "mamamia_ingest": {
         "IngestError", "IngestReport", "PhantomCase", "PhantomError", "PhantomReport",

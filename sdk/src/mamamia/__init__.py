@@ -9,7 +9,7 @@ from mamamia._atomic import ATOMIC_TEMP_PREFIX, atomic_write, write_atomic
 from mamamia._case import Case
 from mamamia._catalog import Catalog, Citation, connect, open
 from mamamia._cohort import Cohort, CohortChange, CohortChangedWarning, load_cohort
-from mamamia._crops import CropStream, GridStitcher
+from mamamia._crops import CropOptions, CropStream, GridStitcher
 from mamamia._errors import (
     AuthenticationError,
     CatalogError,
@@ -57,6 +57,7 @@ __all__ = [
     "Cohort",
     "CohortChange",
     "CohortChangedWarning",
+    "CropOptions",
     "CropStream",
     "FileResult",
     "Geometry",

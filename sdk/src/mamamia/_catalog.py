@@ -14,7 +14,7 @@ import pyarrow as pa
 from mamamia._backend import Backend
 from mamamia._case import Case
 from mamamia._cohort import Cohort, cohort_sql
-from mamamia._crops import CropStream, crop_stream
+from mamamia._crops import CropOptions, CropStream, crop_stream
 from mamamia._errors import InvalidRequest, NotFoundError
 from mamamia._local import LocalBackend
 
@@ -164,12 +164,13 @@ class Catalog:
         ``pos_ratio``, anywhere otherwise), ``"uniform"`` or ``"grid"`` (tiles with ``overlap``
         for inference). See docs/crops.md for channels, normalization, resampling and sharding.
         """
-        return crop_stream(
-            self, cohort, size=size, phases=phases, subtraction=subtraction, label=label,
-            sampler=sampler, pos_ratio=pos_ratio, per_case=per_case, normalize=normalize,
-            spacing=spacing, overlap=overlap, seed=seed, epoch=epoch, rank=rank,
-            world_size=world_size, even=even, threads=threads, prefetch=prefetch,
+        options = CropOptions(
+            size=size, phases=phases, subtraction=subtraction, label=label, sampler=sampler,
+            pos_ratio=pos_ratio, per_case=per_case, normalize=normalize, spacing=spacing,
+            overlap=overlap, seed=seed, epoch=epoch, rank=rank, world_size=world_size, even=even,
+            threads=threads, prefetch=prefetch,
         )  # fmt: skip
+        return crop_stream(self, cohort, options)
 
 
 def open(path: str | Path, *, cache_dir: str | Path | None = None) -> Catalog:
