@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from mamamia._crops._crop_options import CropOptions
 from mamamia._crops._grid import GridStitcher, grid_starts
-from mamamia._crops._options import CropOptions
 from mamamia._crops._stream import REMOTE_THREADS, CropStream, cohort_ids
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from mamamia._crops._options import CropOptions
+from mamamia._crops._crop_options import CropOptions
 from mamamia._crops._region import Window
 from mamamia._errors import CatalogFormatError, InvalidRequest
 

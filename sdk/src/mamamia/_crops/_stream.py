@@ -15,8 +15,8 @@ import numpy.typing as npt
 import pyarrow.compute as pc
 
 from mamamia._case import Case
+from mamamia._crops._crop_options import CropOptions
 from mamamia._crops._grid import GridStitcher, grid_starts
-from mamamia._crops._options import CropOptions
 from mamamia._crops._plan import ShardSlot, rank_slots, sample_rng, shard_slots
 from mamamia._crops._read import CaseReader, Crop
 from mamamia._errors import InvalidRequest, MamamiaError, NotFoundError

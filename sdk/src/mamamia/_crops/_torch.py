@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from mamamia._crops._options import CropOptions
+from mamamia._crops._crop_options import CropOptions
 from mamamia._crops._stream import CropStream
 from mamamia._errors import InvalidRequest
 
