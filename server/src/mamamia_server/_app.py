@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import mamamia
 from mamamia_server._auth import TOKEN_QUERY_NAMES, require_token
+from mamamia_server._catalog_source import StoreCatalogHolder, store_url
 from mamamia_server._catalog_state import CatalogHolder
 from mamamia_server._fast_crop import FastCrops
 from mamamia_server._formats import warm_up
@@ -27,7 +28,6 @@ from mamamia_server._problems import (
     problem_response,
 )
 from mamamia_server._settings import ServerSettings
-from mamamia_server._store_state import StoreCatalogHolder, store_url
 from mamamia_server.routes import cases, catalog, health, query, zarr
 from mamamia_server.web import mount_web
 
