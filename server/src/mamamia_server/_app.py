@@ -13,9 +13,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-import mamamia
 from mamamia_server._auth import TOKEN_QUERY_NAMES, require_token
-from mamamia_server._catalog_source import StoreCatalogHolder, store_url
+from mamamia_server._catalog_source import catalog_source
 from mamamia_server._catalog_state import CatalogHolder
 from mamamia_server._fast_crop import FastCrops
 from mamamia_server._formats import warm_up
@@ -172,20 +171,10 @@ def _problem_openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """The server app for ``settings.catalog`` (env vars ``MAMAMIA_SERVER_*`` if not given)."""
     settings = settings if settings is not None else ServerSettings()
-    holder: CatalogHolder
-    url = store_url(settings.catalog)
-    if url is not None:
-        # A catalog on object storage (docs/scaling.md): tables mirrored, chunks fetched.
-        holder = StoreCatalogHolder(url, _limits(settings), poll_s=settings.catalog_poll_s)
-        root = holder.root
-    else:
-        root = settings.catalog.expanduser()
-        if not (root / "catalog.json").is_file():
-            raise mamamia.CatalogNotFound(
-                f"{root}: no catalog.json here; build one with: mamamia ingest RAW {root}"
-            )
-        root = root.resolve()
-        holder = CatalogHolder(root, _limits(settings), poll_s=settings.catalog_poll_s)
+    # A folder, or a catalog on object storage (docs/scaling.md: tables mirrored, chunks fetched).
+    source = catalog_source(settings.catalog)
+    holder = CatalogHolder(source, _limits(settings), poll_s=settings.catalog_poll_s)
+    root = holder.root
     tokens = settings.load_tokens()
 
     app = FastAPI(

@@ -1,8 +1,10 @@
-"""Serving a catalog on object storage: ``mamamia serve s3://bucket/prefix``.
+"""Where a served catalog lives: a folder (``FolderSource``) or object storage (``StoreSource``,
+``mamamia serve s3://bucket/prefix``), each a ``CatalogSource`` for ``CatalogHolder``.
 
-The server keeps no state of its own: each process mirrors the (small) tables of the version
-``catalog.json`` names into a local cache (per-version folders, so processes may share one
-cache), queries them with its engine as for a local catalog, and fetches Zarr files from the
+A folder's catalog.json is checked with one ``stat``; a new version is opened whole. On object
+storage the server keeps no state of its own: each process mirrors the (small) tables of the
+version ``catalog.json`` names into a local cache (per-version folders, so processes may share
+one cache), queries them with its engine as for a local catalog, and fetches Zarr files from the
 store into the chunk cache as requests ask for them. ``catalog.json`` is re-read from the store
 at most once per poll interval; a new version is built whole and swapped in, so one answer never
 mixes versions, and every process switches without a restart.
@@ -11,19 +13,18 @@ mixes versions, and every process switches without a restart.
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
-from dataclasses import dataclass
+import os
 from pathlib import Path
 from typing import Any
 
 import mamamia
+from mamamia._manifest import read_manifest
 from mamamia._objstore import ObjectStore, ObjectStoreBackend, is_store_url
-from mamamia_server._catalog_state import CatalogHolder, CatalogState, _table_paths, level_path
+from mamamia_server._catalog_state import CatalogSource, CatalogState, table_paths
 from mamamia_server._limits import QueryLimits
 from mamamia_server._query_engine import QueryEngine
 
-__all__ = ["StoreCatalogHolder", "StoreCatalogState", "store_url"]
+__all__ = ["FolderSource", "StoreSource", "catalog_source", "store_url"]
 
 
 def store_url(catalog: Any) -> str | None:
@@ -37,40 +38,70 @@ def store_url(catalog: Any) -> str | None:
     return text if is_store_url(text) else None
 
 
-@dataclass(eq=False)
-class StoreCatalogState(CatalogState):
-    """A CatalogState whose volumes live on the store; ``root`` is the local chunk cache."""
+def catalog_source(catalog: Path) -> CatalogSource:
+    """The source a catalog setting names: an object store URL, else a catalog folder."""
+    url = store_url(catalog)
+    if url is not None:
+        return StoreSource(url)
+    root = catalog.expanduser()
+    if not (root / "catalog.json").is_file():
+        raise mamamia.CatalogNotFound(
+            f"{root}: no catalog.json here; build one with: mamamia ingest RAW {root}"
+        )
+    return FolderSource(root.resolve())
 
-    backend: ObjectStoreBackend | None = None
 
-    def ensure_file(self, relative: str) -> None:
-        """Make sure ``relative`` (``volumes/...``) is in the cache, fetching it if needed
-        (absent on the store: nothing is written, the route answers 404)."""
-        assert self.backend is not None
-        cache = self.backend.cache
-        target = cache.path(relative)
-        if target.is_file() or cache.is_known_empty(relative):
-            return
-        data = self.backend.store.get(relative)
-        if data is not None:
-            cache.write(relative, data)
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size, info.st_ino)
 
-    def level_array(self, zarr_path: str, level: int) -> Any | None:
-        relative = level_path(zarr_path, level)
-        if relative is None:
-            return None
-        with self._lock:
-            if relative in self._levels:
-                return self._levels[relative]
-        assert self.backend is not None
-        array: Any | None
-        try:
-            array = self.backend.open_array(relative)
-        except mamamia.NotFoundError:
-            array = None
-        with self._lock:
-            self._levels[relative] = array
-        return array
+
+class FolderSource:
+    """A catalog folder (what ``mamamia ingest`` writes)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def load(self, limits: QueryLimits) -> CatalogState:
+        """Build the state of the version catalog.json names now (retrying a concurrent swap)."""
+        last: Exception | None = None
+        for _ in range(3):
+            stamp = _stamp(self.root / "catalog.json")
+            manifest = read_manifest(self.root)
+            catalog = mamamia.open(self.root)
+            if catalog.version != manifest["catalog_version"]:
+                # catalog.json was replaced between the two reads; take the newer one whole.
+                catalog.close()
+                last = mamamia.CatalogError("catalog.json changed while it was being opened")
+                continue
+            manifest = catalog.manifest
+            engine = QueryEngine(table_paths(self.root, manifest), limits)
+            return CatalogState(
+                root=self.root,
+                version=str(manifest["catalog_version"]),
+                manifest=manifest,
+                engine=engine,
+                catalog=catalog,
+                stamp=stamp,
+                source=self,
+            )
+        assert last is not None
+        raise last
+
+    def changed(self, state: CatalogState) -> bool:
+        stamp = _stamp(self.root / "catalog.json")
+        if stamp is None or stamp == state.stamp:
+            return False
+        if read_manifest(self.root)["catalog_version"] == state.version:
+            state.stamp = stamp  # rewritten, same version: nothing to reload
+            return False
+        return True
+
+    def ensure_file(self, state: CatalogState, relative: str) -> None:
+        pass  # the files are in the folder already, or nowhere
 
 
 def _digest(data: bytes) -> tuple[int, int, int]:
@@ -78,57 +109,43 @@ def _digest(data: bytes) -> tuple[int, int, int]:
     return (head, len(data), 0)
 
 
-def load_store_state(
-    url: str, limits: QueryLimits, cache_dir: Path | None = None
-) -> StoreCatalogState:
-    """The state of the version the store's catalog.json names now."""
-    store = ObjectStore(url)
-    text = store.get("catalog.json") or b""
-    backend = ObjectStoreBackend(url, cache_dir=cache_dir, store=store)
-    view = backend.table_folder
-    manifest = backend.manifest
-    engine = QueryEngine(_table_paths(view, manifest), limits)
-    return StoreCatalogState(
-        root=backend.cache.root,
-        version=backend.version,
-        manifest=manifest,
-        engine=engine,
-        catalog=mamamia.Catalog(backend),
-        stamp=_digest(text),
-        backend=backend,
-    )
+class StoreSource:
+    """A catalog on object storage; the state's ``root`` is the local chunk cache."""
 
-
-class StoreCatalogHolder(CatalogHolder):
-    """The current state of a catalog on object storage, refreshed when catalog.json changes."""
-
-    def __init__(
-        self, url: str, limits: QueryLimits, poll_s: float = 1.0, cache_dir: Path | None = None
-    ) -> None:
+    def __init__(self, url: str, cache_dir: Path | None = None) -> None:
         self.url = url
-        self.limits = limits
-        self.poll_s = poll_s
         self.cache_dir = cache_dir
-        self._state = load_store_state(url, limits, cache_dir)
-        self.root = self._state.root
         self._store = ObjectStore(url)
-        self._checked = time.monotonic()
-        self._reload_lock = threading.Lock()
-        self.last_error: str | None = None
 
-    def _maybe_reload(self, force: bool) -> None:
-        if not self._reload_lock.acquire(blocking=force):
+    def load(self, limits: QueryLimits) -> CatalogState:
+        """The state of the version the store's catalog.json names now."""
+        store = ObjectStore(self.url)
+        text = store.get("catalog.json") or b""
+        backend = ObjectStoreBackend(self.url, cache_dir=self.cache_dir, store=store)
+        manifest = backend.manifest
+        engine = QueryEngine(table_paths(backend.table_folder, manifest), limits)
+        return CatalogState(
+            root=backend.cache.root,
+            version=backend.version,
+            manifest=manifest,
+            engine=engine,
+            catalog=mamamia.Catalog(backend),
+            stamp=_digest(text),
+            source=self,
+        )
+
+    def changed(self, state: CatalogState) -> bool:
+        text = self._store.get("catalog.json")
+        return text is not None and _digest(text) != state.stamp
+
+    def ensure_file(self, state: CatalogState, relative: str) -> None:
+        """Fetch ``relative`` into the cache if it is not there (absent on the store: nothing
+        is written, the route answers 404)."""
+        backend = state.catalog._backend
+        assert isinstance(backend, ObjectStoreBackend)  # StoreSource.load made this state
+        cache = backend.cache
+        if cache.path(relative).is_file() or cache.is_known_empty(relative):
             return
-        try:
-            self._checked = time.monotonic()
-            try:
-                text = self._store.get("catalog.json")
-                if text is None or _digest(text) == self._state.stamp:
-                    return
-                self._state = load_store_state(self.url, self.limits, self.cache_dir)
-                self.last_error = None
-            except (mamamia.MamamiaError, OSError, ValueError) as exc:
-                # The store unreachable or a broken catalog.json: keep serving what we have.
-                self.last_error = f"{type(exc).__name__}: {exc}"
-        finally:
-            self._reload_lock.release()
+        data = backend.store.get(relative)
+        if data is not None:
+            cache.write(relative, data)
