@@ -28,7 +28,6 @@ __all__ = [
     "CatalogLocked",
     "PreviousCatalog",
     "catalog_lock",
-    "catalog_version_of",
     "collect_garbage",
     "read_previous",
     "write_table",
@@ -56,15 +55,6 @@ def write_table(catalog: Path, name: str, table: pa.Table) -> dict[str, Any]:
         write_atomic(target, data, fsync=True)
     write_atomic(catalog / "tables" / f"{name}.parquet", data, fsync=True)
     return {"path": rel, "sha256": digest, "rows": table.num_rows}
-
-
-def catalog_version_of(tables: Mapping[str, Mapping[str, Any]], format_version: int) -> str:
-    """16 hex chars over the tables' content hashes (the volume tables name every generation)."""
-    doc = {
-        "format_version": format_version,
-        "tables": {name: ref["sha256"] for name, ref in sorted(tables.items())},
-    }
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass

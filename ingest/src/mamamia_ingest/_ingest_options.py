@@ -64,19 +64,18 @@ class IngestOptions:
             raise IngestError(f"--chunks must be three positive integers Z,Y,X, got {chunks}")
         if not isinstance(max_volume_bytes, int) or max_volume_bytes < 1:
             raise IngestError(f"--max-volume-mb must be positive, got {max_volume_bytes} bytes")
-        values = {
-            "jobs": n_jobs,
-            "cases": _patterns(cases),
-            "tables_only": bool(tables_only),
-            "strict": bool(strict),
-            "chunks": (chunk_zyx[0], chunk_zyx[1], chunk_zyx[2]),
-            "max_volume_bytes": max_volume_bytes,
-            "progress": bool(progress),
-            "executor": executor,
-            "scheduler": scheduler,
-        }
-        for name, value in values.items():
-            object.__setattr__(self, name, value)  # frozen: set once, here
+        # Frozen: the normalised values are set once, here.
+        self.__dict__.update(
+            jobs=n_jobs,
+            cases=_patterns(cases),
+            tables_only=bool(tables_only),
+            strict=bool(strict),
+            chunks=(chunk_zyx[0], chunk_zyx[1], chunk_zyx[2]),
+            max_volume_bytes=max_volume_bytes,
+            progress=bool(progress),
+            executor=executor,
+            scheduler=scheduler,
+        )
 
     @property
     def volume_settings(self) -> VolumeSettings:

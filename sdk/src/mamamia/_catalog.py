@@ -18,14 +18,14 @@ from mamamia._crops import CropOptions, CropStream, crop_stream
 from mamamia._errors import InvalidRequest, NotFoundError
 from mamamia._local import LocalBackend
 
-__all__ = ["Catalog", "Citation", "connect", "open"]
+__all__ = ["Catalog", "Citation", "CitationNotice", "connect", "open"]
 
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
-class Citation:
-    """The licence and the works to cite when using the data."""
+class CitationNotice:
+    """The licence and the works to cite when using the data (``mamamia.Citation``)."""
 
     licence: str
     citations: tuple[Mapping[str, Any], ...]
@@ -37,6 +37,10 @@ class Citation:
             doi = item.get("doi")
             lines.append(f"- {text}" + (f" doi:{doi}" if doi and str(doi) not in text else ""))
         return "\n".join(lines)
+
+
+#: The public name (kept); ``mamamia_schema.Citation`` is one work, this the whole notice.
+Citation = CitationNotice
 
 
 class Catalog:
@@ -80,9 +84,9 @@ class Catalog:
     def schema(self, table: str) -> pa.Schema:
         return self._backend.table_schema(table)
 
-    def citation(self) -> Citation:
+    def citation(self) -> CitationNotice:
         manifest = self._backend.manifest
-        return Citation(
+        return CitationNotice(
             licence=str(manifest.get("licence") or manifest.get("license") or "CC BY-NC 4.0"),
             citations=tuple(manifest.get("citations") or ()),
         )

@@ -22,7 +22,7 @@ from mamamia_server._limits import QueryLimits
 from mamamia_server._problems import (
     PROBLEM_MEDIA_TYPE,
     ApiError,
-    Problem,
+    ProblemDetails,
     install_problem_handlers,
     problem_response,
 )
@@ -151,7 +151,9 @@ def _problem_openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components["Problem"] = ProblemDetails.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
     problem_content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
