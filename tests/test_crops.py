@@ -289,7 +289,7 @@ def test_shards_cover_each_case_once_per_epoch(cat: mamamia.Catalog) -> None:
                 part = CropStream(
                     cat,
                     stream.case_ids,
-                    stream.config,
+                    stream.options,
                     epoch=epoch,
                     rank=rank,
                     world_size=2,
@@ -558,7 +558,7 @@ def test_shared_reads_give_the_same_crops_as_separate_ones(
     from mamamia._crops._read import CaseReader
 
     stream = cat.crops(["CROP_001"], size=(10, 12, 14), spacing=spacing)
-    reader = CaseReader(cat.case("CROP_001"), stream.config)
+    reader = CaseReader(cat.case("CROP_001"), stream.options)
     # Overlapping windows (one overhanging the origin, one wholly outside): one shared read.
     starts = [(-3, -2, 1), (0, 3, 3), (1, 4, 5), (2, 5, 4), (3, 6, 6), (30, 60, 60)]
     reads: list[Any] = []

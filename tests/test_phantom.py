@@ -128,7 +128,7 @@ def test_layout_matches_dataset_md(real_phantom: PhantomReport) -> None:
     ):
         assert (root / name).is_file(), name
     assert not (root / "patient_info_files").exists(), "release 1 has no per-case JSON"
-    assert not list(root.rglob(".phantom-tmp-*")), "temporary files left behind"
+    assert not list(root.rglob(".partial-*")), "temporary files left behind"
     for rel in real_phantom.files:
         assert (root / rel).is_file(), rel
 
@@ -543,7 +543,7 @@ def test_ids_patterns_select_cases(tmp_path: Path) -> None:
 def test_rerun_overwrites_consistently(tmp_path: Path) -> None:
     out = tmp_path / "raw"
     first = write_phantom(out, cases=4, scale=0.05, progress=False)
-    (out / "images" / first.cases[0].patient_id / ".phantom-tmp-dead-x.nii.gz").write_bytes(b"")
+    (out / "images" / first.cases[0].patient_id / ".partial-dead-x.nii.gz").write_bytes(b"")
     second = write_phantom(
         out, ids="NACT_0[1-3]", scale=0.05, lowercase_names=True, release=2, progress=False
     )

@@ -36,10 +36,12 @@ PUBLIC: dict[str, set[str]] = {
         "TransportError", "Volume", "connect", "find_raw_file", "load_cohort",
         "locate_raw_files", "open", "read_clinical_table", "read_patient_info",
         "read_quality_scores", "read_splits", "sync",
+        "ATOMIC_TEMP_PREFIX", "atomic_write", "write_atomic", "CropOptions",
     },
     "mamamia_ingest": {
         "IngestError", "IngestReport", "PhantomCase", "PhantomError", "PhantomReport",
         "VerifyReport", "ingest", "verify", "write_phantom",
+        "IngestOptions", "PublishReport", "ingest_folder", "publish",
     },
     "mamamia_server": {"ServerSettings", "create_app"},
 }  # fmt: skip

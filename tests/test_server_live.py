@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from mamamia_server import ServerSettings, create_app
 from mamamia_server._cli import RedactTokens
 from mamamia_server._settings import is_loopback
-from mamamia_server._volumes import orient, plane_layout
+from mamamia_server._volume_reads import orient, plane_layout
 from server_catalog import LPS, RAS, LiveServer, rewrite_cases, session_catalog
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -777,7 +777,7 @@ def test_json_report_and_lazy_imports(world: World) -> None:
     }
     probe = (
         "import sys, mamamia._cli; "
-        "heavy = [m for m in ('synapseclient', 'mamamia._sync._engine', 'tqdm') if m in sys.modules]; "
+        "heavy = [m for m in ('synapseclient', 'mamamia._sync._run', 'tqdm') if m in sys.modules]; "
         "print(heavy)"
     )
     result = subprocess.run(
@@ -856,7 +856,7 @@ def test_a_trickling_download_is_abandoned_not_waited_on(world: World, tmp_path:
 
 
 def test_two_syncs_on_one_mirror_are_refused(world: World) -> None:
-    from mamamia._sync._state import StateLock
+    from mamamia._sync._mirror_state import StateLock
 
     world.dest.mkdir()
     with StateLock(world.dest), pytest.raises(SyncError, match="another mamamia sync"):

@@ -21,7 +21,7 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from conftest import LiveServer, start_server
-from mamamia_server._volumes import plane_layout
+from mamamia_server._volume_reads import plane_layout
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -35,7 +35,7 @@ CHROMIUM_ARGS = [
 ]
 TOKEN = "web-test-token-7f3a"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web"
-EXPERT_RGB = (255, 40, 40)  # the server's expert outline colour (mamamia_server._volumes)
+EXPERT_RGB = (255, 40, 40)  # the server's expert outline colour (mamamia_server._volume_reads)
 WAIT_MS = 30_000
 
 
@@ -641,7 +641,7 @@ def _directions() -> list[list[float]]:
 
 
 def test_page_plane_layout_equals_the_servers(page: Page, web_url: str) -> None:
-    """viewer.js maps voxels to pixels exactly as mamamia_server._volumes.plane_layout cuts them."""
+    """viewer.js maps voxels to pixels exactly as mamamia_server._volume_reads.plane_layout cuts them."""
     page.goto(web_url + "/")
     directions = _directions()
     got = page.evaluate(

@@ -14,7 +14,6 @@ import io
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +22,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mamamia import write_atomic
+
 __all__ = [
     "CatalogLocked",
     "PreviousCatalog",
-    "atomic_write",
     "catalog_lock",
-    "catalog_version_of",
     "collect_garbage",
     "read_previous",
     "write_table",
@@ -37,21 +36,6 @@ __all__ = [
 
 class CatalogLocked(Exception):
     """Another ingest holds the catalog."""
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary sibling, fsync it, then ``os.replace`` it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -68,18 +52,9 @@ def write_table(catalog: Path, name: str, table: pa.Table) -> dict[str, Any]:
     rel = f"tables/{name}-{digest[:12]}.parquet"
     target = catalog / rel
     if not target.is_file() or hashlib.sha256(target.read_bytes()).hexdigest() != digest:
-        atomic_write(target, data)
-    atomic_write(catalog / "tables" / f"{name}.parquet", data)
+        write_atomic(target, data, fsync=True)
+    write_atomic(catalog / "tables" / f"{name}.parquet", data, fsync=True)
     return {"path": rel, "sha256": digest, "rows": table.num_rows}
-
-
-def catalog_version_of(tables: Mapping[str, Mapping[str, Any]], format_version: int) -> str:
-    """16 hex chars over the tables' content hashes (the volume tables name every generation)."""
-    doc = {
-        "format_version": format_version,
-        "tables": {name: ref["sha256"] for name, ref in sorted(tables.items())},
-    }
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -93,14 +93,13 @@ def ingest_command(
     Exit status: 0 when no error was found (warnings and notes alone give 0), 1 when any error
     was found (the valid cases are still ingested), 2 when nothing could be ingested.
     """
-    from mamamia_ingest._ingest import IngestError, ingest
+    from mamamia_ingest._ingest import IngestError, ingest_to
+    from mamamia_ingest._ingest_options import IngestOptions
     from mamamia_ingest._nifti import DEFAULT_MAX_VOLUME_BYTES
 
     budget = DEFAULT_MAX_VOLUME_BYTES if max_volume_mb is None else int(max_volume_mb * 2**20)
     try:
-        report = ingest(
-            raw,
-            catalog,
+        options = IngestOptions(
             jobs=jobs,
             cases=cases,
             tables_only=tables_only,
@@ -111,6 +110,7 @@ def ingest_command(
             executor=executor,
             scheduler=scheduler,
         )
+        report = ingest_to(raw, catalog, options)
     except IngestError as exc:
         click.echo(f"mamamia ingest: {exc}", err=True)
         sys.exit(2)

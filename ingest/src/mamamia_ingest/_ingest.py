@@ -25,27 +25,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
 from tqdm import tqdm
 
-from mamamia import read_clinical_table, read_patient_info, read_quality_scores, read_splits
-from mamamia._objstore import is_store_url
+from mamamia import (
+    read_clinical_table,
+    read_patient_info,
+    read_quality_scores,
+    read_splits,
+    write_atomic,
+)
+from mamamia._objstore import ObjectStore, is_store_url
 from mamamia_ingest._catalog_writer import (
     CatalogLocked,
-    atomic_write,
     catalog_lock,
     collect_garbage,
     read_previous,
     write_table,
 )
+from mamamia_ingest._ingest_options import IngestOptions
+from mamamia_ingest._ingest_report import IngestError, IngestReport
 from mamamia_ingest._layout import CaseFiles, RawLayout, discover
 from mamamia_ingest._nifti import DEFAULT_MAX_VOLUME_BYTES, hash_file
+from mamamia_ingest._publish import publish, staging_dir
 from mamamia_ingest._tables_out import build_tables
 from mamamia_ingest._volumes import (
-    DEFAULT_CHUNKS_ZYX,
     CaseJob,
     CaseResult,
-    VolumeSettings,
     init_worker,
     process_case,
 )
@@ -57,78 +62,7 @@ from mamamia_schema import (
     catalog_version_of,
 )
 
-__all__ = ["IngestError", "IngestReport", "ingest"]
-
-
-class IngestError(Exception):
-    """The ingest cannot run at all (missing clinical table, bad arguments, locked catalog)."""
-
-
-class IngestReport(BaseModel):
-    """What one ingest did; saved as ``ingest-report.json`` in the catalog."""
-
-    raw: str
-    catalog: str
-    catalog_version: str | None = None
-    previous_catalog_version: str | None = None
-    #: True when catalog.json was (re)written; False for a run that found nothing to change.
-    published: bool = False
-    stopped_early: bool = False
-    tables_only: bool = False
-    cases: int = 0
-    cases_with_images: int = 0
-    built: int = 0
-    reused: int = 0
-    failed: int = 0
-    bytes_read: int = 0
-    seconds: float = 0.0
-    jobs: int = 1
-    problems: list[Problem] = Field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity is Severity.ERROR]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity is Severity.WARNING]
-
-    @property
-    def notes(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity is Severity.NOTE]
-
-    @property
-    def exit_code(self) -> int:
-        """1 when any error was found, else 0 (warnings and notes alone do not fail)."""
-        return 1 if self.errors else 0
-
-    def summary(self, max_lines: int = 200) -> str:
-        """A human summary: counts, then every problem (errors first)."""
-        mb = self.bytes_read / 1e6
-        rate = mb / self.seconds if self.seconds > 0 else 0.0
-        lines = [
-            f"mamamia ingest {self.raw} -> {self.catalog}",
-            f"  cases: {self.cases} ({self.cases_with_images} with volumes); "
-            f"generations built {self.built}, reused {self.reused}, failed {self.failed}",
-            f"  read {mb:.1f} MB in {self.seconds:.1f} s ({rate:.1f} MB/s, {self.jobs} jobs)",
-        ]
-        if self.stopped_early:
-            lines.append("  stopped at the first error (--strict): the catalog was left as it was")
-        elif self.published:
-            lines.append(f"  catalog_version {self.catalog_version} (published)")
-        else:
-            lines.append(f"  catalog_version {self.catalog_version} (unchanged)")
-        lines.append(
-            f"  problems: {len(self.errors)} errors, {len(self.warnings)} warnings, "
-            f"{len(self.notes)} notes"
-        )
-        order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.NOTE: 2}
-        ranked = sorted(self.problems, key=lambda p: order[p.severity])
-        for p in ranked[:max_lines]:
-            lines.append(f"  {p.severity.value}: {p.message}")
-        if len(ranked) > max_lines:
-            lines.append(f"  ... and {len(ranked) - max_lines} more (see ingest-report.json)")
-        return "\n".join(lines)
+__all__ = ["IngestError", "IngestReport", "ingest", "ingest_folder", "ingest_to"]
 
 
 def _problem(
@@ -137,15 +71,7 @@ def _problem(
     return Problem(severity=severity, case=case, file=file, rule=rule, message=message)
 
 
-def _patterns(cases: str | Sequence[str] | None) -> list[str] | None:
-    if cases is None:
-        return None
-    items = [cases] if isinstance(cases, str) else list(cases)
-    out = [p.strip().upper() for item in items for p in item.split(",") if p.strip()]
-    return out or None
-
-
-def _selected(case: str, patterns: list[str] | None) -> bool:
+def _selected(case: str, patterns: Sequence[str] | None) -> bool:
     return patterns is None or any(fnmatch.fnmatchcase(case, p) for p in patterns)
 
 
@@ -198,48 +124,49 @@ def ingest(
     Problems are returned in the report, never raised;
     ``IngestError`` is raised only when nothing can be ingested (no clinical table, bad args).
     """
-    if is_store_url(str(catalog)):
-        from mamamia_ingest._publish import ingest_to_store
+    options = IngestOptions(
+        jobs=jobs, cases=cases, tables_only=tables_only, strict=strict, chunks=chunks,
+        max_volume_bytes=max_volume_bytes, progress=progress, executor=executor,
+        scheduler=scheduler,
+    )  # fmt: skip
+    return ingest_to(raw, catalog, options)
 
-        report: IngestReport = ingest_to_store(
-            raw, str(catalog), jobs=jobs, cases=cases, tables_only=tables_only, strict=strict,
-            chunks=chunks, max_volume_bytes=max_volume_bytes, progress=progress,
-            executor=executor, scheduler=scheduler,
-        )  # fmt: skip
+
+def ingest_to(
+    raw: str | os.PathLike[str], catalog: str | os.PathLike[str], options: IngestOptions
+) -> IngestReport:
+    """`ingest_folder` for a folder; for ``s3://`` a staging folder, then `publish`."""
+    if not is_store_url(str(catalog)):
+        return ingest_folder(raw, catalog, options)
+    url = str(catalog)
+    try:
+        store = ObjectStore(url)
+    except ValueError as exc:
+        raise IngestError(str(exc)) from None
+    staging = staging_dir(url)
+    report = ingest_folder(raw, staging, options)
+    report.catalog = url
+    if report.stopped_early or not (staging / "catalog.json").is_file():
         return report
+    report.published = publish(staging, store).manifest_written
+    store.put("ingest-report.json", (report.model_dump_json(indent=2) + "\n").encode())
+    return report
+
+
+def ingest_folder(
+    raw: str | os.PathLike[str], catalog: str | os.PathLike[str], options: IngestOptions
+) -> IngestReport:
+    """Ingest ``raw`` into the local catalog folder ``catalog`` as ``options`` say."""
     started = time.perf_counter()
     raw_path = Path(raw).resolve()
     cat_path = Path(catalog).resolve()
     if not raw_path.is_dir():
         raise IngestError(f"{raw}: the raw folder does not exist")
-    n_jobs = jobs if jobs is not None else (os.cpu_count() or 1)
-    if n_jobs < 1:
-        raise IngestError(f"--jobs must be at least 1, got {n_jobs}")
-    if executor not in ("processes", "dask"):
-        raise IngestError(f"--executor must be 'processes' or 'dask', got {executor!r}")
-    if scheduler is not None and executor != "dask":
-        raise IngestError("--scheduler needs --executor dask")
-    chunk_zyx = tuple(int(c) for c in chunks) if chunks is not None else DEFAULT_CHUNKS_ZYX
-    if len(chunk_zyx) != 3 or any(c < 1 for c in chunk_zyx):
-        raise IngestError(f"--chunks must be three positive integers Z,Y,X, got {chunks}")
-    settings = VolumeSettings(
-        chunks_zyx=(chunk_zyx[0], chunk_zyx[1], chunk_zyx[2]), max_volume_bytes=max_volume_bytes
-    )
     created = not cat_path.exists()
     cat_path.mkdir(parents=True, exist_ok=True)
     try:
         with catalog_lock(cat_path):
-            report = _run(
-                raw_path,
-                cat_path,
-                n_jobs,
-                _patterns(cases),
-                tables_only,
-                strict,
-                settings,
-                progress,
-                (executor, scheduler),
-            )
+            report = _run(raw_path, cat_path, options)
     except CatalogLocked as exc:
         raise IngestError(str(exc)) from None
     except BaseException:
@@ -251,25 +178,18 @@ def ingest(
     report.seconds = time.perf_counter() - started
     report.raw, report.catalog = str(raw), str(catalog)
     if not report.stopped_early:
-        atomic_write(
-            cat_path / "ingest-report.json",
-            (report.model_dump_json(indent=2) + "\n").encode(),
+        write_atomic(
+            cat_path / "ingest-report.json", report.model_dump_json(indent=2) + "\n", fsync=True
         )
     return report
 
 
-def _run(
-    raw: Path,
-    catalog: Path,
-    jobs: int,
-    patterns: list[str] | None,
-    tables_only: bool,
-    strict: bool,
-    settings: VolumeSettings,
-    progress: bool,
-    executor: tuple[str, str | None] = ("processes", None),
-) -> IngestReport:
-    report = IngestReport(raw=str(raw), catalog=str(catalog), jobs=jobs, tables_only=tables_only)
+def _run(raw: Path, catalog: Path, options: IngestOptions) -> IngestReport:
+    patterns, tables_only, strict = options.cases, options.tables_only, options.strict
+    settings = options.volume_settings
+    report = IngestReport(
+        raw=str(raw), catalog=str(catalog), jobs=options.jobs, tables_only=tables_only
+    )
     prev = read_previous(catalog)
     report.previous_catalog_version = prev.catalog_version
     layout = discover(raw)
@@ -343,7 +263,7 @@ def _run(
         if stop_now():
             report.stopped_early = True
             return report
-        built_now = _run_jobs(case_jobs, jobs, strict, progress, results, report, executor)
+        built_now = _run_jobs(case_jobs, options, results, report)
         for r in results.values():
             problems.extend(r.problems)
         if report.stopped_early:
@@ -362,7 +282,8 @@ def _run(
     tables = build_tables(order, clinical, extras, results, layout, tables_only)
     refs = {name: TableRef(**write_table(catalog, name, table)) for name, table in tables.items()}
     source_files = _table_sources(layout)
-    byte_settings = settings.byte_settings() | {"tables_only": tables_only, "cases": patterns}
+    cases = list(patterns) if patterns is not None else None
+    byte_settings = settings.byte_settings() | {"tables_only": tables_only, "cases": cases}
     version = catalog_version_of(
         dataset_release=clinical.release,
         source_files=source_files,
@@ -379,7 +300,7 @@ def _run(
             tables=refs,
         )
         text = json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
-        atomic_write(catalog / "catalog.json", text.encode())
+        write_atomic(catalog / "catalog.json", text, fsync=True)
         report.published = True
     # Keep what the new manifest and the one before it name (readers of either keep working).
     keep_tables = {ref.path for ref in refs.values()} | prev.table_paths
@@ -483,14 +404,12 @@ def _main_not_reimported() -> Iterator[None]:
 
 def _run_jobs(
     case_jobs: list[CaseJob],
-    jobs: int,
-    strict: bool,
-    progress: bool,
+    options: IngestOptions,
     results: dict[str, CaseResult],
     report: IngestReport,
-    executor: tuple[str, str | None] = ("processes", None),
 ) -> set[str]:
     """Run the case tasks; returns the generations this run built (not reused)."""
+    jobs, strict, progress = options.jobs, options.strict, options.progress
     built: set[str] = set()
     total = sum(sum(f.size for f in j.files) for j in case_jobs)
     bar = tqdm(
@@ -520,12 +439,12 @@ def _run_jobs(
         return strict and any(p.severity is Severity.ERROR for p in result.problems)
 
     try:
-        if executor[0] == "dask":
+        if options.executor == "dask":
             from mamamia_ingest._dask_executor import run_on_dask
 
             if case_jobs:
                 report.stopped_early = run_on_dask(
-                    case_jobs, scheduler=executor[1], workers=jobs, take=take
+                    case_jobs, scheduler=options.scheduler, workers=jobs, take=take
                 )
             return built
         if jobs == 1 or len(case_jobs) <= 1:

@@ -1,4 +1,5 @@
-"""``mamamia ingest RAW s3://bucket/prefix``: ingest into a local staging catalog, then publish.
+"""``publish``: upload a local catalog folder to an object store (``mamamia ingest RAW s3://...``
+ingests into a local staging catalog, then publishes it).
 
 The staging catalog is a cache folder keyed by the URL, so re-runs are incremental exactly as a
 local catalog's are. Publishing uploads in an order that keeps every reader consistent, because
@@ -29,13 +30,15 @@ import pyarrow.parquet as pq
 
 from mamamia._objstore import ObjectStore, read_store_manifest, store_cache_dir
 
-__all__ = ["PublishReport", "generations_of", "ingest_to_store", "publish", "staging_dir"]
+__all__ = ["PublishReport", "generations_of", "publish", "staging_dir"]
 
 _UPLOAD_THREADS = 16
 
 
 @dataclass
 class PublishReport:
+    """What one `publish` did: objects uploaded (and their bytes), skipped, deleted."""
+
     uploaded: int = 0
     uploaded_bytes: int = 0
     skipped: int = 0
@@ -84,8 +87,15 @@ def _local_files(root: Path, prefixes: Iterable[str]) -> list[str]:
     return files
 
 
-def publish(staging: Path, store: ObjectStore, *, delete_unnamed: bool = True) -> PublishReport:
-    """Upload the staging catalog's current version to ``store`` (see the module docstring)."""
+def publish(
+    catalog_dir: str | os.PathLike[str], store: str | ObjectStore, *, delete_unnamed: bool = True
+) -> PublishReport:
+    """Upload the local catalog folder's current version to ``store`` (an ``s3://`` URL or an
+    open store), in the order the module docstring gives; ``delete_unnamed=False`` keeps the
+    objects no manifest names."""
+    staging = Path(catalog_dir)
+    if isinstance(store, str):
+        store = ObjectStore(store)
     report = PublishReport()
     text = (staging / "catalog.json").read_bytes()
     manifest = json.loads(text)
@@ -137,24 +147,4 @@ def publish(staging: Path, store: ObjectStore, *, delete_unnamed: bool = True) -
             elif "/".join(path.split("/")[:3]) not in keep_gens:
                 store.delete(path)
                 report.deleted += 1
-    return report
-
-
-def ingest_to_store(raw: str | os.PathLike[str], url: str, **options: Any) -> Any:
-    """``ingest(raw, url)`` for an ``s3://`` URL: stage locally, then publish (returns the
-    IngestReport, with ``catalog`` set to the URL)."""
-    from mamamia_ingest._ingest import IngestError, ingest
-
-    try:
-        store = ObjectStore(url)
-    except ValueError as exc:
-        raise IngestError(str(exc)) from None
-    staging = staging_dir(url)
-    report = ingest(raw, staging, **options)
-    report.catalog = url
-    if report.stopped_early or not (staging / "catalog.json").is_file():
-        return report
-    result = publish(staging, store)
-    report.published = result.manifest_written
-    store.put("ingest-report.json", (report.model_dump_json(indent=2) + "\n").encode())
     return report

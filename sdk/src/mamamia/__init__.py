@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
+from mamamia._atomic import ATOMIC_TEMP_PREFIX, atomic_write, write_atomic
 from mamamia._case import Case
 from mamamia._catalog import Catalog, Citation, connect, open
 from mamamia._cohort import Cohort, CohortChange, CohortChangedWarning, load_cohort
-from mamamia._crops import CropStream, GridStitcher
+from mamamia._crops import CropOptions, CropStream, GridStitcher
 from mamamia._errors import (
     AuthenticationError,
     CatalogError,
@@ -41,6 +42,7 @@ from mamamia._tables import (
 from mamamia._volume import Geometry, Volume
 
 __all__ = [
+    "ATOMIC_TEMP_PREFIX",
     "AuthenticationError",
     "Case",
     "Catalog",
@@ -55,6 +57,7 @@ __all__ = [
     "Cohort",
     "CohortChange",
     "CohortChangedWarning",
+    "CropOptions",
     "CropStream",
     "FileResult",
     "Geometry",
@@ -74,6 +77,7 @@ __all__ = [
     "TableReadError",
     "TransportError",
     "Volume",
+    "atomic_write",
     "connect",
     "find_raw_file",
     "load_cohort",
@@ -84,4 +88,5 @@ __all__ = [
     "read_quality_scores",
     "read_splits",
     "sync",
+    "write_atomic",
 ]

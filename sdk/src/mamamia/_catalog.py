@@ -14,18 +14,18 @@ import pyarrow as pa
 from mamamia._backend import Backend
 from mamamia._case import Case
 from mamamia._cohort import Cohort, cohort_sql
-from mamamia._crops import CropStream, crop_stream
+from mamamia._crops import CropOptions, CropStream, crop_stream
 from mamamia._errors import InvalidRequest, NotFoundError
 from mamamia._local import LocalBackend
 
-__all__ = ["Catalog", "Citation", "connect", "open"]
+__all__ = ["Catalog", "Citation", "CitationNotice", "connect", "open"]
 
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
-class Citation:
-    """The licence and the works to cite when using the data."""
+class CitationNotice:
+    """The licence and the works to cite when using the data (``mamamia.Citation``)."""
 
     licence: str
     citations: tuple[Mapping[str, Any], ...]
@@ -37,6 +37,10 @@ class Citation:
             doi = item.get("doi")
             lines.append(f"- {text}" + (f" doi:{doi}" if doi and str(doi) not in text else ""))
         return "\n".join(lines)
+
+
+#: The public name (kept); ``mamamia_schema.Citation`` is one work, this the whole notice.
+Citation = CitationNotice
 
 
 class Catalog:
@@ -80,9 +84,9 @@ class Catalog:
     def schema(self, table: str) -> pa.Schema:
         return self._backend.table_schema(table)
 
-    def citation(self) -> Citation:
+    def citation(self) -> CitationNotice:
         manifest = self._backend.manifest
-        return Citation(
+        return CitationNotice(
             licence=str(manifest.get("licence") or manifest.get("license") or "CC BY-NC 4.0"),
             citations=tuple(manifest.get("citations") or ()),
         )
@@ -164,12 +168,13 @@ class Catalog:
         ``pos_ratio``, anywhere otherwise), ``"uniform"`` or ``"grid"`` (tiles with ``overlap``
         for inference). See docs/crops.md for channels, normalization, resampling and sharding.
         """
-        return crop_stream(
-            self, cohort, size=size, phases=phases, subtraction=subtraction, label=label,
-            sampler=sampler, pos_ratio=pos_ratio, per_case=per_case, normalize=normalize,
-            spacing=spacing, overlap=overlap, seed=seed, epoch=epoch, rank=rank,
-            world_size=world_size, even=even, threads=threads, prefetch=prefetch,
+        options = CropOptions(
+            size=size, phases=phases, subtraction=subtraction, label=label, sampler=sampler,
+            pos_ratio=pos_ratio, per_case=per_case, normalize=normalize, spacing=spacing,
+            overlap=overlap, seed=seed, epoch=epoch, rank=rank, world_size=world_size, even=even,
+            threads=threads, prefetch=prefetch,
         )  # fmt: skip
+        return crop_stream(self, cohort, options)
 
 
 def open(path: str | Path, *, cache_dir: str | Path | None = None) -> Catalog:

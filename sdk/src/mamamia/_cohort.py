@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from mamamia._atomic import write_atomic
 from mamamia._errors import InvalidRequest, MamamiaError
 
 if TYPE_CHECKING:
@@ -166,9 +167,7 @@ class Cohort:
             "case_ids": self.case_ids,
             "ids_hash": self.ids_hash,
         }
-        tmp = target.with_name(target.name + ".partial")
-        tmp.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")
-        tmp.replace(target)
+        write_atomic(target, json.dumps(body, indent=2, default=str) + "\n")
         return target
 
 

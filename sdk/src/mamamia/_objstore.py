@@ -28,11 +28,12 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import zarr
 
+from mamamia._atomic import atomic_write, write_atomic
 from mamamia._chunks import open_chunk_array
 from mamamia._errors import CatalogFormatError, CatalogNotFound, MamamiaError, NotFoundError
 from mamamia._local import LocalBackend
 from mamamia._manifest import check_manifest
-from mamamia._remote import CACHE_ENV, _atomic_write
+from mamamia._remote import CACHE_ENV
 from mamamia._store import ChunkCache, HttpCachedStore, prefetch_arrays
 from mamamia._volume import ArrayLike
 
@@ -163,13 +164,11 @@ def read_store_manifest(store: ObjectStore) -> dict[str, Any]:
 def _link_or_copy(source: Path, target: Path) -> None:
     if target.is_file():
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.partial-{os.getpid()}-{threading.get_ident()}")
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    tmp.replace(target)
+    with atomic_write(target) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
 
 
 class ObjectStoreBackend:
@@ -235,7 +234,7 @@ class ObjectStoreBackend:
                     raise CatalogFormatError(
                         f"{self.url}: table {name!r} file {relative} does not match its sha256"
                     )
-                _atomic_write(target, data)
+                write_atomic(target, data)
             _link_or_copy(target, view / relative)
             mirrored[str(name)] = dict(ref)
         manifest = {**self._manifest, "tables": mirrored, "mirrored_from": self.url}
@@ -243,7 +242,7 @@ class ObjectStoreBackend:
         for folder in (view, root):
             current = folder / "catalog.json"
             if not current.is_file() or current.read_text(encoding="utf-8") != text:
-                _atomic_write(current, text.encode("utf-8"))
+                write_atomic(current, text)
         return view
 
     # -- queries: the mirrored tables, exactly as a local catalog -------------------------

@@ -22,6 +22,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import zarr
 
+from mamamia._atomic import write_atomic
 from mamamia._chunks import open_chunk_array
 from mamamia._errors import CatalogFormatError, CatalogVersionMismatch, NotFoundError
 from mamamia._http import ApiClient
@@ -45,13 +46,6 @@ def default_cache_dir(url: str) -> Path:
     parts = urlsplit(url)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{parts.hostname}_{parts.port or ''}{parts.path}")
     return root / name.strip("_")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.partial-{os.getpid()}-{threading.get_ident()}")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 class RemoteBackend:
@@ -157,7 +151,7 @@ class RemoteBackend:
                     raise CatalogFormatError(
                         f"{self.url}: table {name!r} does not match the manifest's sha256"
                     )
-                _atomic_write(target, response.content)
+                write_atomic(target, response.content)
             digest = hashlib.sha256(target.read_bytes()).hexdigest()
             files[str(name)] = target
             mirrored[str(name)] = {**dict(ref), "path": relative, "sha256": digest}
@@ -165,7 +159,7 @@ class RemoteBackend:
         current = root / "catalog.json"
         text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
         if not current.is_file() or current.read_text(encoding="utf-8") != text:
-            _atomic_write(current, text.encode("utf-8"))
+            write_atomic(current, text)
         return files
 
     # -- arrays --------------------------------------------------------------------------

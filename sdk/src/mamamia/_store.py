@@ -19,7 +19,6 @@ import fcntl
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.core.buffer.core import default_buffer_prototype
 from zarr.storage import LocalStore
 
+from mamamia._atomic import ATOMIC_TEMP_PREFIX, write_atomic
 from mamamia._errors import ChunkMissingError
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 EMPTY_SUFFIX = ".empty"
-_PARTIAL_MARK = ".partial-"
 
 
 def is_chunk_key(key: str) -> bool:
@@ -121,18 +120,6 @@ class CacheStats:
     bytes_fetched: int = 0
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}{_PARTIAL_MARK}{uuid.uuid4().hex}")
-    try:
-        with tmp.open("wb") as handle:
-            handle.write(data)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 class ChunkCache:
     """A size-bounded folder of files keyed by catalog-relative path, shared across processes."""
 
@@ -166,7 +153,7 @@ class ChunkCache:
         return self.path(relative + EMPTY_SUFFIX).exists()
 
     def write(self, relative: str, data: bytes) -> None:
-        _atomic_write_bytes(self.path(relative), data)
+        write_atomic(self.path(relative), data)
         with self._lock:
             self.stats.misses += 1
             self.stats.bytes_fetched += len(data)
@@ -178,7 +165,7 @@ class ChunkCache:
             self.evict()
 
     def mark_empty(self, relative: str) -> None:
-        _atomic_write_bytes(self.path(relative + EMPTY_SUFFIX), b"")
+        write_atomic(self.path(relative + EMPTY_SUFFIX), b"")
 
     def entries(self) -> list[tuple[Path, int, float]]:
         """(path, size, last use) of every cached volume file."""
@@ -204,9 +191,9 @@ class ChunkCache:
             entries = self.entries()
             now = time.time()
             for path, _size, used in entries:
-                if _PARTIAL_MARK in path.name and now - used > 3600:
+                if ATOMIC_TEMP_PREFIX in path.name and now - used > 3600:
                     path.unlink(missing_ok=True)
-            chunks = [e for e in entries if _PARTIAL_MARK not in e[0].name]
+            chunks = [e for e in entries if ATOMIC_TEMP_PREFIX not in e[0].name]
             total = sum(size for _path, size, _used in chunks)
             # Metadata (zarr.json) is tiny and needed to open arrays offline: evict chunks first.
             chunks.sort(key=lambda e: (e[0].name == "zarr.json", e[2]))

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from mamamia._atomic import atomic_write
 from mamamia._errors import InvalidRequest
 from mamamia._geometry import affine_lps, affine_ras, crop_origin_xyz
 
@@ -194,7 +195,6 @@ class Volume:
             data = np.ascontiguousarray(self.to_numpy().transpose(3, 2, 1, 0))
         image = nib.Nifti1Image(data, self.affine(ras=True))
         image.header.set_xyzt_units("mm", "sec")
-        tmp = target.with_name(target.name + ".partial" + "".join(target.suffixes))
-        nib.save(image, str(tmp))
-        tmp.replace(target)
+        with atomic_write(target) as tmp:
+            nib.save(image, str(tmp))
         return target

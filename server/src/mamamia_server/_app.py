@@ -13,21 +13,20 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-import mamamia
 from mamamia_server._auth import TOKEN_QUERY_NAMES, require_token
+from mamamia_server._catalog_source import catalog_source
+from mamamia_server._catalog_state import CatalogHolder
 from mamamia_server._fast_crop import FastCrops
 from mamamia_server._formats import warm_up
 from mamamia_server._limits import QueryLimits
 from mamamia_server._problems import (
     PROBLEM_MEDIA_TYPE,
     ApiError,
-    Problem,
+    ProblemDetails,
     install_problem_handlers,
     problem_response,
 )
 from mamamia_server._settings import ServerSettings
-from mamamia_server._state import CatalogHolder
-from mamamia_server._store_state import StoreCatalogHolder, store_url
 from mamamia_server.routes import cases, catalog, health, query, zarr
 from mamamia_server.web import mount_web
 
@@ -152,7 +151,9 @@ def _problem_openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components["Problem"] = ProblemDetails.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
     problem_content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
@@ -172,20 +173,10 @@ def _problem_openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """The server app for ``settings.catalog`` (env vars ``MAMAMIA_SERVER_*`` if not given)."""
     settings = settings if settings is not None else ServerSettings()
-    holder: CatalogHolder
-    url = store_url(settings.catalog)
-    if url is not None:
-        # A catalog on object storage (docs/scaling.md): tables mirrored, chunks fetched.
-        holder = StoreCatalogHolder(url, _limits(settings), poll_s=settings.catalog_poll_s)
-        root = holder.root
-    else:
-        root = settings.catalog.expanduser()
-        if not (root / "catalog.json").is_file():
-            raise mamamia.CatalogNotFound(
-                f"{root}: no catalog.json here; build one with: mamamia ingest RAW {root}"
-            )
-        root = root.resolve()
-        holder = CatalogHolder(root, _limits(settings), poll_s=settings.catalog_poll_s)
+    # A folder, or a catalog on object storage (docs/scaling.md: tables mirrored, chunks fetched).
+    source = catalog_source(settings.catalog)
+    holder = CatalogHolder(source, _limits(settings), poll_s=settings.catalog_poll_s)
+    root = holder.root
     tokens = settings.load_tokens()
 
     app = FastAPI(

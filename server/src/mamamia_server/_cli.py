@@ -83,7 +83,7 @@ def serve_command(
     MAMAMIA_SERVER_* env vars)."""
     import uvicorn
 
-    from mamamia_server._store_state import store_url
+    from mamamia_server._catalog_source import store_url
 
     remote = store_url(catalog)  # s3://bucket/prefix: checked when the app opens it
     if remote is None and not (catalog / "catalog.json").is_file():

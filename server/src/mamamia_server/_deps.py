@@ -8,8 +8,8 @@ from fastapi import Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 import mamamia
+from mamamia_server._catalog_state import CatalogHolder, CatalogState
 from mamamia_server._settings import ServerSettings
-from mamamia_server._state import CatalogHolder, CatalogState
 
 __all__ = ["VERSION_PATTERN", "HolderDep", "SettingsDep", "StateDep", "take_state"]
 

@@ -1,7 +1,7 @@
 """Errors of the query engine, each with the HTTP status the routes map it to.
 
 Messages are written for the person who sent the query. They never carry DuckDB text that
-could name a server path (``_engine`` scrubs what it passes on), so the routes may put
+could name a server path (``_query_engine`` scrubs what it passes on), so the routes may put
 ``str(exc)`` straight into a problem+json ``detail``.
 """
 

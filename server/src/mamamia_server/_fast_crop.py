@@ -29,9 +29,9 @@ import re
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mamamia_server._catalog_state import CatalogHolder
 from mamamia_server._problems import ApiError
-from mamamia_server._state import CatalogHolder
-from mamamia_server._volumes import crop_answer, parse_range
+from mamamia_server._volume_reads import crop_answer, parse_range
 
 __all__ = ["FastCrops"]
 

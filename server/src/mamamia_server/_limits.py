@@ -12,7 +12,7 @@ _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNO
 
 @dataclass(frozen=True, slots=True)
 class QueryLimits:
-    """Every bound the guard (``_sql_guard``) and the engine (``_engine``) enforce.
+    """Every bound the guard (``_sql_guard``) and the engine (``_query_engine``) enforce.
 
     The defaults suit a catalog of a few thousand cases on a small server. See
     docs/query-safety.md for why each one exists.

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -24,7 +24,7 @@ import mamamia
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "ApiError",
-    "Problem",
+    "ProblemDetails",
     "install_problem_handlers",
     "problem_response",
     "problem_responses",
@@ -35,8 +35,10 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TYPE_BASE = "urn:mamamia:problem:"
 
 
-class Problem(BaseModel):
-    """An RFC 9457 problem: what went wrong, for people and programs."""
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem: what went wrong, for people and programs (``Problem`` in OpenAPI)."""
+
+    model_config = ConfigDict(title="Problem")
 
     type: str = Field(description="A URI naming the kind of problem (urn:mamamia:problem:<slug>).")
     title: str = Field(description="Short summary of the kind of problem.")

@@ -9,12 +9,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from mamamia_server._catalog_state import CatalogState
 from mamamia_server._errors import QueryError
 from mamamia_server._problems import ApiError
 from mamamia_server._sql_guard import check_query, same_tree, where_to_sql
-from mamamia_server._state import CatalogState
 
-__all__ = ["Page", "QuerySpec", "cohort_sql", "facet_counts", "run_page"]
+__all__ = ["Page", "QuerySpec", "facet_counts", "run_page", "spec_sql"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class QuerySpec:
         return cls(sql=sql, where=where, params=params)
 
 
-def cohort_sql(state: CatalogState, spec: QuerySpec) -> str:
+def spec_sql(state: CatalogState, spec: QuerySpec) -> str:
     """The SELECT the engine runs for ``spec`` (a WHERE becomes ``SELECT * FROM cases ...``)."""
     if spec.sql is not None:
         return spec.sql
@@ -137,7 +137,7 @@ def _ordered_page(
 
 def run_page(state: CatalogState, spec: QuerySpec, offset: int, limit: int) -> Page:
     """Rows ``offset .. offset + limit`` of ``spec`` in a deterministic order, and the total."""
-    sql = cohort_sql(state, spec)
+    sql = spec_sql(state, spec)
     params = spec.params or None
     engine = state.engine
     order = '"patient_id"' if spec.sql is None else "ALL"
@@ -172,7 +172,7 @@ def facet_counts(
     state: CatalogState, spec: QuerySpec, columns: list[str]
 ) -> tuple[int, dict[str, list[tuple[Any, int]]]]:
     """The cohort's size and, per column, (value, count) pairs: most frequent first, null last."""
-    base = cohort_sql(state, spec)
+    base = spec_sql(state, spec)
     engine = state.engine
     total = engine.count(base, spec.params or None)
     out: dict[str, list[tuple[Any, int]]] = {}

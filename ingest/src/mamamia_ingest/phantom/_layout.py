@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 
 import openpyxl
 
-from ._atomic import TMP_PREFIX, atomic_target, write_text_atomic
+from mamamia import ATOMIC_TEMP_PREFIX, atomic_write, write_atomic
+
 from ._columns import builtin_legend
 from ._source import SourceTable, to_cell
 
@@ -92,7 +93,7 @@ def write_clinical_xlsx(path: Path, table: SourceTable, release: int) -> int:
         legend.append([to_cell(c) for c in lrow])
     buffer = io.BytesIO()
     wb.save(buffer)
-    with atomic_target(path) as tmp:
+    with atomic_write(path) as tmp:
         tmp.write_bytes(_reproducible_zip(buffer.getvalue()))
     return os.path.getsize(path)
 
@@ -132,7 +133,7 @@ def write_splits(path: Path, splits: Mapping[str, str]) -> int:
     writer.writerow(["train_split", "test_split"])
     for a, b in itertools.zip_longest(train, test, fillvalue=""):
         writer.writerow([a, b])
-    return write_text_atomic(path, out.getvalue())
+    return write_atomic(path, out.getvalue())
 
 
 def write_quality_scores(path: Path, rows: Sequence[tuple[str, str, str, float]]) -> int:
@@ -142,7 +143,7 @@ def write_quality_scores(path: Path, rows: Sequence[tuple[str, str, str, float]]
     writer.writerow(["patient_id", "expert_1_qs", "expert_2_qs", "dice"])
     for case, q1, q2, dice in rows:
         writer.writerow([case, q1, q2, f"{dice:.4f}"])
-    return write_text_atomic(path, out.getvalue())
+    return write_atomic(path, out.getvalue())
 
 
 def _plain(value: object) -> object:
@@ -211,7 +212,7 @@ def patient_info(
 
 
 def write_json(path: Path, data: Mapping[str, object]) -> int:
-    return write_text_atomic(path, json.dumps(data, indent=4) + "\n")
+    return write_atomic(path, json.dumps(data, indent=4) + "\n")
 
 
 def _content_type(name: str) -> str:
@@ -246,7 +247,7 @@ def write_manifests(root: Path, files: Iterable[str]) -> list[str]:
     for folder in folders:
         text = "\n".join([header, *lines[folder]]) + "\n"
         rel = str(folder / MANIFEST) if folder != PurePosixPath(".") else MANIFEST
-        write_text_atomic(root / rel, text)
+        write_atomic(root / rel, text)
         written.append(rel)
     return written
 
@@ -288,7 +289,7 @@ def clean_stale(root: Path, keep: set[str]) -> list[str]:
                     sub.rmdir()
         if base.is_dir() and not any(base.iterdir()):
             base.rmdir()
-    for stray in root.glob(f"{TMP_PREFIX}*"):
+    for stray in root.glob(f"{ATOMIC_TEMP_PREFIX}*"):
         if stray.is_file():
             stray.unlink()
         elif stray.is_dir():

@@ -23,7 +23,8 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from ._atomic import atomic_target
+from mamamia import atomic_write
+
 from ._spec import CaseSpec
 
 __all__ = ["CaseModel", "build_case", "mask_image", "phase_image", "phase_images", "write_image"]
@@ -388,6 +389,6 @@ def mask_image(model: CaseModel, kind: str) -> sitk.Image:
 
 def write_image(image: sitk.Image, path: Path) -> int:
     """Write ``image`` as compressed NIfTI atomically; return the file's size in bytes."""
-    with atomic_target(path) as tmp:
+    with atomic_write(path) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=True)
     return os.path.getsize(path)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from mamamia import atomic_write, write_atomic
 from mamamia_schema import ClinicalRecord
 
-from ._atomic import atomic_target, write_text_atomic
 from ._layout import (
     CLINICAL_XLSX,
     MANIFEST,
@@ -306,7 +306,7 @@ def write_phantom(
 
     root.mkdir(parents=True, exist_ok=True)
     sizes: dict[str, int] = {}
-    with atomic_target(root / CLINICAL_XLSX) as xlsx_tmp:
+    with atomic_write(root / CLINICAL_XLSX) as xlsx_tmp:
         sizes[CLINICAL_XLSX] = write_clinical_xlsx(xlsx_tmp, chosen, target)
         # Geometry comes from the table as the sdk reads it back, so what the files hold and
         # what the catalog will say about them cannot drift apart.
@@ -408,7 +408,7 @@ def _write_marker(
         "lowercase_names": lowercase,
         "cases": cases,
     }
-    write_text_atomic(root / MARKER, json.dumps(marker, indent=2) + "\n")
+    write_atomic(root / MARKER, json.dumps(marker, indent=2) + "\n")
 
 
 def _parents(rel: str) -> list[str]:

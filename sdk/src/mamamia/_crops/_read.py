@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from mamamia._crops._config import CropConfig
+from mamamia._crops._crop_options import CropOptions
 from mamamia._crops._region import Window
 from mamamia._errors import CatalogFormatError, InvalidRequest
 
@@ -47,35 +47,35 @@ class Tumour:
 class CaseReader:
     """Reads the crops of one case (opened through the Catalog interface only)."""
 
-    def __init__(self, case: Case, config: CropConfig) -> None:
-        self.config = config
+    def __init__(self, case: Case, options: CropOptions) -> None:
+        self.options = options
         self.patient_id = case.patient_id
         self._case = case
         self.image: Volume = case.image
         self.shape = self.image.spatial_shape
         phases = self.image.shape[0]
-        missing = [p for p in config.read_phases if p >= phases]
+        missing = [p for p in options.read_phases if p >= phases]
         if missing:
-            why = "" if missing[0] in config.phases else " (the subtraction needs phases 0 and 1)"
+            why = "" if missing[0] in options.phases else " (the subtraction needs phases 0 and 1)"
             raise InvalidRequest(
                 f"case {self.patient_id} has {phases} phases (0..{phases - 1}); the crops ask "
                 f"for phase {missing[0]}{why}"
             )
         self.label: Volume | None = None
-        if config.label is not None:
-            self.label = self._mask(config.label)
+        if options.label is not None:
+            self.label = self._mask(options.label)
         self.source_spacing = self.image.spacing
-        if config.spacing is None:
+        if options.spacing is None:
             self.ratio: tuple[float, float, float] = (1.0, 1.0, 1.0)
             self.spacing = self.source_spacing
         else:
-            self.spacing = config.spacing
+            self.spacing = options.spacing
             self.ratio = (
-                config.spacing[0] / self.source_spacing[0],
-                config.spacing[1] / self.source_spacing[1],
-                config.spacing[2] / self.source_spacing[2],
+                options.spacing[0] / self.source_spacing[0],
+                options.spacing[1] / self.source_spacing[1],
+                options.spacing[2] / self.source_spacing[2],
             )
-        self._stats = self._phase_stats() if config.normalize == "zscore" else {}
+        self._stats = self._phase_stats() if options.normalize == "zscore" else {}
         self._tumour: Tumour | None = None
         self._tumour_read = False
 
@@ -98,7 +98,7 @@ class CaseReader:
                 continue
             # A constant phase has std 0: centring alone keeps it finite.
             stats[int(row["phase"])] = (float(mean), float(std) if std > 0 else 1.0)
-        for phase in self.config.read_phases:
+        for phase in self.options.read_phases:
             if phase not in stats:
                 raise CatalogFormatError(
                     f"case {self.patient_id}: the volumes table has no mean/std for phase "
@@ -131,7 +131,7 @@ class CaseReader:
                 f"case {self.patient_id}: tumour bounding box {box_min}..{box_max} does not fit "
                 f"the volume {self.shape}"
             )
-        expert = self.label if self.config.label == "expert" else self._mask("expert")
+        expert = self.label if self.options.label == "expert" else self._mask("expert")
         assert expert is not None
         region = expert[tuple(slice(a, b) for a, b in zip(box_min, box_max, strict=True))]
         flat = np.flatnonzero(region)
@@ -148,7 +148,7 @@ class CaseReader:
         """The start that puts the window's middle voxel (size // 2) on ``centre``."""
         start: list[int] = []
         for a in range(3):
-            half, r = self.config.size[a] // 2, self.ratio[a]
+            half, r = self.options.size[a] // 2, self.ratio[a]
             first = int(centre[a]) - math.floor(half * r + 0.5)
             # Labels take the nearest voxel: make sure the middle one lands on the centre.
             for candidate in (first, first + 1, first - 1):
@@ -171,13 +171,13 @@ class CaseReader:
 
     def extent(self, axis: int) -> int:
         """Source voxels a window spans along ``axis``."""
-        return math.floor((self.config.size[axis] - 1) * self.ratio[axis] + 1e-9) + 1
+        return math.floor((self.options.size[axis] - 1) * self.ratio[axis] + 1e-9) + 1
 
     def random_starts(self, rng: np.random.Generator) -> list[tuple[int, int, int]]:
         """``per_case`` starts for the tumour or uniform sampler, from this visit's stream."""
         starts: list[tuple[int, int, int]] = []
-        for _ in range(self.config.per_case):
-            positive = self.config.sampler == "tumor" and rng.random() < self.config.pos_ratio
+        for _ in range(self.options.per_case):
+            positive = self.options.sampler == "tumor" and rng.random() < self.options.pos_ratio
             tumour = self.tumour() if positive else None
             if tumour is not None:
                 starts.append(self.centred_start(tumour.voxel(rng)))
@@ -189,7 +189,7 @@ class CaseReader:
 
     def read(self, start: Sequence[int]) -> Crop:
         """One crop, reading only the source box its window needs."""
-        return self._assemble(Window(start, self.config.size, self.ratio, self.shape), self._fetch)
+        return self._assemble(Window(start, self.options.size, self.ratio, self.shape), self._fetch)
 
     def read_many(self, starts: Sequence[Sequence[int]]) -> list[Crop]:
         """Several crops of this case; overlapping ones share one read when that is cheaper.
@@ -198,8 +198,8 @@ class CaseReader:
         ``UNION_GAIN`` times their summed voxels, it is read once and every crop is cut from it,
         so each chunk is decompressed once per case visit instead of once per crop.
         """
-        config = self.config
-        windows = [Window(start, config.size, self.ratio, self.shape) for start in starts]
+        options = self.options
+        windows = [Window(start, options.size, self.ratio, self.shape) for start in starts]
         live = [w for w in windows if not w.empty]
         if len(live) < 2:
             return [self._assemble(w, self._fetch) for w in windows]
@@ -207,12 +207,12 @@ class CaseReader:
         hi = [max(w.axes[a].hi for w in live) for a in range(3)]
         union = math.prod(b - a for a, b in zip(lo, hi, strict=True))
         separate = sum(math.prod(ax.hi - ax.lo for ax in w.axes) for w in live)
-        per_voxel = len(config.read_phases) * self.image.dtype.itemsize
+        per_voxel = len(options.read_phases) * self.image.dtype.itemsize
         per_voxel += 1 if self.label is not None else 0
         if union > UNION_GAIN * separate or union * per_voxel > UNION_BUDGET:
             return [self._assemble(w, self._fetch) for w in windows]
         box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        rows = {p: self.image[(p, *box)] for p in config.read_phases}
+        rows = {p: self.image[(p, *box)] for p in options.read_phases}
         labels = self.label[box] if self.label is not None else None
 
         def cut(sub: tuple[slice, slice, slice]) -> tuple[dict[int, Any], Any]:
@@ -226,7 +226,7 @@ class CaseReader:
 
     def _fetch(self, box: tuple[slice, slice, slice]) -> tuple[dict[int, Any], Any]:
         # One call per phase: measured faster in zarr than one call over a phase range.
-        rows = {p: self.image[(p, *box)] for p in self.config.read_phases}
+        rows = {p: self.image[(p, *box)] for p in self.options.read_phases}
         return rows, (self.label[box] if self.label is not None else None)
 
     def _assemble(
@@ -234,17 +234,17 @@ class CaseReader:
         window: Window,
         fetch: Callable[[tuple[slice, slice, slice]], tuple[dict[int, Any], Any]],
     ) -> Crop:
-        config = self.config
+        options = self.options
         crop: Crop = {"patient_id": self.patient_id}
-        image = np.zeros((config.channels, *config.size), dtype=np.float32)
-        label = np.zeros(config.size, dtype=np.uint8) if self.label is not None else None
+        image = np.zeros((options.channels, *options.size), dtype=np.float32)
+        label = np.zeros(options.size, dtype=np.uint8) if self.label is not None else None
         if not window.empty:
             rows, region = fetch(window.source_box)
             if window.identity:
                 # Normalise straight into the padded output: no temporaries per channel.
                 self._channels(rows, image[(slice(None), *window.placement)])
             else:
-                lead = (config.channels, *(ax.hi - ax.lo for ax in window.axes))
+                lead = (options.channels, *(ax.hi - ax.lo for ax in window.axes))
                 source = np.empty(lead, dtype=np.float32)
                 self._channels(rows, source)
                 image = window.sample_linear(source)
@@ -263,8 +263,8 @@ class CaseReader:
         Normalising before any resampling is exact (linear interpolation commutes with the
         affine z-score) and keeps the padding at exactly 0.
         """
-        config = self.config
-        for channel, p in enumerate(config.phases):
+        options = self.options
+        for channel, p in enumerate(options.phases):
             target = out[channel]
             if self._stats:
                 mean, std = self._stats[p]
@@ -272,8 +272,8 @@ class CaseReader:
                 np.divide(target, np.float32(std), out=target)
             else:
                 target[...] = rows[p]
-        if config.subtraction:
-            target = out[len(config.phases)]
+        if options.subtraction:
+            target = out[len(options.phases)]
             np.subtract(rows[1], rows[0], out=target, dtype=np.float32)
             if self._stats:
                 np.divide(target, np.float32(self._stats[0][1]), out=target)

@@ -15,12 +15,13 @@ threads is unsafe, so start the workers with ``multiprocessing_context="spawn"``
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from mamamia._crops._config import CropConfig
+from mamamia._crops._crop_options import CropOptions
 from mamamia._crops._stream import CropStream
 from mamamia._errors import InvalidRequest
 
@@ -45,20 +46,12 @@ class CropDataset(IterableDataset[dict[str, Any]]):
         opener: Callable[[], Catalog] | None,
         catalog: Catalog | None = None,
         case_ids: Sequence[str],
-        config: CropConfig,
-        epoch: int,
-        rank: int,
-        world_size: int,
-        even: bool,
+        options: CropOptions,
     ) -> None:
         super().__init__()
         self.opener = opener
         self.case_ids = list(case_ids)
-        self.config = config
-        self.epoch = epoch
-        self.rank = rank
-        self.world_size = world_size
-        self.even = even
+        self.options = options
         self._catalog: Catalog | None = catalog
 
     def __getstate__(self) -> dict[str, Any]:
@@ -72,9 +65,7 @@ class CropDataset(IterableDataset[dict[str, Any]]):
         return state
 
     def set_epoch(self, epoch: int) -> None:
-        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
-            raise InvalidRequest(f"epoch must be an int >= 0, not {epoch!r}")
-        self.epoch = epoch
+        self.options = replace(self.options, epoch=epoch)
 
     def _stream(self, worker: int, num_workers: int) -> CropStream:
         if self._catalog is None:
@@ -83,11 +74,7 @@ class CropDataset(IterableDataset[dict[str, Any]]):
         return CropStream(
             self._catalog,
             self.case_ids,
-            self.config,
-            epoch=self.epoch,
-            rank=self.rank,
-            world_size=self.world_size,
-            even=self.even,
+            self.options,
             worker=worker,
             num_workers=num_workers,
             validate=False,

@@ -6,12 +6,11 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from mamamia._sync._report import SyncError, SyncReport
+from mamamia._sync._download import RetryPolicy
+from mamamia._sync._report import SyncReport
+from mamamia._sync._sync_options import DEFAULT_SOURCE, SyncOptions
 
 __all__ = ["DEFAULT_SOURCE", "sync"]
-
-#: The MAMA-MIA project on Synapse.
-DEFAULT_SOURCE = "syn60868042"
 
 
 def sync(
@@ -60,27 +59,19 @@ def sync(
     Raises:
         SyncError: bad arguments, a damaged state file, a failed login, a bad cohort clause.
     """
-    from mamamia._sync._download import RetryPolicy
-    from mamamia._sync._engine import run
-    from mamamia._sync._session import Options
+    from mamamia._sync._run import run
 
-    if isinstance(include, str):
-        include = (include,)
-    if retries < 1:
-        raise SyncError(f"retries must be at least 1, not {retries}")
-    if backoff < 0:
-        raise SyncError(f"backoff must not be negative, not {backoff}")
-    options = Options(
-        dest=Path(dest).expanduser().resolve(),
+    options = SyncOptions(
+        dest=Path(dest),
         source=source,
-        include=tuple(include),
+        include=(include,) if isinstance(include, str) else tuple(include),
         cohort=cohort,
         jobs=jobs if jobs is not None else 8,
         dry_run=dry_run,
         delete=delete,
         verify=verify,
         repair=repair,
-        synapse_config=Path(synapse_config).expanduser() if synapse_config is not None else None,
+        synapse_config=Path(synapse_config) if synapse_config is not None else None,
         progress=progress,
         policy=RetryPolicy(attempts=retries, backoff_s=backoff),
     )

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from mamamia._sync._sync_options import DEFAULT_SOURCE
+
 __all__ = ["sync_command"]
 
 
@@ -16,7 +18,7 @@ __all__ = ["sync_command"]
 @click.option(
     "--from",
     "source",
-    default="syn60868042",
+    default=DEFAULT_SOURCE,
     show_default=True,
     metavar="SYNID",
     help="Synapse project or folder to mirror.",

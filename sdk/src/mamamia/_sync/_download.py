@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mamamia._atomic import write_atomic
+
 if TYPE_CHECKING:
     import httpx
 
@@ -153,11 +155,7 @@ class Downloader:
             return None
 
     def _save_etag(self, file_handle_id: str, etag: str) -> None:
-        self._meta_dir.mkdir(parents=True, exist_ok=True)
-        path = self._etag_file(file_handle_id)
-        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps({"etag": etag}), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(self._etag_file(file_handle_id), json.dumps({"etag": etag}))
 
     def forget(self, file_handle_id: str) -> None:
         self._etag_file(file_handle_id).unlink(missing_ok=True)

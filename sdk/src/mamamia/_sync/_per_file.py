@@ -1,9 +1,9 @@
-"""What one listed file needs, and fetching it: steps 1-3 of the `_engine` docstring.
+"""What one listed file needs, and fetching it: steps 1-3 of the `_run` docstring.
 
-`PerFileSync` adds to the run's machinery (`_session`) the stat-only check, the reuse of bytes
-already on disk (a metadata change, a move upstream, an unrecorded file), the downloads, and
-`process`, which runs both over a list of files with progress bars. It is separate from
-`_engine`, which keeps the phases of a whole run (deletions, verify, the cohort) and `run`.
+`FileFetcher` works over a run's `SyncSession`: `process` takes a list of files, lets
+`_mirror_plan.plan_files` set aside those the state proves current (step 1), then on the
+session's pool asks upstream about the rest, reuses bytes already on disk (a metadata change,
+a move upstream, an unrecorded file) and downloads what is left, with progress bars.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from mamamia._sync._download import (
     Cancelled,
@@ -21,13 +22,14 @@ from mamamia._sync._download import (
     md5_file,
     partial_path,
 )
+from mamamia._sync._listing import HandleInfo, Listed, RemoteError
+from mamamia._sync._mirror_plan import plan_files
+from mamamia._sync._mirror_state import Entry, MirrorState
 from mamamia._sync._paths import UnsafeName, check_segment, local_path
-from mamamia._sync._remote import HandleInfo, RemoteError
 from mamamia._sync._report import Action, FileResult
-from mamamia._sync._session import Listed, SyncSession, _Bar
-from mamamia._sync._state import Entry, MirrorState
+from mamamia._sync._session import SyncSession, _Bar
 
-__all__ = ["PerFileSync"]
+__all__ = ["FileFetcher", "prune_empty"]
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,18 @@ class _Job:
     reason: str  # why it is fetched: new, changed, repair...
 
 
-class PerFileSync(SyncSession):
-    """The run's machinery plus the per-file steps; subclassed by `_engine._Sync`."""
+class FileFetcher:
+    """The per-file steps of one run, over its session (which it shares, never owns)."""
+
+    def __init__(self, session: SyncSession) -> None:
+        self.s = session
+        self._client: Any = None
+        self._downloader: Downloader | None = None
+        self._bytes_bar: _Bar | None = None
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
 
     # ------------------------------------------------------------------ per file
     def prepare(self, item: tuple[Listed, bool]) -> FileResult | _Job:
@@ -54,26 +66,17 @@ class PerFileSync(SyncSession):
 
     def _prepare(self, item: tuple[Listed, bool]) -> FileResult | _Job:
         listed, force = item
-        if self.stop.is_set():
+        if self.s.stop.is_set():
             raise Cancelled()
         try:
-            target = local_path(self.dest, list(listed.segments))
+            target = local_path(self.s.dest, list(listed.segments))
         except UnsafeName as exc:
             return FileResult(
                 listed.path, listed.synapse_id, "failed", reason=f"refused unsafe path: {exc}"
             )
-        entry = self.state.files.get(listed.synapse_id)
-        if (
-            not force
-            and entry is not None
-            and entry.path == listed.path
-            and entry.version == listed.version
-            and entry.modified_on == listed.modified_on
-            and entry.stat_matches(target)
-        ):
-            return FileResult(listed.path, listed.synapse_id, "skipped", size=entry.size)
+        entry = self.s.state.files.get(listed.synapse_id)
         try:
-            info = self.remote.handle(listed.synapse_id)
+            info = self.s.remote.handle(listed.synapse_id)
         except RemoteError as exc:
             return FileResult(listed.path, listed.synapse_id, "failed", reason=str(exc))
         if info.file_name:
@@ -90,7 +93,7 @@ class PerFileSync(SyncSession):
             kept = self._reuse(listed, info, entry, target)
             if kept is not None:
                 return kept
-        if self.o.dry_run:
+        if self.s.o.dry_run:
             return FileResult(listed.path, listed.synapse_id, "would_download", size=info.size)
         why = "repair" if force else ("changed upstream" if entry is not None else "new")
         return _Job(listed, info, target, why)
@@ -120,8 +123,8 @@ class PerFileSync(SyncSession):
         )
         if same_bytes and entry is not None:
             if entry.path == listed.path and entry.stat_matches(target):
-                if not self.o.dry_run:
-                    self.record(
+                if not self.s.o.dry_run:
+                    self.s.record(
                         listed.synapse_id,
                         replace(
                             entry,
@@ -133,9 +136,9 @@ class PerFileSync(SyncSession):
                 return FileResult(listed.path, listed.synapse_id, "skipped", size=entry.size)
             if entry.path != listed.path and not target.exists():
                 with contextlib.suppress(UnsafeName):
-                    old = local_path(self.dest, entry.path.split("/"))
+                    old = local_path(self.s.dest, entry.path.split("/"))
                     if entry.stat_matches(old):
-                        if self.o.dry_run:
+                        if self.s.o.dry_run:
                             return FileResult(
                                 listed.path,
                                 listed.synapse_id,
@@ -145,8 +148,10 @@ class PerFileSync(SyncSession):
                             )
                         target.parent.mkdir(parents=True, exist_ok=True)
                         os.replace(old, target)
-                        _prune_empty(old.parent, self.dest)
-                        self.record(listed.synapse_id, self._entry(listed, info, entry.md5, target))
+                        prune_empty(old.parent, self.s.dest)
+                        self.s.record(
+                            listed.synapse_id, self._entry(listed, info, entry.md5, target)
+                        )
                         return FileResult(
                             listed.path,
                             listed.synapse_id,
@@ -159,11 +164,11 @@ class PerFileSync(SyncSession):
             and target.is_file()
             and (info.size is None or target.stat().st_size == info.size)
         ):
-            with self._report_lock:
-                self.report.files_hashed += 1
-            if md5_file(target, self.stop) == info.md5:
-                if not self.o.dry_run:
-                    self.record(listed.synapse_id, self._entry(listed, info, info.md5, target))
+            with self.s.report_lock:
+                self.s.report.files_hashed += 1
+            if md5_file(target, self.s.stop) == info.md5:
+                if not self.s.o.dry_run:
+                    self.s.record(listed.synapse_id, self._entry(listed, info, info.md5, target))
                 return FileResult(
                     listed.path,
                     listed.synapse_id,
@@ -179,21 +184,21 @@ class PerFileSync(SyncSession):
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             # mkdir may have followed a symlinked folder: check again where we write.
-            local_path(self.dest, list(listed.segments))
+            local_path(self.s.dest, list(listed.segments))
             partial = partial_path(target, info.file_handle_id)
             md5, attempts = self._downloader.fetch(
                 partial,
                 info.file_handle_id,
                 info.md5,
                 info.size,
-                lambda: self.remote.download_url(info.file_handle_id, listed.synapse_id),
+                lambda: self.s.remote.download_url(info.file_handle_id, listed.synapse_id),
             )
             os.replace(partial, target)
             fsync_dir(target.parent)
             self._downloader.forget(info.file_handle_id)
             for stale in target.parent.glob(f"{_glob_escape(target.name)}.*.partial"):
                 stale.unlink(missing_ok=True)
-            self.record(listed.synapse_id, self._entry(listed, info, md5, target))
+            self.s.record(listed.synapse_id, self._entry(listed, info, md5, target))
         except DownloadFailed as exc:
             return FileResult(
                 listed.path,
@@ -221,7 +226,12 @@ class PerFileSync(SyncSession):
             attempts=attempts,
         )
 
-    # ------------------------------------------------------------------ phases
+    # ------------------------------------------------------------------ the downloader
+    def ensure_client(self) -> Any:
+        """The HTTP client the downloads use (made on first use)."""
+        self._ensure_downloader()
+        return self._client
+
     def _ensure_downloader(self) -> Downloader:
         if self._downloader is None:
             import httpx
@@ -229,52 +239,55 @@ class PerFileSync(SyncSession):
             self._client = httpx.Client(
                 timeout=httpx.Timeout(60.0, connect=30.0, pool=None),
                 limits=httpx.Limits(
-                    max_connections=self.o.jobs + 2, max_keepalive_connections=self.o.jobs
+                    max_connections=self.s.o.jobs + 2, max_keepalive_connections=self.s.o.jobs
                 ),
                 follow_redirects=True,
             )
             self._downloader = Downloader(
                 self._client,
-                self.o.policy,
-                MirrorState.state_dir(self.dest) / "partials",
-                self.stop,
+                self.s.o.policy,
+                MirrorState.state_dir(self.s.dest) / "partials",
+                self.s.stop,
                 on_progress=lambda n: self._bytes_bar.update(n) if self._bytes_bar else None,
                 on_network_bytes=self._count_bytes,
             )
         return self._downloader
 
     def _count_bytes(self, n: int) -> None:
-        with self._report_lock:
-            self.report.bytes_downloaded += n
+        with self.s.report_lock:
+            self.s.report.bytes_downloaded += n
 
     def process(self, listed: list[Listed], force: set[str] | None = None) -> None:
         """Prepare every file, then fetch what needs fetching, with progress bars."""
-        force = force or set()
-        bar = _Bar(
-            self.o.progress and bool(listed), desc="checking", unit=" files", total=len(listed)
+        plan = plan_files(
+            listed, self.s.state.files, stat_matches=self.s.stat_matches, force=force or set()
         )
+        for item, entry in plan.current:
+            self.s.add(FileResult(item.path, item.synapse_id, "skipped", size=entry.size))
+        bar = _Bar(
+            self.s.o.progress and bool(listed), desc="checking", unit=" files", total=len(listed)
+        )
+        bar.update(len(plan.current))
         jobs: list[_Job] = []
         try:
-            for outcome in self.map(
-                self.prepare, [(f, f.synapse_id in force) for f in listed], bar
-            ):
+            for outcome in self.s.map(self.prepare, list(plan.check), bar):
                 if isinstance(outcome, _Job):
                     jobs.append(outcome)
                 else:
-                    self.add(outcome)
+                    self.s.add(outcome)
                     if outcome.action == "would_download":
-                        with self._report_lock:
-                            self.report.bytes_planned += outcome.size or 0
+                        with self.s.report_lock:
+                            self.s.report.bytes_planned += outcome.size or 0
         finally:
             bar.close()
         if not jobs:
             return
         planned = sum(job.info.size or 0 for job in jobs)
-        with self._report_lock:
-            self.report.bytes_planned += planned
+        with self.s.report_lock:
+            self.s.report.bytes_planned += planned
         self._ensure_downloader()
         self._bytes_bar = _Bar(
-            self.o.progress,
+            self.s.o.progress,
             desc="download",
             unit="B",
             unit_scale=True,
@@ -284,8 +297,8 @@ class PerFileSync(SyncSession):
         done = 0
         try:
             self._bytes_bar.postfix(f"files 0/{len(jobs)}")
-            for result in self.map(self.download, jobs):
-                self.add(result)
+            for result in self.s.map(self.download, jobs):
+                self.s.add(result)
                 done += 1
                 self._bytes_bar.postfix(f"files {done}/{len(jobs)}")
         finally:
@@ -299,7 +312,7 @@ def _glob_escape(name: str) -> str:
     return glob.escape(name)
 
 
-def _prune_empty(folder: Path, dest: Path) -> None:
+def prune_empty(folder: Path, dest: Path) -> None:
     while folder != dest and folder.is_relative_to(dest):
         try:
             folder.rmdir()

@@ -1,8 +1,8 @@
-"""One sync run's shared machinery: its options, the thread pool, the state and report
-bookkeeping, which files are selected, and the upstream listing.
+"""One sync run's shared machinery: the thread pool, the state and report bookkeeping, which
+files are selected, and the upstream listing.
 
-`SyncSession` is the base of the run class in `_engine` (through `_per_file`). It is separate
-so that each layer of the sync reads on its own; nothing here fetches a file's bytes.
+`SyncSession` is one of the parts `_run` wires together (with `_per_file.FileFetcher` and the
+plans of `_mirror_plan`); nothing here fetches a file's bytes.
 """
 
 from __future__ import annotations
@@ -14,48 +14,26 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mamamia._sync._cohort import case_of, is_table_file
-from mamamia._sync._download import Downloader, RetryPolicy
-from mamamia._sync._paths import STATE_DIR, UnsafeName, check_segment
-from mamamia._sync._remote import FILE_TYPE, FOLDER_TYPE, Remote, RemoteError, SynapseRemote
+from mamamia._sync._cohort_filter import case_of, is_table_file
+from mamamia._sync._listing import (
+    FILE_TYPE,
+    FOLDER_TYPE,
+    Listed,
+    Remote,
+    RemoteError,
+    SynapseRemote,
+)
+from mamamia._sync._mirror_state import Entry, MirrorState
+from mamamia._sync._paths import STATE_DIR, UnsafeName, check_segment, local_path
 from mamamia._sync._report import FileResult, SyncReport
-from mamamia._sync._state import Entry, MirrorState
+from mamamia._sync._sync_options import SyncOptions
 
-__all__ = ["Listed", "Options", "SyncSession"]
+__all__ = ["SyncSession"]
 
 _STATE_SAVE_EVERY_S = 2.0
-
-
-@dataclass(frozen=True)
-class Options:
-    dest: Path
-    source: str = "syn60868042"
-    include: tuple[str, ...] = ()
-    cohort: str | None = None
-    jobs: int = 8
-    dry_run: bool = False
-    delete: bool = False
-    verify: bool = False
-    repair: bool = False
-    synapse_config: Path | None = None
-    progress: bool = True
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
-
-
-@dataclass(frozen=True)
-class Listed:
-    synapse_id: str
-    segments: tuple[str, ...]
-    version: int
-    modified_on: str | None
-
-    @property
-    def path(self) -> str:
-        return "/".join(self.segments)
 
 
 class _Bar:
@@ -94,9 +72,9 @@ def _matches(path: str, globs: tuple[str, ...]) -> bool:
 
 
 class SyncSession:
-    """The parts of one run every phase uses; `_engine._Sync` is the class a run makes."""
+    """The parts of one run every phase uses: options, state, report, pool, remote."""
 
-    def __init__(self, options: Options, remote_factory: Callable[[], Remote] | None) -> None:
+    def __init__(self, options: SyncOptions, remote_factory: Callable[[], Remote] | None) -> None:
         self.o = options
         self.dest = options.dest
         self.report = SyncReport(
@@ -106,17 +84,19 @@ class SyncSession:
         self._remote: Remote | None = None
         self.state = MirrorState.load(self.dest, options.source)
         self._state_lock = threading.Lock()
-        self._report_lock = threading.Lock()
+        self.report_lock = threading.Lock()
         self._last_save = time.monotonic()
         self._dirty = False
         self.stop = threading.Event()
         self.pool = ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="mamamia-sync")
         self.cohort_cases: set[str] | None = None
         self.listing_complete = True
-        self._client: Any = None
-        self._downloader: Downloader | None = None
-        self._bytes_bar: _Bar | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="mamamia-sync-")
+
+    @property
+    def scratch(self) -> Path:
+        """A private temporary folder, removed by `close`."""
+        return Path(self._tmp.name)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -135,7 +115,7 @@ class SyncSession:
         return self._remote
 
     def add(self, result: FileResult) -> None:
-        with self._report_lock:
+        with self.report_lock:
             self.report.add(result)
 
     def record(self, synapse_id: str, entry: Entry) -> None:
@@ -167,8 +147,6 @@ class SyncSession:
         try:
             self.save_state()
         finally:
-            if self._client is not None:
-                self._client.close()
             self._tmp.cleanup()
 
     def map(
@@ -183,6 +161,13 @@ class SyncSession:
                 if bar is not None:
                     bar.update(1)
                 yield future.result()
+
+    def stat_matches(self, entry: Entry) -> bool:
+        """The local file at ``entry.path`` still has the size and mtime recorded."""
+        try:
+            return entry.stat_matches(local_path(self.dest, entry.path.split("/")))
+        except UnsafeName:
+            return False
 
     # ------------------------------------------------------------------ selection
     def selected(self, segments: tuple[str, ...]) -> bool:

@@ -12,11 +12,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 import mamamia
+from mamamia_server._catalog_state import CatalogState
 from mamamia_server._deps import SettingsDep, StateDep
 from mamamia_server._formats import jsonable
 from mamamia_server._problems import ApiError, problem_responses
-from mamamia_server._state import CatalogState
-from mamamia_server._volumes import (
+from mamamia_server._volume_reads import (
     RANGE_PATTERN,
     crop_answer,
     cut,
@@ -42,7 +42,7 @@ class CaseFields(BaseModel):
     fields: dict[str, Any] = Field(description="Every column of the cases row.")
 
 
-class VolumeInfo(BaseModel):
+class CaseVolume(BaseModel):
     model_config = {"extra": "allow"}
 
     kind: str
@@ -59,7 +59,7 @@ class VolumeInfo(BaseModel):
 class CaseVolumes(BaseModel):
     catalog_version: str
     patient_id: str
-    volumes: list[VolumeInfo]
+    volumes: list[CaseVolume]
 
 
 def _case(state: CatalogState, case_id: str) -> mamamia.Case:
@@ -90,7 +90,7 @@ def case_volumes(state: StateDep, case_id: CaseId) -> CaseVolumes:
     for row in case.volumes:
         item = {k: jsonable(v) for k, v in row.items() if k != "patient_id"}
         item["zarr_url"] = zarr_url(str(row["zarr_path"]))
-        volumes.append(VolumeInfo.model_validate(item))
+        volumes.append(CaseVolume.model_validate(item))
     return CaseVolumes(catalog_version=state.version, patient_id=case.patient_id, volumes=volumes)
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from mamamia_server._catalog_state import CatalogState
 from mamamia_server._cursor import decode_cursor, encode_cursor
 from mamamia_server._deps import VERSION_PATTERN, SettingsDep, StateDep, take_state
 from mamamia_server._formats import (
@@ -23,7 +24,6 @@ from mamamia_server._formats import (
 from mamamia_server._problems import ApiError, problem_responses
 from mamamia_server._query import QuerySpec, facet_counts, run_page
 from mamamia_server._settings import ServerSettings
-from mamamia_server._state import CatalogState
 
 __all__ = ["router"]
 

@@ -77,10 +77,8 @@ def zarr_file(
     target = (base / "/".join(parts)).resolve()
     if not target.is_relative_to(base):
         raise _not_found(path)
-    ensure = getattr(state, "ensure_file", None)
-    if ensure is not None:
-        # A catalog on object storage: bring the file into the local cache first.
-        ensure("volumes/" + "/".join(parts))
+    # A catalog on object storage: bring the file into the local cache first.
+    state.ensure_file("volumes/" + "/".join(parts))
     try:
         info = os.stat(target)
     except OSError:

@@ -3,40 +3,48 @@
 A ``CatalogState`` is one catalog version: its manifest, a query engine over the Parquet files
 that manifest names, and an SDK ``Catalog`` for the volumes. ``CatalogHolder`` keeps the current
 state in one attribute; a request takes it once (``holder.current()``) and uses only that state,
-so one answer never mixes two versions. The check for a new catalog.json is throttled to one
-``stat`` per poll interval; a request pinned to another version forces one before answering 409.
+so one answer never mixes two versions. Where the catalog lives is a ``CatalogSource``
+(``_catalog_source``: a folder, or an object store): it loads a version and says cheaply
+whether catalog.json changed. The check is throttled to one per poll interval; a request
+pinned to another version forces one before answering 409.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 import mamamia
-from mamamia._manifest import read_manifest
-from mamamia_server._engine import QueryEngine
 from mamamia_server._limits import QueryLimits
+from mamamia_server._query_engine import QueryEngine
 
-__all__ = ["CatalogHolder", "CatalogState"]
+__all__ = ["CatalogHolder", "CatalogSource", "CatalogState", "level_path", "table_paths"]
 
 _CASE_CACHE = 256
 _MEMO_SIZE = 1024
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return (info.st_mtime_ns, info.st_size, info.st_ino)
+class CatalogSource(Protocol):
+    """Where a served catalog lives: builds the state of its current version."""
+
+    def load(self, limits: QueryLimits) -> CatalogState:
+        """The state of the version catalog.json names now."""
+        ...
+
+    def changed(self, state: CatalogState) -> bool:
+        """Whether catalog.json names another version than ``state`` (cheap; may raise)."""
+        ...
+
+    def ensure_file(self, state: CatalogState, relative: str) -> None:
+        """Make ``relative`` (``volumes/...``) readable under ``state.root`` if it exists."""
+        ...
 
 
 @dataclass(eq=False)
@@ -49,6 +57,7 @@ class CatalogState:
     engine: QueryEngine
     catalog: mamamia.Catalog
     stamp: tuple[int, int, int] | None
+    source: CatalogSource
     _cases: OrderedDict[str, mamamia.Case] = field(default_factory=OrderedDict)
     _levels: dict[str, Any] = field(default_factory=dict)
     _volumes: OrderedDict[tuple[str, str], mamamia.Volume] = field(default_factory=OrderedDict)
@@ -69,6 +78,11 @@ class CatalogState:
             while len(self._volumes) > 3 * _CASE_CACHE:
                 self._volumes.popitem(last=False)
         return volume
+
+    def ensure_file(self, relative: str) -> None:
+        """Make ``relative`` (``volumes/...``) readable under ``root`` (fetched from an object
+        store into the cache; nothing to do for a folder)."""
+        self.source.ensure_file(self, relative)
 
     def opened_volume(self, patient_id: str, kind: str) -> mamamia.Volume | None:
         """The volume if it is open already (no query, no I/O): async routes use it."""
@@ -144,7 +158,7 @@ def level_path(zarr_path: str, level: int) -> str | None:
     return f"{head}/{level}"
 
 
-def _table_paths(root: Path, manifest: Mapping[str, Any]) -> dict[str, Path]:
+def table_paths(root: Path, manifest: Mapping[str, Any]) -> dict[str, Path]:
     paths: dict[str, Path] = {}
     resolved_root = root.resolve()
     for name, ref in manifest["tables"].items():
@@ -155,40 +169,16 @@ def _table_paths(root: Path, manifest: Mapping[str, Any]) -> dict[str, Path]:
     return paths
 
 
-def load_state(root: Path, limits: QueryLimits) -> CatalogState:
-    """Build the state of the version catalog.json names now (retrying a concurrent swap)."""
-    last: Exception | None = None
-    for _ in range(3):
-        stamp = _stamp(root / "catalog.json")
-        manifest = read_manifest(root)
-        catalog = mamamia.open(root)
-        if catalog.version != manifest["catalog_version"]:
-            # catalog.json was replaced between the two reads; take the newer one whole.
-            catalog.close()
-            last = mamamia.CatalogError("catalog.json changed while it was being opened")
-            continue
-        manifest = catalog.manifest
-        engine = QueryEngine(_table_paths(root, manifest), limits)
-        return CatalogState(
-            root=root,
-            version=str(manifest["catalog_version"]),
-            manifest=manifest,
-            engine=engine,
-            catalog=catalog,
-            stamp=stamp,
-        )
-    assert last is not None
-    raise last
-
-
 class CatalogHolder:
-    """The current ``CatalogState`` of a catalog folder, refreshed when catalog.json changes."""
+    """The current ``CatalogState`` of a catalog source, refreshed when catalog.json changes."""
 
-    def __init__(self, root: Path, limits: QueryLimits, poll_s: float = 1.0) -> None:
-        self.root = root
+    def __init__(self, source: CatalogSource, limits: QueryLimits, poll_s: float = 1.0) -> None:
+        self.source = source
         self.limits = limits
         self.poll_s = poll_s
-        self._state = load_state(root, limits)
+        self._state = source.load(limits)
+        #: where the served files are read (the folder, or an object store's local cache)
+        self.root = self._state.root
         self._checked = time.monotonic()
         self._reload_lock = threading.Lock()
         #: the last reload failure (shown by /v1/health), None once a reload succeeds
@@ -232,18 +222,13 @@ class CatalogHolder:
             return
         try:
             self._checked = time.monotonic()
-            stamp = _stamp(self.root / "catalog.json")
-            if stamp is None or stamp == self._state.stamp:
-                return
             try:
-                manifest = read_manifest(self.root)
-                if manifest["catalog_version"] == self._state.version:
-                    self._state.stamp = stamp
-                    return
-                self._state = load_state(self.root, self.limits)
-                self.last_error = None
+                if self.source.changed(self._state):
+                    self._state = self.source.load(self.limits)
+                    self.last_error = None
             except (mamamia.MamamiaError, OSError, ValueError) as exc:
-                # A broken new catalog must not take the served one down; health reports it.
+                # A broken new catalog (or an unreachable store) must not take the served one
+                # down; health reports it.
                 self.last_error = f"{type(exc).__name__}: {exc}"
         finally:
             self._reload_lock.release()

@@ -1,6 +1,6 @@
 """The mirror's own state file: what we fetched, and what the local copy looked like after.
 
-``DEST/.mamamia-sync/state.json``, replaced atomically (temp file, fsync, ``os.replace``), so a
+``DEST/.mamamia-sync/state.json``, replaced atomically (``write_atomic`` with fsync), so a
 kill at any moment leaves either the old or the new state. A file present on disk but missing
 from the state (killed between the rename and the next state write) is hashed once and adopted.
 """
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mamamia._atomic import write_atomic
 from mamamia._sync._paths import STATE_DIR
 from mamamia._sync._report import SyncError
 
@@ -85,23 +85,12 @@ class MirrorState:
         return state
 
     def save(self, dest: Path) -> None:
-        directory = self.state_dir(dest)
-        directory.mkdir(parents=True, exist_ok=True)
         body = {
             "format": FORMAT,
             "source": self.source,
             "files": {k: asdict(v) for k, v in sorted(self.files.items())},
         }
-        fd, tmp = tempfile.mkstemp(prefix="state.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(body, handle, indent=1)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path_for(dest))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path_for(dest), json.dumps(body, indent=1), fsync=True)
 
 
 class StateLock:

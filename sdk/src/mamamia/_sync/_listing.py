@@ -20,6 +20,7 @@ __all__ = [
     "FILE_TYPE",
     "FOLDER_TYPE",
     "HandleInfo",
+    "Listed",
     "Remote",
     "RemoteError",
     "SynapseRemote",
@@ -48,6 +49,20 @@ def check_synapse_id(value: str, what: str = "--from") -> str:
     if not _SYN_ID.fullmatch(value or ""):
         raise SyncError(f"{what}: {value!r} is not a Synapse id like syn60868042")
     return value
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One file of the upstream listing: its entity id, path segments and version."""
+
+    synapse_id: str
+    segments: tuple[str, ...]
+    version: int
+    modified_on: str | None
+
+    @property
+    def path(self) -> str:
+        return "/".join(self.segments)
 
 
 @dataclass(frozen=True)

@@ -13,82 +13,93 @@ Per listed file (``/entity/children`` gives id, name, version, modifiedOn):
 Ids in the state that the (complete) listing no longer has are deletions upstream: reported,
 and removed with ``delete=True``. Per-file failures never raise: they land in the report.
 
-The run class is built in layers: ``_session`` (options, thread pool, state and report
-bookkeeping, listing), ``_per_file`` (steps 1-3 for each file), and here the phases of a whole
-run (deletions, verify and repair, the cohort's tables) and :func:`run`.
+A run wires three parts together: a ``SyncSession`` (thread pool, state and report
+bookkeeping, listing), the pure plans of ``_mirror_plan`` (step 1 and the deletions, decided
+from the listing and the state alone) and a ``FileFetcher`` (steps 2-3); here are the phases of
+a whole run (deletions, verify and repair, the cohort's tables) and :func:`run`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mamamia._sync._cohort import find_clinical_table, is_table_file, select_cases
+from mamamia._atomic import write_atomic
+from mamamia._sync._cohort_filter import find_clinical_table, is_table_file, select_cases
 from mamamia._sync._download import Downloader, DownloadFailed, md5_file, partial_path
+from mamamia._sync._listing import Remote, check_synapse_id
+from mamamia._sync._mirror_plan import plan_deletions
+from mamamia._sync._mirror_state import Entry, MirrorState, StateLock
 from mamamia._sync._paths import UnsafeName, local_path
-from mamamia._sync._per_file import PerFileSync, _prune_empty
-from mamamia._sync._remote import Remote, check_synapse_id
+from mamamia._sync._per_file import FileFetcher, prune_empty
 from mamamia._sync._report import FileResult, SyncError, SyncReport
-from mamamia._sync._session import Options, _Bar
-from mamamia._sync._state import Entry, MirrorState, StateLock
+from mamamia._sync._session import SyncSession, _Bar
+from mamamia._sync._sync_options import SyncOptions
 
 __all__ = ["run"]
 
 
-class _Sync(PerFileSync):
-    """One run: the per-file steps plus the phases of a whole run."""
+class _SyncRun:
+    """One run: a session and a fetcher, wired through the plans, phase by phase."""
+
+    def __init__(self, session: SyncSession) -> None:
+        self.s = session
+        self.fetcher = FileFetcher(session)
+
+    def close(self) -> None:
+        try:
+            self.s.close()
+        finally:
+            self.fetcher.close()
 
     # ------------------------------------------------------------------ phases
     def deletions(self, listed_ids: set[str]) -> None:
-        if not self.listing_complete:
-            self.report.warnings.append(
+        if not self.s.listing_complete:
+            self.s.report.warnings.append(
                 "the listing was incomplete, so upstream deletions were not checked"
             )
             return
-        live_paths = {e.path for i, e in self.state.files.items() if i in listed_ids}
-        for syn_id, entry in sorted(self.state.files.items(), key=lambda kv: kv[1].path):
-            if syn_id in listed_ids or not self.selected(tuple(entry.path.split("/"))):
-                continue
-            if entry.path in live_paths:
-                # Deleted and uploaded again under the same name: the new entity owns the file.
-                if not self.o.dry_run:
-                    self.forget(syn_id)
-                continue
-            if not self.o.delete or self.o.dry_run:
+        plan = plan_deletions(
+            listed_ids, self.s.state.files, lambda path: self.s.selected(tuple(path.split("/")))
+        )
+        if not self.s.o.dry_run:
+            for syn_id in plan.replaced:
+                self.s.forget(syn_id)
+        for syn_id, entry in plan.gone:
+            if not self.s.o.delete or self.s.o.dry_run:
                 reason = (
                     "would be removed (--delete)"
-                    if self.o.delete
+                    if self.s.o.delete
                     else "kept locally; --delete removes it"
                 )
-                self.add(
+                self.s.add(
                     FileResult(
                         entry.path, syn_id, "deleted_upstream", size=entry.size, reason=reason
                     )
                 )
                 continue
-            self.add(
+            self.s.add(
                 FileResult(
                     entry.path, syn_id, "deleted_upstream", size=entry.size, reason="removed"
                 )
             )
             try:
-                path = local_path(self.dest, entry.path.split("/"))
+                path = local_path(self.s.dest, entry.path.split("/"))
                 path.unlink(missing_ok=True)
-                _prune_empty(path.parent, self.dest)
+                prune_empty(path.parent, self.s.dest)
             except UnsafeName:
                 pass  # never ours to delete
             except OSError as exc:
                 reason = f"could not remove: {type(exc).__name__}: {exc}"
-                self.add(FileResult(entry.path, syn_id, "failed", size=entry.size, reason=reason))
+                self.s.add(FileResult(entry.path, syn_id, "failed", size=entry.size, reason=reason))
                 continue
-            self.forget(syn_id)
-            self.add(FileResult(entry.path, syn_id, "removed", size=entry.size))
+            self.s.forget(syn_id)
+            self.s.add(FileResult(entry.path, syn_id, "removed", size=entry.size))
 
     def verify(self) -> set[str]:
         """Re-hash every selected file in the state; return the ids that differ.
@@ -96,18 +107,26 @@ class _Sync(PerFileSync):
         Offline: ``--include`` and ``--cohort`` select from the state (the cohort is evaluated on
         the local clinical table).
         """
-        if self.o.cohort is not None and self.cohort_cases is None:
-            self.cohort_cases = set(select_cases(find_clinical_table(self.dest), self.o.cohort))
-            self.report.cohort_cases = sorted(self.cohort_cases)
+        if self.s.o.cohort is not None and self.s.cohort_cases is None:
+            self.s.cohort_cases = set(
+                select_cases(find_clinical_table(self.s.dest), self.s.o.cohort)
+            )
+            self.s.report.cohort_cases = sorted(self.s.cohort_cases)
         items = sorted(
-            (kv for kv in self.state.files.items() if self.selected(tuple(kv[1].path.split("/")))),
+            (
+                kv
+                for kv in self.s.state.files.items()
+                if self.s.selected(tuple(kv[1].path.split("/")))
+            ),
             key=lambda kv: kv[1].path,
         )
         bad: set[str] = set()
-        bar = _Bar(self.o.progress and bool(items), desc="verify", unit=" files", total=len(items))
+        bar = _Bar(
+            self.s.o.progress and bool(items), desc="verify", unit=" files", total=len(items)
+        )
         try:
-            for syn_id, result in self.map(self._verify_one, items, bar):
-                self.add(result)
+            for syn_id, result in self.s.map(self._verify_one, items, bar):
+                self.s.add(result)
                 if result.action == "mismatch":
                     bad.add(syn_id)
         finally:
@@ -125,7 +144,7 @@ class _Sync(PerFileSync):
     def _verify_file(self, item: tuple[str, Entry]) -> tuple[str, FileResult]:
         syn_id, entry = item
         try:
-            path = local_path(self.dest, entry.path.split("/"))
+            path = local_path(self.s.dest, entry.path.split("/"))
         except UnsafeName as exc:
             return syn_id, FileResult(entry.path, syn_id, "mismatch", entry.size, reason=str(exc))
         if not path.is_file():
@@ -139,9 +158,9 @@ class _Sync(PerFileSync):
                 entry.size,
                 reason=f"size {st.st_size}, expected {entry.size}",
             )
-        with self._report_lock:
-            self.report.files_hashed += 1
-        md5 = md5_file(path, self.stop)
+        with self.s.report_lock:
+            self.s.report.files_hashed += 1
+        md5 = md5_file(path, self.s.stop)
         if md5 != entry.md5:
             return syn_id, FileResult(
                 entry.path,
@@ -152,70 +171,70 @@ class _Sync(PerFileSync):
             )
         if not entry.stat_matches(path):
             # Same bytes, new mtime (touched, copied): remember it so stat-only checks pass again.
-            self.record(
+            self.s.record(
                 syn_id, replace(entry, local_mtime_ns=st.st_mtime_ns, local_size=st.st_size)
             )
         return syn_id, FileResult(entry.path, syn_id, "verified", entry.size)
 
     def run_sync(self, force: set[str] | None = None) -> None:
-        root = check_synapse_id(self.o.source)
-        top_files, top_folders = self.walk([(root, ())], recurse=False)
-        if not top_files and not top_folders and self.listing_complete:
-            self.report.warnings.append(
+        root = check_synapse_id(self.s.o.source)
+        top_files, top_folders = self.s.walk([(root, ())], recurse=False)
+        if not top_files and not top_folders and self.s.listing_complete:
+            self.s.report.warnings.append(
                 f"{root} lists no files or folders (is it a project or folder you can read?)"
             )
         listed = list(top_files)
-        if self.o.cohort is not None:
+        if self.s.o.cohort is not None:
             tables = [f for f in top_files if is_table_file(f.segments)]
-            self.process(tables, force)
-            self.cohort_cases = set(self._cohort_cases())
-            self.report.cohort_cases = sorted(self.cohort_cases)
-            top_folders = [f for f in top_folders if not self.pruned(f[1])]
-            below, _ = self.walk(top_folders, recurse=True)
+            self.fetcher.process(tables, force)
+            self.s.cohort_cases = set(self._cohort_cases())
+            self.s.report.cohort_cases = sorted(self.s.cohort_cases)
+            top_folders = [f for f in top_folders if not self.s.pruned(f[1])]
+            below, _ = self.s.walk(top_folders, recurse=True)
             listed += below
-            rest = [f for f in below if self.selected(f.segments)]
+            rest = [f for f in below if self.s.selected(f.segments)]
         else:
-            below, _ = self.walk(top_folders, recurse=True)
+            below, _ = self.s.walk(top_folders, recurse=True)
             listed += below
-            rest = [f for f in listed if self.selected(f.segments)]
-        self.report.files_listed = len(listed)
-        self.report.files_selected = len(rest) + (
+            rest = [f for f in listed if self.s.selected(f.segments)]
+        self.s.report.files_listed = len(listed)
+        self.s.report.files_selected = len(rest) + (
             len([f for f in top_files if is_table_file(f.segments)])
-            if self.o.cohort is not None
+            if self.s.o.cohort is not None
             else 0
         )
-        self.process(rest, force)
+        self.fetcher.process(rest, force)
         self.deletions({f.synapse_id for f in listed})
 
     def _cohort_cases(self) -> list[str]:
-        assert self.o.cohort is not None
+        assert self.s.o.cohort is not None
         try:
-            clinical = find_clinical_table(self.dest)
+            clinical = find_clinical_table(self.s.dest)
         except (SyncError, FileNotFoundError):
             clinical = None
         pending = [
             r
-            for r in self.report.would_download
+            for r in self.s.report.would_download
             if r.path.lower() == "clinical_and_imaging_info.xlsx"
         ]
-        if self.o.dry_run and pending:
+        if self.s.o.dry_run and pending:
             # A dry run never writes into the mirror: fetch the table to a temporary folder.
             clinical = self._fetch_aside(pending[0])
         if clinical is None:
-            failed = [r for r in self.report.failed if r.path.lower().endswith(".xlsx")]
+            failed = [r for r in self.s.report.failed if r.path.lower().endswith(".xlsx")]
             detail = f" ({failed[0].reason})" if failed else ""
             raise SyncError(f"--cohort: could not fetch clinical_and_imaging_info.xlsx{detail}")
-        return select_cases(clinical, self.o.cohort)
+        return select_cases(clinical, self.s.o.cohort)
 
     def _fetch_aside(self, result: FileResult) -> Path:
-        info = self.remote.handle(result.synapse_id)
-        target = Path(self._tmp.name) / "tables" / "clinical_and_imaging_info.xlsx"
+        info = self.s.remote.handle(result.synapse_id)
+        target = self.s.scratch / "tables" / "clinical_and_imaging_info.xlsx"
         target.parent.mkdir(parents=True, exist_ok=True)
         downloader = Downloader(
-            self._ensure_client(),
-            self.o.policy,
-            Path(self._tmp.name) / "partials",
-            self.stop,
+            self.fetcher.ensure_client(),
+            self.s.o.policy,
+            self.s.scratch / "partials",
+            self.s.stop,
             on_progress=lambda n: None,
             on_network_bytes=lambda n: None,
         )
@@ -226,7 +245,7 @@ class _Sync(PerFileSync):
                 info.file_handle_id,
                 info.md5,
                 info.size,
-                lambda: self.remote.download_url(info.file_handle_id, result.synapse_id),
+                lambda: self.s.remote.download_url(info.file_handle_id, result.synapse_id),
             )
         except DownloadFailed as exc:
             raise SyncError(
@@ -235,20 +254,9 @@ class _Sync(PerFileSync):
         os.replace(partial, target)
         return target
 
-    def _ensure_client(self) -> Any:
-        self._ensure_downloader()
-        return self._client
 
-
-def run(options: Options, remote_factory: Callable[[], Remote] | None = None) -> SyncReport:
+def run(options: SyncOptions, remote_factory: Callable[[], Remote] | None = None) -> SyncReport:
     """Run one sync (or verify) as ``options`` say; see :func:`mamamia.sync`."""
-    if options.repair and not options.verify:
-        raise SyncError("--repair goes with --verify")
-    if options.jobs < 1:
-        raise SyncError(f"--jobs must be at least 1, not {options.jobs}")
-    check_synapse_id(options.source)
-    # Resolved once: every local path is proven to stay under this exact folder.
-    options = replace(options, dest=options.dest.expanduser().resolve())
     dest = options.dest
     if dest.exists() and not dest.is_dir():
         raise SyncError(f"DEST {dest} exists and is not a folder")
@@ -261,41 +269,34 @@ def run(options: Options, remote_factory: Callable[[], Remote] | None = None) ->
         else contextlib.nullcontext()
     )
     with lock:
-        job = _Sync(options, remote_factory)
+        job = _SyncRun(SyncSession(options, remote_factory))
         try:
             if options.verify:
-                if not job.state.files:
+                if not job.s.state.files:
                     raise SyncError(f"{dest} has no sync state to verify; run mamamia sync first")
                 bad = job.verify()
                 if options.repair and bad:
                     job.run_sync(force=bad)
-                    repaired = {r.synapse_id for r in job.report.repaired}
-                    job.report.mismatched = [
-                        r for r in job.report.mismatched if r.synapse_id not in repaired
+                    report = job.s.report
+                    repaired = {r.synapse_id for r in report.repaired}
+                    report.mismatched = [
+                        r for r in report.mismatched if r.synapse_id not in repaired
                     ]
             else:
                 job.run_sync()
         except KeyboardInterrupt:
-            job.stop.set()
+            job.s.stop.set()
             raise
         finally:
             job.close()
         if not options.dry_run:
-            _write_report(dest, job.report)
-        return job.report
+            _write_report(dest, job.s.report)
+        return job.s.report
 
 
 def _write_report(dest: Path, report: SyncReport) -> None:
     """``DEST/.mamamia-sync/last-report.json``: the last run's full report, for later reading."""
     import json
 
-    directory = MirrorState.state_dir(dest)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="last-report.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({**report.to_dict(), "finished": time.time()}, handle, indent=1)
-        os.replace(tmp, directory / "last-report.json")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    body = json.dumps({**report.to_dict(), "finished": time.time()}, indent=1)
+    write_atomic(MirrorState.state_dir(dest) / "last-report.json", body)
