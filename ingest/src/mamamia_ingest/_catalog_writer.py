@@ -23,6 +23,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mamamia import MamamiaError
+
 __all__ = [
     "CatalogLocked",
     "PreviousCatalog",
@@ -35,7 +37,7 @@ __all__ = [
 ]
 
 
-class CatalogLocked(Exception):
+class CatalogLocked(MamamiaError):
     """Another ingest holds the catalog."""
 
 

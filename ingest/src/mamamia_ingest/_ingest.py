@@ -28,7 +28,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
-from mamamia import read_clinical_table, read_patient_info, read_quality_scores, read_splits
+from mamamia import (
+    MamamiaError,
+    read_clinical_table,
+    read_patient_info,
+    read_quality_scores,
+    read_splits,
+)
 from mamamia._objstore import is_store_url
 from mamamia_ingest._catalog_writer import (
     CatalogLocked,
@@ -60,7 +66,7 @@ from mamamia_schema import (
 __all__ = ["IngestError", "IngestReport", "ingest"]
 
 
-class IngestError(Exception):
+class IngestError(MamamiaError):
     """The ingest cannot run at all (missing clinical table, bad arguments, locked catalog)."""
 
 

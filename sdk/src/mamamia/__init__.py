@@ -10,6 +10,7 @@ from mamamia._catalog import Catalog, Citation, connect, open
 from mamamia._cohort import Cohort, CohortChange, CohortChangedWarning, load_cohort
 from mamamia._crops import CropStream, GridStitcher
 from mamamia._errors import (
+    PROBLEM_TYPE_BASE,
     AuthenticationError,
     CatalogError,
     CatalogFormatError,
@@ -21,11 +22,13 @@ from mamamia._errors import (
     MamamiaError,
     NotFoundError,
     QueryError,
+    QueryFailed,
     QueryRejected,
     QueryTimeout,
     QueryTooLarge,
     TableReadError,
     TransportError,
+    UnknownTable,
 )
 from mamamia._raw_files import RawFiles, find_raw_file, locate_raw_files
 from mamamia._sync import FileResult, SyncError, SyncReport, sync
@@ -41,6 +44,7 @@ from mamamia._tables import (
 from mamamia._volume import Geometry, Volume
 
 __all__ = [
+    "PROBLEM_TYPE_BASE",
     "AuthenticationError",
     "Case",
     "Catalog",
@@ -64,6 +68,7 @@ __all__ = [
     "NotFoundError",
     "QualityTable",
     "QueryError",
+    "QueryFailed",
     "QueryRejected",
     "QueryTimeout",
     "QueryTooLarge",
@@ -73,6 +78,7 @@ __all__ = [
     "SyncReport",
     "TableReadError",
     "TransportError",
+    "UnknownTable",
     "Volume",
     "connect",
     "find_raw_file",

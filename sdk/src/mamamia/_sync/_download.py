@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mamamia._sync._report import SyncError
+
 if TYPE_CHECKING:
     import httpx
 
@@ -60,7 +62,7 @@ class RetryPolicy:
         return jittered
 
 
-class DownloadFailed(Exception):
+class DownloadFailed(SyncError):
     def __init__(self, reason: str, attempts: int) -> None:
         super().__init__(reason)
         self.reason = reason
