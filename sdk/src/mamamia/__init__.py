@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from mamamia._case import Case
-from mamamia._catalog import Catalog, Citation, connect, open
+from mamamia._catalog import Catalog, Citation
 from mamamia._cohort import Cohort, CohortChange, CohortChangedWarning, load_cohort
 from mamamia._crops import CropStream, GridStitcher
 from mamamia._errors import (
@@ -30,6 +30,7 @@ from mamamia._errors import (
     TransportError,
     UnknownTable,
 )
+from mamamia._open import connect, open
 from mamamia._raw_files import RawFiles, find_raw_file, locate_raw_files
 from mamamia._sync import FileResult, SyncError, SyncReport, sync
 from mamamia._tables import (

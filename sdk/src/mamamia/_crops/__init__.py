@@ -55,11 +55,8 @@ def crop_stream(
 ) -> CropStream:
     """The crops of ``cohort`` (see ``Catalog.crops`` and docs/crops.md)."""
     if threads is None:
-        from mamamia._local import LocalBackend
-
         # Local reads are CPU-bound (decompression); remote ones wait on the network.
-        local = isinstance(catalog._backend, LocalBackend)
-        threads = min(4, os.cpu_count() or 1) if local else REMOTE_THREADS
+        threads = REMOTE_THREADS if catalog.remote else min(4, os.cpu_count() or 1)
     config = make_config(
         size=size,
         phases=phases,

@@ -348,17 +348,4 @@ class _ReaderCache:
 
 def catalog_opener(catalog: Catalog) -> Callable[[], Catalog] | None:
     """A picklable callable that reopens ``catalog`` (in a DataLoader worker), or None."""
-    from functools import partial
-
-    from mamamia._catalog import open as open_local
-    from mamamia._local import LocalBackend
-
-    backend = catalog._backend
-    if isinstance(backend, LocalBackend):
-        return partial(open_local, str(backend.root))
-    # Other backends (the server's) may say how to reopen themselves.
-    reopener = getattr(backend, "reopener", None)
-    if callable(reopener):
-        opener: Callable[[], Catalog] = reopener()
-        return opener
-    return None
+    return catalog.reopener()
