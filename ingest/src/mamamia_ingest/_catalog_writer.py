@@ -27,6 +27,7 @@ from mamamia import MamamiaError
 
 __all__ = [
     "CatalogLocked",
+    "IngestError",
     "PreviousCatalog",
     "atomic_write",
     "catalog_lock",
@@ -37,7 +38,11 @@ __all__ = [
 ]
 
 
-class CatalogLocked(MamamiaError):
+class IngestError(MamamiaError):
+    """The ingest cannot run at all (missing clinical table, bad arguments, locked catalog)."""
+
+
+class CatalogLocked(IngestError):
     """Another ingest holds the catalog."""
 
 

@@ -29,15 +29,15 @@ from pydantic import BaseModel, Field
 from tqdm import tqdm
 
 from mamamia import (
-    MamamiaError,
     read_clinical_table,
     read_patient_info,
     read_quality_scores,
     read_splits,
 )
-from mamamia._objstore import is_store_url
+from mamamia.objstore import is_store_url
 from mamamia_ingest._catalog_writer import (
     CatalogLocked,
+    IngestError,
     atomic_write,
     catalog_lock,
     collect_garbage,
@@ -64,10 +64,6 @@ from mamamia_schema import (
 )
 
 __all__ = ["IngestError", "IngestReport", "ingest"]
-
-
-class IngestError(MamamiaError):
-    """The ingest cannot run at all (missing clinical table, bad arguments, locked catalog)."""
 
 
 class IngestReport(BaseModel):
@@ -208,7 +204,7 @@ def ingest(
         from mamamia_ingest._publish import ingest_to_store
 
         report: IngestReport = ingest_to_store(
-            raw, str(catalog), jobs=jobs, cases=cases, tables_only=tables_only, strict=strict,
+            raw, str(catalog), ingest, jobs=jobs, cases=cases, tables_only=tables_only, strict=strict,
             chunks=chunks, max_volume_bytes=max_volume_bytes, progress=progress,
             executor=executor, scheduler=scheduler,
         )  # fmt: skip

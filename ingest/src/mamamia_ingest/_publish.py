@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mamamia._objstore import ObjectStore, read_store_manifest, store_cache_dir
+from mamamia.objstore import ObjectStore, read_store_manifest, store_cache_dir
+from mamamia_ingest._catalog_writer import IngestError
 
 __all__ = ["PublishReport", "generations_of", "ingest_to_store", "publish", "staging_dir"]
 
@@ -140,11 +141,11 @@ def publish(staging: Path, store: ObjectStore, *, delete_unnamed: bool = True) -
     return report
 
 
-def ingest_to_store(raw: str | os.PathLike[str], url: str, **options: Any) -> Any:
-    """``ingest(raw, url)`` for an ``s3://`` URL: stage locally, then publish (returns the
-    IngestReport, with ``catalog`` set to the URL)."""
-    from mamamia_ingest._ingest import IngestError, ingest
-
+def ingest_to_store(
+    raw: str | os.PathLike[str], url: str, ingest: Callable[..., Any], **options: Any
+) -> Any:
+    """``ingest(raw, url)`` for an ``s3://`` URL: stage locally with ``ingest``, then publish
+    (returns the IngestReport, with ``catalog`` set to the URL)."""
     try:
         store = ObjectStore(url)
     except ValueError as exc:

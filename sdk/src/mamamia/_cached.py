@@ -26,10 +26,10 @@ import zarr
 from mamamia._backend import Backend
 from mamamia._chunks import open_chunk_array
 from mamamia._errors import CatalogFormatError, NotFoundError
-from mamamia._store import ChunkCache, HttpCachedStore, prefetch_arrays
+from mamamia._store import ChunkCache, HttpCachedStore, atomic_write_bytes, prefetch_arrays
 from mamamia._volume import ArrayLike
 
-__all__ = ["CACHE_ENV", "CachedBackend", "atomic_write", "cache_root", "link_or_copy"]
+__all__ = ["CACHE_ENV", "CachedBackend", "cache_root", "link_or_copy"]
 
 #: Environment variable for the cache root (default ~/.cache/mamamia).
 CACHE_ENV = "MAMAMIA_CACHE_DIR"
@@ -38,13 +38,6 @@ CACHE_ENV = "MAMAMIA_CACHE_DIR"
 def cache_root() -> Path:
     """``$MAMAMIA_CACHE_DIR``, else ``~/.cache/mamamia``."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "mamamia")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.partial-{os.getpid()}-{threading.get_ident()}")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -132,7 +125,7 @@ class CachedBackend(ABC):
                         f"{self.url}: table {name!r} file {relative} does not match the "
                         "manifest's sha256"
                     )
-                atomic_write(target, data)
+                atomic_write_bytes(target, data)
             for view in views:
                 link_or_copy(target, view / relative)
             files[str(name)] = target
@@ -142,7 +135,7 @@ class CachedBackend(ABC):
         for folder in (*views, self.cache.root):
             current = folder / "catalog.json"
             if not current.is_file() or current.read_text(encoding="utf-8") != text:
-                atomic_write(current, text.encode("utf-8"))
+                atomic_write_bytes(current, text.encode("utf-8"))
         return files
 
     def fetch(self, relative: str) -> bytes | None:

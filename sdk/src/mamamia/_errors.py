@@ -23,7 +23,7 @@
     │   ├── RemoteError              a Synapse call failed after its retries
     │   └── DownloadFailed           one file could not be downloaded
     ├── IngestError                  an ingest cannot run at all (mamamia_ingest)
-    ├── CatalogLocked                another ingest holds the catalog (mamamia_ingest)
+    │   └── CatalogLocked            another ingest holds the catalog
     └── NiftiError                   one volume cannot be ingested (mamamia_ingest)
 
 Each class carries its HTTP answer: ``status``, the problem ``slug`` (the problem+json ``type`` is

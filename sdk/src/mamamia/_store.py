@@ -36,6 +36,7 @@ __all__ = [
     "ChunkCache",
     "HttpCachedStore",
     "StrictLocalStore",
+    "atomic_write_bytes",
     "chunk_keys",
     "is_chunk_key",
     "prefetch_arrays",
@@ -121,7 +122,8 @@ class CacheStats:
     bytes_fetched: int = 0
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling, then rename it onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}{_PARTIAL_MARK}{uuid.uuid4().hex}")
     try:
@@ -166,7 +168,7 @@ class ChunkCache:
         return self.path(relative + EMPTY_SUFFIX).exists()
 
     def write(self, relative: str, data: bytes) -> None:
-        _atomic_write_bytes(self.path(relative), data)
+        atomic_write_bytes(self.path(relative), data)
         with self._lock:
             self.stats.misses += 1
             self.stats.bytes_fetched += len(data)
@@ -178,7 +180,7 @@ class ChunkCache:
             self.evict()
 
     def mark_empty(self, relative: str) -> None:
-        _atomic_write_bytes(self.path(relative + EMPTY_SUFFIX), b"")
+        atomic_write_bytes(self.path(relative + EMPTY_SUFFIX), b"")
 
     def entries(self) -> list[tuple[Path, int, float]]:
         """(path, size, last use) of every cached volume file."""

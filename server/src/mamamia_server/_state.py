@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 import mamamia
-from mamamia._manifest import read_manifest
+from mamamia.manifest import read_manifest
 from mamamia_server._engine import QueryEngine
 from mamamia_server._limits import QueryLimits
 
@@ -144,7 +144,7 @@ def level_path(zarr_path: str, level: int) -> str | None:
     return f"{head}/{level}"
 
 
-def _table_paths(root: Path, manifest: Mapping[str, Any]) -> dict[str, Path]:
+def table_paths(root: Path, manifest: Mapping[str, Any]) -> dict[str, Path]:
     paths: dict[str, Path] = {}
     resolved_root = root.resolve()
     for name, ref in manifest["tables"].items():
@@ -168,7 +168,7 @@ def load_state(root: Path, limits: QueryLimits) -> CatalogState:
             last = mamamia.CatalogError("catalog.json changed while it was being opened")
             continue
         manifest = catalog.manifest
-        engine = QueryEngine(_table_paths(root, manifest), limits)
+        engine = QueryEngine(table_paths(root, manifest), limits)
         return CatalogState(
             root=root,
             version=str(manifest["catalog_version"]),

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import mamamia
-from mamamia._objstore import ObjectStore, ObjectStoreBackend, is_store_url
+from mamamia.objstore import ObjectStore, ObjectStoreBackend, is_store_url
 from mamamia_server._engine import QueryEngine
 from mamamia_server._limits import QueryLimits
-from mamamia_server._state import CatalogHolder, CatalogState, _table_paths, level_path
+from mamamia_server._state import CatalogHolder, CatalogState, level_path, table_paths
 
 __all__ = ["StoreCatalogHolder", "StoreCatalogState", "store_url"]
 
@@ -87,7 +87,7 @@ def load_store_state(
     backend = ObjectStoreBackend(url, cache_dir=cache_dir, store=store)
     view = backend.table_folder
     manifest = backend.manifest
-    engine = QueryEngine(_table_paths(view, manifest), limits)
+    engine = QueryEngine(table_paths(view, manifest), limits)
     return StoreCatalogState(
         root=backend.cache.root,
         version=backend.version,

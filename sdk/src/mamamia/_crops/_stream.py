@@ -312,6 +312,7 @@ class CropStream:
             raise ImportError("stream.torch() needs PyTorch: pip install 'mamamia[torch]'") from exc
         return CropDataset(
             opener=catalog_opener(self.catalog),
+            stream_type=type(self),
             catalog=self.catalog,
             case_ids=self.case_ids,
             config=self.config,

@@ -21,11 +21,11 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from mamamia._crops._config import CropConfig
-from mamamia._crops._stream import CropStream
 from mamamia._errors import InvalidRequest
 
 if TYPE_CHECKING:
     from mamamia._catalog import Catalog
+    from mamamia._crops._stream import CropStream
 
 __all__ = ["CropDataset"]
 
@@ -43,6 +43,7 @@ class CropDataset(IterableDataset[dict[str, Any]]):
         self,
         *,
         opener: Callable[[], Catalog] | None,
+        stream_type: type[CropStream],
         catalog: Catalog | None = None,
         case_ids: Sequence[str],
         config: CropConfig,
@@ -53,6 +54,9 @@ class CropDataset(IterableDataset[dict[str, Any]]):
     ) -> None:
         super().__init__()
         self.opener = opener
+        # The stream's class is handed in (it pickles by name): this module is imported only
+        # by the stream, lazily, and so never imports it back.
+        self.stream_type = stream_type
         self.case_ids = list(case_ids)
         self.config = config
         self.epoch = epoch
@@ -80,7 +84,7 @@ class CropDataset(IterableDataset[dict[str, Any]]):
         if self._catalog is None:
             assert self.opener is not None  # a dataset without one is never unpickled
             self._catalog = self.opener()
-        return CropStream(
+        return self.stream_type(
             self._catalog,
             self.case_ids,
             self.config,

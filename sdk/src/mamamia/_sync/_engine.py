@@ -32,10 +32,10 @@ from typing import Any
 from mamamia._sync._cohort import find_clinical_table, is_table_file, select_cases
 from mamamia._sync._download import Downloader, DownloadFailed, md5_file, partial_path
 from mamamia._sync._paths import UnsafeName, local_path
-from mamamia._sync._per_file import PerFileSync, _prune_empty
+from mamamia._sync._per_file import PerFileSync, prune_empty
 from mamamia._sync._remote import Remote, check_synapse_id
 from mamamia._sync._report import FileResult, SyncError, SyncReport
-from mamamia._sync._session import Options, _Bar
+from mamamia._sync._session import Options, ProgressBar
 from mamamia._sync._state import Entry, MirrorState, StateLock
 
 __all__ = ["run"]
@@ -80,7 +80,7 @@ class _Sync(PerFileSync):
             try:
                 path = local_path(self.dest, entry.path.split("/"))
                 path.unlink(missing_ok=True)
-                _prune_empty(path.parent, self.dest)
+                prune_empty(path.parent, self.dest)
             except UnsafeName:
                 pass  # never ours to delete
             except OSError as exc:
@@ -104,7 +104,9 @@ class _Sync(PerFileSync):
             key=lambda kv: kv[1].path,
         )
         bad: set[str] = set()
-        bar = _Bar(self.o.progress and bool(items), desc="verify", unit=" files", total=len(items))
+        bar = ProgressBar(
+            self.o.progress and bool(items), desc="verify", unit=" files", total=len(items)
+        )
         try:
             for syn_id, result in self.map(self._verify_one, items, bar):
                 self.add(result)

@@ -24,7 +24,7 @@ from mamamia._sync._download import (
 from mamamia._sync._paths import UnsafeName, check_segment, local_path
 from mamamia._sync._remote import HandleInfo, RemoteError
 from mamamia._sync._report import Action, FileResult
-from mamamia._sync._session import Listed, SyncSession, _Bar
+from mamamia._sync._session import Listed, ProgressBar, SyncSession
 from mamamia._sync._state import Entry, MirrorState
 
 __all__ = ["PerFileSync"]
@@ -145,7 +145,7 @@ class PerFileSync(SyncSession):
                             )
                         target.parent.mkdir(parents=True, exist_ok=True)
                         os.replace(old, target)
-                        _prune_empty(old.parent, self.dest)
+                        prune_empty(old.parent, self.dest)
                         self.record(listed.synapse_id, self._entry(listed, info, entry.md5, target))
                         return FileResult(
                             listed.path,
@@ -250,7 +250,7 @@ class PerFileSync(SyncSession):
     def process(self, listed: list[Listed], force: set[str] | None = None) -> None:
         """Prepare every file, then fetch what needs fetching, with progress bars."""
         force = force or set()
-        bar = _Bar(
+        bar = ProgressBar(
             self.o.progress and bool(listed), desc="checking", unit=" files", total=len(listed)
         )
         jobs: list[_Job] = []
@@ -273,7 +273,7 @@ class PerFileSync(SyncSession):
         with self._report_lock:
             self.report.bytes_planned += planned
         self._ensure_downloader()
-        self._bytes_bar = _Bar(
+        self._bytes_bar = ProgressBar(
             self.o.progress,
             desc="download",
             unit="B",
@@ -299,7 +299,7 @@ def _glob_escape(name: str) -> str:
     return glob.escape(name)
 
 
-def _prune_empty(folder: Path, dest: Path) -> None:
+def prune_empty(folder: Path, dest: Path) -> None:
     while folder != dest and folder.is_relative_to(dest):
         try:
             folder.rmdir()

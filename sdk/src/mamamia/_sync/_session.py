@@ -58,7 +58,7 @@ class Listed:
         return "/".join(self.segments)
 
 
-class _Bar:
+class ProgressBar:
     """A tqdm bar on stderr, or nothing (progress=False, or tqdm missing)."""
 
     def __init__(self, enabled: bool, **kwargs: Any) -> None:
@@ -115,7 +115,7 @@ class SyncSession:
         self.listing_complete = True
         self._client: Any = None
         self._downloader: Downloader | None = None
-        self._bytes_bar: _Bar | None = None
+        self._bytes_bar: ProgressBar | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="mamamia-sync-")
 
     # ------------------------------------------------------------------ plumbing
@@ -172,7 +172,7 @@ class SyncSession:
             self._tmp.cleanup()
 
     def map(
-        self, fn: Callable[[Any], Any], items: list[Any], bar: _Bar | None = None
+        self, fn: Callable[[Any], Any], items: list[Any], bar: ProgressBar | None = None
     ) -> Iterator[Any]:
         """Run ``fn`` over ``items`` on the pool; yield results as they finish."""
         futures = [self.pool.submit(fn, item) for item in items]
@@ -213,7 +213,7 @@ class SyncSession:
         """List ``starts`` (id, path) and, if ``recurse``, everything below them."""
         files: list[Listed] = []
         folders: list[tuple[str, tuple[str, ...]]] = []
-        bar = _Bar(self.o.progress, desc="listing", unit=" folders")
+        bar = ProgressBar(self.o.progress, desc="listing", unit=" folders")
         futures: dict[Future[list[dict[str, Any]]], tuple[str, tuple[str, ...]]] = {
             self.pool.submit(self.remote.children, syn_id): (syn_id, segs)
             for syn_id, segs in starts
