@@ -33,7 +33,7 @@ PUBLIC: dict[str, set[str]] = {
         "FileResult", "Geometry", "GridStitcher", "InvalidRequest", "MamamiaError",
         "NotFoundError", "QualityTable", "QueryError", "QueryRejected", "QueryTimeout",
         "QueryTooLarge", "RawFiles", "SplitsTable", "SyncError", "SyncReport", "TableReadError",
-        "TransportError", "Volume", "connect", "find_raw_file", "load_cohort",
+        "TransportError", "Volume", "PROBLEM_TYPE_BASE", "QueryFailed", "UnknownTable", "connect", "find_raw_file", "load_cohort",
         "locate_raw_files", "open", "read_clinical_table", "read_patient_info",
         "read_quality_scores", "read_splits", "sync",
         "ATOMIC_TEMP_PREFIX", "atomic_write", "write_atomic", "CropOptions",

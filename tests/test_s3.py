@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,44 +16,7 @@ import pytest
 import SimpleITK as sitk
 
 import mamamia
-
-BUCKET = "mamamia-test"
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A moto S3 server on a random port, the AWS variables pointing at it; yields the endpoint."""
-    import urllib.request
-
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.setenv("AWS_ENDPOINT_URL", endpoint)
-        mp.setenv("MAMAMIA_CACHE_DIR", str(tmp_path_factory.mktemp("s3cache")))
-        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{BUCKET}", method="PUT"))
-        try:
-            yield endpoint
-        finally:
-            server.stop()
-
-
-@pytest.fixture(scope="module")
-def s3_catalog(s3: str, phantom_raw_dir: Path) -> str:
-    """The shared phantom ingested to s3://BUCKET/catalog (read-only by convention)."""
-    from mamamia_ingest import ingest
-
-    url = f"s3://{BUCKET}/catalog"
-    report = ingest(phantom_raw_dir, url, jobs=2, progress=False)
-    assert report.published, report.summary()
-    assert report.catalog == url
-    return url
+from conftest import BUCKET
 
 
 def _sorted(table: Any, key: str = "patient_id") -> list[dict[str, Any]]:

@@ -23,9 +23,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mamamia import write_atomic
+from mamamia_ingest._ingest_report import IngestError
 
 __all__ = [
     "CatalogLocked",
+    "IngestError",
     "PreviousCatalog",
     "catalog_lock",
     "collect_garbage",
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 
-class CatalogLocked(Exception):
+class CatalogLocked(IngestError):
     """Another ingest holds the catalog."""
 
 

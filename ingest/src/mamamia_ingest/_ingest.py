@@ -34,7 +34,7 @@ from mamamia import (
     read_splits,
     write_atomic,
 )
-from mamamia._objstore import ObjectStore, is_store_url
+from mamamia.objstore import ObjectStore, is_store_url
 from mamamia_ingest._catalog_writer import (
     CatalogLocked,
     catalog_lock,

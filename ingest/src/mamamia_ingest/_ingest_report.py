@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from mamamia import MamamiaError
 from mamamia_schema import Problem, Severity
 
 __all__ = ["IngestError", "IngestReport"]
 
 
-class IngestError(Exception):
+class IngestError(MamamiaError):
     """The ingest cannot run at all (missing clinical table, bad arguments, locked catalog)."""
 
 

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from mamamia import MamamiaError
+
 _decompressobj: Any = zlib.decompressobj
 _INFLATE_ERRORS: tuple[Any, ...] = (zlib.error,)
 try:  # ISA-L inflates ~3x faster than zlib (same API, its own error class)
@@ -81,7 +83,7 @@ _SITK_DTYPES: dict[int, np.dtype[Any]] = {
 }
 
 
-class NiftiError(Exception):
+class NiftiError(MamamiaError):
     """A volume that cannot be ingested; ``rule`` is the Problem rule name."""
 
     def __init__(self, rule: str, message: str) -> None:

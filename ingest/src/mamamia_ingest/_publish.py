@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mamamia._objstore import ObjectStore, read_store_manifest, store_cache_dir
+from mamamia.objstore import ObjectStore, read_store_manifest, store_cache_dir
 
 __all__ = ["PublishReport", "generations_of", "publish", "staging_dir"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from ._clinical_record import CLINICAL_COLUMNS, DERIVED_COLUMNS, _norm_token, clinical_columns
-from ._clinical_rows import _extra_text, _is_empty
+from ._clinical_record import CLINICAL_COLUMNS, DERIVED_COLUMNS, clinical_columns, norm_token
+from ._clinical_rows import extra_text, is_empty
 from ._legend import LEGEND_ALIASES
 from ._problems import Problem, Severity, show_value
 
@@ -26,7 +26,7 @@ def normalise_column_name(name: str) -> str:
     text = " ".join(name.replace("\xa0", " ").split()).lower()
     if text in LEGEND_ALIASES:
         return LEGEND_ALIASES[text]
-    token = _norm_token(text)
+    token = norm_token(text)
     return LEGEND_ALIASES.get(token, token)
 
 
@@ -64,10 +64,10 @@ def check_clinical_header(header: Iterable[object], *, file: str | None = None) 
         )
 
     for index, cell in enumerate(header):
-        if _is_empty(cell):
+        if is_empty(cell):
             names.append(None)
             continue
-        source = _extra_text(cell)
+        source = extra_text(cell)
         name = normalise_column_name(source)
         if name in seen:
             report(

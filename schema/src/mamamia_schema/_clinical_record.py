@@ -2,7 +2,7 @@
 
 Separate from the raw-row checks (`_clinical_rows`) and the header mapping (`_clinical_header`):
 this module holds the model, the column tuples and derived groups built from it, and the small
-value parsers (`_norm_token`, `_bmi`, `_parse_date`) its validators share with the row checks.
+value parsers (`norm_token`, `bmi_value`, `parse_date`) its validators share with the row checks.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 _DERIVED = ("age_group", "ethnicity_group", "tumor_subtype_group")
-_ID_RE = re.compile(r"^[A-Z0-9][A-Z0-9_\-]{0,63}$")
+PATIENT_ID_RE = re.compile(r"^[A-Z0-9][A-Z0-9_\-]{0,63}$")
 
 
 def parse_number_list(value: object) -> list[float]:
@@ -78,7 +78,7 @@ def parse_number_list(value: object) -> list[float]:
     return out
 
 
-def _parse_date(value: object) -> dt.date:
+def parse_date(value: object) -> dt.date:
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
@@ -93,13 +93,13 @@ def _parse_date(value: object) -> dt.date:
     raise ValueError("expected a date yyyy/mm/dd")
 
 
-def _norm_token(text: str) -> str:
+def norm_token(text: str) -> str:
     return re.sub(r"[\s\-]+", "_", text.strip().lower())
 
 
-def _bmi(value: object) -> object:
+def bmi_value(value: object) -> object:
     if isinstance(value, str):
-        token = _norm_token(value)
+        token = norm_token(value)
         # The legend spells the obesity classes obesity_class1..3.
         match = re.fullmatch(r"obes(?:e|ity)_?(?:class)?_?([123])", token)
         if match:
@@ -248,14 +248,14 @@ class ClinicalRecord(BaseModel):
     @classmethod
     def _upper_id(cls, value: str) -> str:
         value = value.strip().upper()
-        if not _ID_RE.match(value):
+        if not PATIENT_ID_RE.match(value):
             raise ValueError(f"patient_id {value!r} is not a case id like DUKE_001")
         return value
 
     @field_validator("bmi_group", mode="before")
     @classmethod
     def _bmi_spelling(cls, value: object) -> object:
-        return _bmi(value)
+        return bmi_value(value)
 
     @field_validator("pixel_spacing", "acquisition_times", mode="before")
     @classmethod
@@ -265,7 +265,7 @@ class ClinicalRecord(BaseModel):
     @field_validator("acquisition_date", mode="before")
     @classmethod
     def _date(cls, value: object) -> object:
-        return None if value is None else _parse_date(value)
+        return None if value is None else parse_date(value)
 
     @field_validator("dataset", mode="before")
     @classmethod
@@ -275,7 +275,7 @@ class ClinicalRecord(BaseModel):
     @field_validator("view", "tumor_subtype", "nottingham_grade", "breast_density", mode="before")
     @classmethod
     def _lower_token(cls, value: object) -> object:
-        return _norm_token(value) if isinstance(value, str) else value
+        return norm_token(value) if isinstance(value, str) else value
 
     @computed_field  # type: ignore[prop-decorator]
     @property

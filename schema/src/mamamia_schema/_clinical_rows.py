@@ -15,13 +15,13 @@ from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
 from ._clinical_record import (
-    _ID_RE,
     CLINICAL_COLUMNS,
     DERIVED_COLUMNS,
+    PATIENT_ID_RE,
     ClinicalRecord,
-    _bmi,
-    _norm_token,
-    _parse_date,
+    bmi_value,
+    norm_token,
+    parse_date,
     parse_number_list,
 )
 from ._enums import BmiGroup, Dataset, NottinghamGrade, TumorSubtype, View
@@ -101,7 +101,7 @@ class _Bad(Exception):
         self.expected = expected
 
 
-def _is_empty(value: object) -> bool:
+def is_empty(value: object) -> bool:
     if value is None:
         return True
     if isinstance(value, float) and math.isnan(value):
@@ -188,9 +188,9 @@ def _coerce(value: object, rule: _Rule) -> Any:
         if rule.enum is Dataset:
             token = token.upper()
         elif rule.enum is BmiGroup:
-            token = str(_bmi(token))
+            token = str(bmi_value(token))
         else:
-            token = _norm_token(token)
+            token = norm_token(token)
         if token not in allowed:
             raise _Bad("enum", expected)
         return rule.enum(token)
@@ -206,7 +206,7 @@ def _coerce(value: object, rule: _Rule) -> Any:
         return numbers
     if kind == "date":
         try:
-            date = _parse_date(value)
+            date = parse_date(value)
         except ValueError:
             raise _Bad("type", "expected a date yyyy/mm/dd") from None
         if rule.lo is not None and rule.hi is not None and not rule.lo <= date.year <= rule.hi:
@@ -257,8 +257,8 @@ def validate_clinical_row(
         )
 
     raw_id = raw.get("patient_id")
-    if _is_empty(raw_id):
-        filled = sum(1 for k, v in raw.items() if k != "patient_id" and not _is_empty(v))
+    if is_empty(raw_id):
+        filled = sum(1 for k, v in raw.items() if k != "patient_id" and not is_empty(v))
         report(
             Severity.WARNING,
             "patient_id",
@@ -271,8 +271,8 @@ def validate_clinical_row(
     if isinstance(raw_id, float) and raw_id.is_integer():
         raw_id = int(raw_id)
     case = str(raw_id).strip().upper()
-    if not _ID_RE.match(case):
-        if not any(k != "patient_id" and not _is_empty(v) for k, v in raw.items()):
+    if not PATIENT_ID_RE.match(case):
+        if not any(k != "patient_id" and not is_empty(v) for k, v in raw.items()):
             # A note or footer typed into the first column: a stray row, not a broken case.
             report(
                 Severity.WARNING,
@@ -303,9 +303,9 @@ def validate_clinical_row(
         if rule is None:
             if column in DERIVED_COLUMNS:
                 continue  # recomputed, never read
-            extra[column] = None if _is_empty(value) else _extra_text(value)
+            extra[column] = None if is_empty(value) else extra_text(value)
             continue
-        if _is_empty(value) or (
+        if is_empty(value) or (
             rule.kind != "str" and isinstance(value, str) and value.strip().lower() in _NULL_WORDS
         ):
             clean[column] = None
@@ -460,7 +460,7 @@ def _consistency(clean: Mapping[str, Any]) -> list[tuple[str, object, str]]:
     return out
 
 
-def _extra_text(value: object) -> str:
+def extra_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, dt.datetime | dt.date):

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from mamamia._atomic import ATOMIC_TEMP_PREFIX, atomic_write, write_atomic
 from mamamia._case import Case
-from mamamia._catalog import Catalog, Citation, connect, open
+from mamamia._catalog import Catalog, Citation
 from mamamia._cohort import Cohort, CohortChange, CohortChangedWarning, load_cohort
 from mamamia._crops import CropOptions, CropStream, GridStitcher
 from mamamia._errors import (
+    PROBLEM_TYPE_BASE,
     AuthenticationError,
     CatalogError,
     CatalogFormatError,
@@ -22,12 +23,15 @@ from mamamia._errors import (
     MamamiaError,
     NotFoundError,
     QueryError,
+    QueryFailed,
     QueryRejected,
     QueryTimeout,
     QueryTooLarge,
     TableReadError,
     TransportError,
+    UnknownTable,
 )
+from mamamia._open import connect, open
 from mamamia._raw_files import RawFiles, find_raw_file, locate_raw_files
 from mamamia._sync import FileResult, SyncError, SyncReport, sync
 from mamamia._tables import (
@@ -43,6 +47,7 @@ from mamamia._volume import Geometry, Volume
 
 __all__ = [
     "ATOMIC_TEMP_PREFIX",
+    "PROBLEM_TYPE_BASE",
     "AuthenticationError",
     "Case",
     "Catalog",
@@ -67,6 +72,7 @@ __all__ = [
     "NotFoundError",
     "QualityTable",
     "QueryError",
+    "QueryFailed",
     "QueryRejected",
     "QueryTimeout",
     "QueryTooLarge",
@@ -76,6 +82,7 @@ __all__ = [
     "SyncReport",
     "TableReadError",
     "TransportError",
+    "UnknownTable",
     "Volume",
     "atomic_write",
     "connect",

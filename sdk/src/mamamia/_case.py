@@ -78,7 +78,7 @@ class Case(Mapping[str, Any]):
         if not rows:
             raise NotFoundError(f"case {self.patient_id} has no images in this catalog")
         volume = Volume(
-            self._catalog._backend.open_array(rows[0]["zarr_path"]),
+            self._catalog.open_array(rows[0]["zarr_path"]),
             _geometry(rows[0]),
             patient_id=self.patient_id,
             kind="image",
@@ -98,7 +98,7 @@ class Case(Mapping[str, Any]):
         if not rows:
             raise NotFoundError(f"case {self.patient_id} has no {kind} mask in this catalog")
         volume = Volume(
-            self._catalog._backend.open_array(rows[0]["zarr_path"]),
+            self._catalog.open_array(rows[0]["zarr_path"]),
             _geometry(rows[0]),
             patient_id=self.patient_id,
             kind=kind,

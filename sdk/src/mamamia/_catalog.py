@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
 
-from mamamia._backend import Backend
+from mamamia._backend import Backend, SupportsPrefetch, SupportsReopen
 from mamamia._case import Case
 from mamamia._cohort import Cohort, cohort_sql
 from mamamia._crops import CropOptions, CropStream, crop_stream
 from mamamia._errors import InvalidRequest, NotFoundError
-from mamamia._local import LocalBackend
+from mamamia._volume import ArrayLike
 
-__all__ = ["Catalog", "Citation", "CitationNotice", "connect", "open"]
+__all__ = ["Catalog", "Citation", "CitationNotice"]
 
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -99,14 +99,14 @@ class Catalog:
         self, where: str | None = None, /, *, sql: str | None = None, **params: Any
     ) -> Cohort:
         """Cases matching a WHERE expression over ``cases``, or a SELECT returning patient_id."""
-        return self._run_cohort(
+        return self.run_cohort(
             cohort_sql(where=where, sql=sql),
             params,
             where_clauses=(where,) if where is not None else (),
             source_sql=sql,
         )
 
-    def _run_cohort(
+    def run_cohort(
         self,
         query: str,
         params: Mapping[str, Any],
@@ -114,6 +114,8 @@ class Catalog:
         where_clauses: tuple[str, ...] = (),
         source_sql: str | None = None,
     ) -> Cohort:
+        """The cohort of a SELECT over ``cases`` (what ``cohort``, ``Cohort.where`` and
+        ``load_cohort`` run); ``where_clauses`` and ``source_sql`` are kept for ``save``."""
         table = self._backend.sql(f"SELECT * FROM ({query}) AS c ORDER BY patient_id", params)
         return Cohort(
             catalog=self,
@@ -138,6 +140,29 @@ class Catalog:
             {"id": key},
         )
         return Case(self, rows.to_pylist()[0], volumes)
+
+    def open_array(self, zarr_path: str) -> ArrayLike:
+        """The array at a catalog-relative ``zarr_path`` (a ``volumes`` row's), opened lazily."""
+        return self._backend.open_array(zarr_path)
+
+    @property
+    def remote(self) -> bool:
+        """Whether volumes come over the network, through a local chunk cache."""
+        return isinstance(self._backend, SupportsPrefetch)
+
+    def prefetch(
+        self, zarr_paths: Iterable[str], *, on_chunk: Callable[[int], None] | None = None
+    ) -> int:
+        """Fetch these arrays' chunks into the local cache; chunks fetched (0 when local)."""
+        if not isinstance(self._backend, SupportsPrefetch):
+            return 0
+        return self._backend.prefetch(zarr_paths, on_chunk=on_chunk)
+
+    def reopener(self) -> Callable[[], Catalog] | None:
+        """A picklable callable that opens this catalog again in another process, or None."""
+        if not isinstance(self._backend, SupportsReopen):
+            return None
+        return partial(_reopen, self._backend.reopener())
 
     def crops(
         self,
@@ -177,49 +202,5 @@ class Catalog:
         return crop_stream(self, cohort, options)
 
 
-def open(path: str | Path, *, cache_dir: str | Path | None = None) -> Catalog:
-    """Open a local catalog folder (what ``mamamia ingest`` writes) or ``s3://bucket/prefix``.
-
-    For an object store, ``cache_dir`` (default ``$MAMAMIA_CACHE_DIR/s3_<bucket>_<prefix>``)
-    holds the mirrored tables and the chunks read; see docs/scaling.md.
-    """
-    from mamamia._objstore import is_store_url, open_store
-
-    if is_store_url(path):
-        return open_store(str(path), cache_dir=cache_dir)
-    return Catalog(LocalBackend(path))
-
-
-def connect(
-    url: str,
-    token: str | None = None,
-    cache_dir: str | Path | None = None,
-    *,
-    cache_max_bytes: int = 20 * 2**30,
-    timeout: float = 60.0,
-    retries: int = 4,
-    version: str | None = None,
-) -> Catalog:
-    """A Catalog over a mamamia server, pinned to the version it serves now.
-
-    ``version``: insist on this catalog version (CatalogVersionMismatch if the server has moved
-    on), as DataLoader workers do to read exactly what their parent read.
-
-    ``token`` defaults to ``$MAMAMIA_TOKEN``; ``cache_dir`` to ``$MAMAMIA_CACHE_DIR/<host>_<port>``
-    (``~/.cache/mamamia/...``). Chunks read are kept in that cache, bounded by
-    ``cache_max_bytes`` (least recently used go first); ``mamamia.open(cache_dir)`` reads it
-    offline.
-    """
-    from mamamia._remote import RemoteBackend
-
-    return Catalog(
-        RemoteBackend(
-            url,
-            token=token,
-            cache_dir=cache_dir,
-            cache_max_bytes=cache_max_bytes,
-            timeout=timeout,
-            retries=retries,
-            version=version,
-        )
-    )
+def _reopen(open_backend: Callable[[], Backend]) -> Catalog:
+    return Catalog(open_backend())

@@ -30,11 +30,11 @@ def open_location(location: str | None) -> Catalog:
     if not target:
         raise click.UsageError(f"no catalog given: pass --catalog PATH|URL or set ${CATALOG_ENV}")
     if target.startswith(("http://", "https://")):
-        from mamamia._catalog import connect
+        from mamamia._open import connect
 
         catalog: Catalog = connect(target)
         return catalog
-    from mamamia._catalog import open as open_folder
+    from mamamia._open import open as open_folder
 
     return open_folder(target)
 
@@ -182,7 +182,7 @@ def case_command(patient_id: str, fmt: str, location: str | None) -> None:
 
 
 def _cache_root(cache_dir: str | None) -> Path:
-    from mamamia._remote import CACHE_ENV
+    from mamamia._cached import CACHE_ENV
 
     return Path(cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "mamamia")
 

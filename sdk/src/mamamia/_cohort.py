@@ -124,7 +124,7 @@ class Cohort:
         """This cohort narrowed by another WHERE expression over its columns."""
         merged = merge_params(self.params, params)
         query = f"SELECT * FROM ({self.query}) AS cohort WHERE ({expression})"
-        return self.catalog._run_cohort(
+        return self.catalog.run_cohort(
             query,
             merged,
             where_clauses=(*self.where_clauses, expression),
@@ -136,14 +136,14 @@ class Cohort:
     ) -> int:
         """Fill the local chunk cache with these cases' volumes (remote catalogs; a local one
         already has them). Returns the number of chunks fetched."""
-        prefetch = getattr(self.catalog._backend, "prefetch", None)
-        if prefetch is None or not self.case_ids:
+        if not self.catalog.remote or not self.case_ids:
             return 0
         paths = (
-            self.catalog._backend.sql(
+            self.catalog.sql(
                 "SELECT DISTINCT zarr_path FROM volumes WHERE list_contains($ids, patient_id) "
                 "AND list_contains($kinds, kind) ORDER BY zarr_path",
-                {"ids": self.case_ids, "kinds": list(kinds)},
+                ids=self.case_ids,
+                kinds=list(kinds),
             )
             .column("zarr_path")
             .to_pylist()
@@ -151,8 +151,11 @@ class Cohort:
         from tqdm.auto import tqdm
 
         with tqdm(desc="prefetch", unit="chunk", disable=not progress) as bar:
-            fetched: int = prefetch([str(p) for p in paths], on_chunk=bar.update)
-        return fetched
+
+            def tick(chunks: int) -> None:
+                bar.update(chunks)
+
+            return self.catalog.prefetch([str(p) for p in paths], on_chunk=tick)
 
     def save(self, path: str | Path) -> Path:
         """Write the cohort definition and its case ids as JSON (atomically)."""
@@ -191,7 +194,7 @@ def load_cohort(path: str | Path, catalog: Catalog) -> Cohort:
         raise MamamiaError(f"{source}: cannot read the cohort file: {exc}") from exc
     if not isinstance(body, dict) or body.get("mamamia_cohort") != _COHORT_FILE_VERSION:
         raise MamamiaError(f"{source}: not a mamamia cohort file (version 1)")
-    cohort = catalog._run_cohort(
+    cohort = catalog.run_cohort(
         str(body["query"]),
         dict(body.get("params") or {}),
         where_clauses=tuple(body.get("where") or ()),

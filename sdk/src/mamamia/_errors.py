@@ -1,29 +1,46 @@
-"""The exception tree of the SDK. Every error the SDK raises on purpose is a ``MamamiaError``::
+"""The one exception tree of the project. Every error raised on purpose is a ``MamamiaError``::
 
-    MamamiaError
-    ├── CatalogError                 the catalog folder or server is unusable
+    MamamiaError                     (500 internal: the text stays on the server)
+    ├── CatalogError                 503 catalog-unavailable: the catalog is unusable
     │   ├── CatalogNotFound          no catalog.json at the path / URL
     │   ├── CatalogFormatError       a catalog newer than this SDK, or a damaged manifest
     │   ├── ChunkCorruptError        a chunk fails its crc32c check or does not decode
-    │   └── CatalogVersionMismatch   a pinned catalog version is no longer served (HTTP 409)
-    ├── QueryError                   a query could not run
-    │   ├── QueryRejected            not a safe single SELECT, bad parameters (HTTP 400)
-    │   ├── QueryTimeout             over the time limit (HTTP 504)
-    │   └── QueryTooLarge            over a size limit (HTTP 413)
-    ├── NotFoundError                an unknown case or volume (HTTP 404)
-    ├── InvalidRequest               a bad range or parameter (HTTP 400 / 422)
-    ├── AuthenticationError          missing or wrong token (HTTP 401 / 403)
+    │   └── CatalogVersionMismatch   409 catalog-version: a pinned version is no longer served
+    ├── QueryError                   400 query-failed: a query could not run
+    │   ├── QueryRejected            400 query-rejected: not one safe SELECT, bad parameters
+    │   │   └── QueryFailed          400 query-failed: allowed, but DuckDB could not answer it
+    │   ├── QueryTimeout             504 query-timeout: over the time limit
+    │   ├── QueryTooLarge            413 query-too-large: over a size limit
+    │   └── UnknownTable             404 unknown-table (also a NotFoundError)
+    ├── NotFoundError                404 not-found: an unknown case, volume or table
+    ├── InvalidRequest               422 invalid-parameter: a bad range or parameter
+    ├── AuthenticationError          401 unauthorized: missing or wrong token
     ├── TransportError               the server could not be reached, after retries
-    ├── ChunkMissingError            an offline cache lacks a chunk (never silently filled)
-    └── TableReadError               a raw table file cannot be read at all
+    ├── ChunkMissingError            500 catalog-damaged: an offline cache lacks a chunk
+    ├── TableReadError               a raw table file cannot be read at all
+    ├── ObjectStoreError             the object store refused or failed a request (mamamia.objstore)
+    ├── SyncError                    a sync cannot start or go on (mamamia sync)
+    │   ├── RemoteError              a Synapse call failed after its retries
+    │   └── DownloadFailed           one file could not be downloaded
+    ├── IngestError                  an ingest cannot run at all (mamamia_ingest)
+    │   └── CatalogLocked            another ingest holds the catalog
+    └── NiftiError                   one volume cannot be ingested (mamamia_ingest)
 
+Each class carries its HTTP answer: ``status``, the problem ``slug`` (the problem+json ``type`` is
+``urn:mamamia:problem:<slug>``) and ``title``. The server writes a Problem from these attributes;
+the client reads a Problem back with :func:`error_class`, from the same attributes. A class
+without a problem of its own answers 500 "internal server error", and its text is not sent.
 Third-party errors (DuckDB, httpx, zarr) are translated at one boundary per backend; callers
 only need to catch these.
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
+from typing import ClassVar
+
 __all__ = [
+    "PROBLEM_TYPE_BASE",
     "AuthenticationError",
     "CatalogError",
     "CatalogFormatError",
@@ -35,20 +52,60 @@ __all__ = [
     "MamamiaError",
     "NotFoundError",
     "QueryError",
+    "QueryFailed",
     "QueryRejected",
     "QueryTimeout",
     "QueryTooLarge",
     "TableReadError",
     "TransportError",
+    "UnknownTable",
+    "error_class",
 ]
+
+#: The problem+json ``type`` of an error is this prefix and the class's ``slug``.
+PROBLEM_TYPE_BASE = "urn:mamamia:problem:"
+INTERNAL_SLUG = "internal"
+
+# slug -> the class a client raises for it; HTTP status -> the class a client falls back on.
+_BY_SLUG: dict[str, type[MamamiaError]] = {}
+_BY_STATUS: dict[int, type[MamamiaError]] = {}
 
 
 class MamamiaError(Exception):
-    """Base of every error the SDK raises on purpose."""
+    """Base of every error raised on purpose."""
+
+    #: The HTTP status the server answers with.
+    status: ClassVar[int] = 500
+    #: The problem's kind, the last part of its ``type`` URN.
+    slug: ClassVar[str] = INTERNAL_SLUG
+    #: The problem's ``title``: the status's phrase.
+    title: ClassVar[str] = "Internal Server Error"
+    #: HTTP statuses a client reads as this class when the problem names no narrower one.
+    read_from: ClassVar[tuple[int, ...]] = ()
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        if "status" in cls.__dict__ and "title" not in cls.__dict__:
+            cls.title = HTTPStatus(cls.status).phrase
+        if "slug" in cls.__dict__:
+            # A later, narrower class claims a shared slug (QueryFailed after QueryError).
+            _BY_SLUG[cls.slug] = cls
+        for status in cls.__dict__.get("read_from", ()):
+            if status in _BY_STATUS:
+                raise TypeError(f"HTTP {status} is already read as {_BY_STATUS[status].__name__}")
+            _BY_STATUS[status] = cls
+
+    @classmethod
+    def exposed(cls) -> bool:
+        """Whether the server sends this error's text (False: it answers 'internal')."""
+        return cls.slug != INTERNAL_SLUG
 
 
 class CatalogError(MamamiaError):
     """The catalog cannot be used."""
+
+    status = 503
+    slug = "catalog-unavailable"
 
 
 class CatalogNotFound(CatalogError):
@@ -66,33 +123,82 @@ class ChunkCorruptError(CatalogError):
 class CatalogVersionMismatch(CatalogError):
     """A request pinned to a catalog version that is no longer served."""
 
+    status = 409
+    slug = "catalog-version"
+    read_from = (409,)
+
 
 class QueryError(MamamiaError):
-    """A query could not run."""
+    """A query could not run. ``rule`` names the check that failed (``function``, ``size``...)."""
+
+    status = 400
+    slug = "query-failed"
+
+    def __init__(self, message: str, *, rule: str = "query") -> None:
+        super().__init__(message)
+        self.message = message
+        self.rule = rule
 
 
 class QueryRejected(QueryError):
     """The query is not allowed (not one safe SELECT, unknown table, bad parameter)."""
 
+    status = 400
+    slug = "query-rejected"
+
+
+class QueryFailed(QueryRejected):
+    """The query was allowed but DuckDB could not answer it (unknown column, bad cast, ...)."""
+
+    status = 400
+    slug = "query-failed"
+
 
 class QueryTimeout(QueryError):
     """The query ran past the time limit."""
 
+    status = 504
+    slug = "query-timeout"
+    read_from = (504,)
+
 
 class QueryTooLarge(QueryError):
-    """The query or its answer is over a size limit."""
+    """The query, its answer or a requested box is over a size limit."""
+
+    status = 413
+    slug = "query-too-large"
+    read_from = (413,)
 
 
 class NotFoundError(MamamiaError):
     """An unknown case, volume or table."""
 
+    status = 404
+    slug = "not-found"
+    read_from = (404,)
+
+
+class UnknownTable(QueryError, NotFoundError, LookupError):
+    """A table name that the catalog does not hold."""
+
+    status = 404
+    slug = "unknown-table"
+
 
 class InvalidRequest(MamamiaError):
     """A parameter or range is invalid."""
 
+    status = 422
+    slug = "invalid-parameter"
+    read_from = (400, 416, 422)
+
 
 class AuthenticationError(MamamiaError):
     """The server wants a (valid) bearer token."""
+
+    status = 401
+    slug = "unauthorized"
+    read_from = (401, 403)
 
 
 class TransportError(MamamiaError):
@@ -102,6 +208,26 @@ class TransportError(MamamiaError):
 class ChunkMissingError(MamamiaError):
     """A chunk needed offline is not in the local cache."""
 
+    status = 500
+    slug = "catalog-damaged"
+
 
 class TableReadError(MamamiaError):
     """A raw table file (xlsx, CSV, JSON) cannot be read at all."""
+
+
+def error_class(status: int, type_: object, *, query_route: bool = False) -> type[MamamiaError]:
+    """The class a client raises for a Problem with this status and ``type``.
+
+    The status picks the family (on a query route a 400 is a ``QueryRejected``); a ``type``
+    naming a narrower class of that family refines it. Any other status is a ``TransportError``.
+    """
+    family: type[MamamiaError] = _BY_STATUS.get(status, TransportError)
+    if query_route and status == QueryRejected.status:
+        family = QueryRejected
+    named = None
+    if isinstance(type_, str) and type_.startswith(PROBLEM_TYPE_BASE):
+        named = _BY_SLUG.get(type_[len(PROBLEM_TYPE_BASE) :])
+    if named is not None and issubclass(named, family) and named.status == status:
+        return named
+    return family

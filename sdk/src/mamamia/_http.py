@@ -10,17 +10,7 @@ from typing import Any
 
 import httpx
 
-from mamamia._errors import (
-    AuthenticationError,
-    CatalogVersionMismatch,
-    InvalidRequest,
-    MamamiaError,
-    NotFoundError,
-    QueryRejected,
-    QueryTimeout,
-    QueryTooLarge,
-    TransportError,
-)
+from mamamia._errors import MamamiaError, QueryError, TransportError, error_class
 
 __all__ = ["ApiClient", "error_for_problem"]
 
@@ -28,24 +18,13 @@ _RETRY_STATUSES = {429, 502, 503}
 
 
 def error_for_problem(status: int, body: Mapping[str, Any], path: str) -> MamamiaError:
-    """The SDK exception for one problem response of the server."""
+    """The SDK exception for one problem response of the server (see ``error_class``)."""
     detail = str(body.get("detail") or body.get("title") or f"HTTP {status}")
     message = f"{detail} ({status} from {path})"
-    if status in (401, 403):
-        return AuthenticationError(message)
-    if status == 404:
-        return NotFoundError(message)
-    if status == 409:
-        return CatalogVersionMismatch(message)
-    if status == 413:
-        return QueryTooLarge(message)
-    if status == 504:
-        return QueryTimeout(message)
-    if status == 400 and path.startswith("/v1/query"):
-        return QueryRejected(message)
-    if status in (400, 416, 422):
-        return InvalidRequest(message)
-    return TransportError(message)
+    kind = error_class(status, body.get("type"), query_route=path.startswith("/v1/query"))
+    if issubclass(kind, QueryError):
+        return kind(message, rule=str(body.get("rule") or "query"))
+    return kind(message)
 
 
 class ApiClient:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,10 @@ class LocalBackend:
             )
             self._arrays[zarr_path] = array
             return array
+
+    def reopener(self) -> Callable[[], LocalBackend]:
+        """A picklable callable that opens this folder again (in a DataLoader worker)."""
+        return partial(LocalBackend, str(self.root))
 
     def close(self) -> None:
         self._connection.close()

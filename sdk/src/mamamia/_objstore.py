@@ -13,34 +13,24 @@ Credentials, region and endpoint come from the usual AWS environment variables
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import shutil
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from functools import partial
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
-import zarr
 
-from mamamia._atomic import atomic_write, write_atomic
-from mamamia._chunks import open_chunk_array
-from mamamia._errors import CatalogFormatError, CatalogNotFound, MamamiaError, NotFoundError
+from mamamia._cached import CachedBackend, cache_root
+from mamamia._errors import CatalogFormatError, CatalogNotFound, MamamiaError
 from mamamia._local import LocalBackend
 from mamamia._manifest import check_manifest
-from mamamia._remote import CACHE_ENV
-from mamamia._store import ChunkCache, HttpCachedStore, prefetch_arrays
-from mamamia._volume import ArrayLike
+from mamamia._store import ChunkCache
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig
-
-    from mamamia._catalog import Catalog
 
 __all__ = [
     "ObjectStore",
@@ -71,10 +61,9 @@ def _split(url: str) -> tuple[str, str]:
 
 def store_cache_dir(url: str, purpose: str = "") -> Path:
     """One cache folder per bucket/prefix: ``$MAMAMIA_CACHE_DIR/s3_<bucket>_<prefix>``."""
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "mamamia")
     bucket, prefix = _split(url)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"s3_{bucket}_{prefix}").strip("_")
-    return root / (f"{purpose}-{name}" if purpose else name)
+    return cache_root() / (f"{purpose}-{name}" if purpose else name)
 
 
 class ObjectStore:
@@ -161,18 +150,10 @@ def read_store_manifest(store: ObjectStore) -> dict[str, Any]:
     return dict(check_manifest(manifest, store.url))
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    if target.is_file():
-        return
-    with atomic_write(target) as tmp:
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
-
-
-class ObjectStoreBackend:
+class ObjectStoreBackend(CachedBackend):
     """One catalog version on an object store, pinned at open time."""
+
+    prefetch_threads = 16
 
     def __init__(
         self,
@@ -182,68 +163,23 @@ class ObjectStoreBackend:
         cache_max_bytes: int = 20 * 2**30,
         store: ObjectStore | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.store = store or ObjectStore(self.url)
-        self._manifest = read_store_manifest(self.store)
-        self.version = str(self._manifest["catalog_version"])
-        self._cache_dir = cache_dir
+        url = url.rstrip("/")
+        self.store = store or ObjectStore(url)
+        cache = ChunkCache(cache_dir or store_cache_dir(url), cache_max_bytes)
+        super().__init__(url, read_store_manifest(self.store), cache)
         self._cache_max_bytes = cache_max_bytes
-        self.cache = ChunkCache(cache_dir or store_cache_dir(self.url), cache_max_bytes)
-        self._arrays: dict[str, ArrayLike] = {}
-        self._lock = threading.Lock()
-        self._tables = LocalBackend(self._mirror_tables())
         #: Chunk and metadata objects fetched from the store (not served by the cache).
         self.fetches = 0
-
-    @property
-    def manifest(self) -> Mapping[str, Any]:
-        return self._manifest
-
-    @property
-    def location(self) -> str:
-        return self.url
+        # Each version gets its own folder (hard links to the tables and its catalog.json), so
+        # processes pinned to different versions can share one cache.
+        view = self.cache.root / ".mamamia" / "versions" / self.version
+        self.mirror_tables(views=(view,))
+        self._tables = LocalBackend(view)
 
     @property
     def table_folder(self) -> Path:
         """This version's local folder: its catalog.json and mirrored tables (for SQL engines)."""
         return self._tables.root
-
-    def _mirror_tables(self) -> Path:
-        """Tables into the cache (content-addressed: fetched once), then this version's view.
-
-        Each version gets its own folder ``.mamamia/versions/<version>`` (hard links to the
-        tables and its catalog.json), so processes pinned to different versions can share one
-        cache; the cache root's catalog.json (for offline ``mamamia.open``) is written last.
-        """
-        root = self.cache.root
-        view = root / ".mamamia" / "versions" / self.version
-        mirrored: dict[str, Any] = {}
-        for name, ref in self._manifest["tables"].items():
-            relative = str(ref["path"])
-            target = self.cache.path(relative)
-            expected = ref.get("sha256")
-            if not target.is_file() or (
-                expected and hashlib.sha256(target.read_bytes()).hexdigest() != expected
-            ):
-                data = self.store.get(relative)
-                if data is None:
-                    raise CatalogFormatError(
-                        f"{self.url}: table {name!r} file {relative} is missing from the store"
-                    )
-                if expected and hashlib.sha256(data).hexdigest() != expected:
-                    raise CatalogFormatError(
-                        f"{self.url}: table {name!r} file {relative} does not match its sha256"
-                    )
-                write_atomic(target, data)
-            _link_or_copy(target, view / relative)
-            mirrored[str(name)] = dict(ref)
-        manifest = {**self._manifest, "tables": mirrored, "mirrored_from": self.url}
-        text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
-        for folder in (view, root):
-            current = folder / "catalog.json"
-            if not current.is_file() or current.read_text(encoding="utf-8") != text:
-                write_atomic(current, text)
-        return view
 
     # -- queries: the mirrored tables, exactly as a local catalog -------------------------
 
@@ -256,57 +192,23 @@ class ObjectStoreBackend:
     def table_schema(self, name: str) -> pa.Schema:
         return self._tables.table_schema(name)
 
-    # -- arrays --------------------------------------------------------------------------
+    # -- the source of the cache ---------------------------------------------------------
 
-    def _fetch(self, relative: str) -> bytes | None:
-        if not relative.startswith("volumes/"):
-            raise NotFoundError(f"{relative}: only volumes/ holds Zarr arrays")
+    def fetch_table(self, name: str, relative: str) -> bytes:
+        data = self.store.get(relative)
+        if data is None:
+            raise CatalogFormatError(
+                f"{self.url}: table {name!r} file {relative} is missing from the store"
+            )
+        return data
+
+    def fetch_object(self, relative: str) -> bytes | None:
         with self._lock:
             self.fetches += 1
         return self.store.get(relative)
 
-    def open_array(self, zarr_path: str) -> ArrayLike:
-        with self._lock:
-            cached = self._arrays.get(zarr_path)
-        if cached is not None:
-            return cached
-        store = HttpCachedStore(self.cache, zarr_path, self._fetch)
-        if store.get_sync("zarr.json") is None:
-            raise NotFoundError(f"{self.url}: no array at {zarr_path} (run mamamia verify)")
-        array = open_chunk_array(
-            store,
-            where=f"{self.url}/{zarr_path}",
-            fallback=lambda: zarr.open_array(store=store, mode="r", zarr_format=3),
-        )
-        with self._lock:
-            self._arrays.setdefault(zarr_path, array)
-            return self._arrays[zarr_path]
-
-    def prefetch(
-        self,
-        zarr_paths: Iterable[str],
-        *,
-        threads: int = 16,
-        on_chunk: Callable[[int], None] | None = None,
-    ) -> int:
-        """Fetch every chunk of these arrays into the cache; returns chunks fetched."""
-        arrays = [(path, self.open_array(path)) for path in zarr_paths]
-        return prefetch_arrays(self.cache, self._fetch, arrays, threads=threads, on_chunk=on_chunk)
-
-    def reopener(self) -> Callable[[], Catalog]:
-        """A picklable callable that reopens this catalog (in DataLoader worker processes)."""
-        return partial(
-            open_store, self.url, cache_dir=self.cache.root, cache_max_bytes=self._cache_max_bytes
-        )
+    def reopen_options(self) -> dict[str, Any]:
+        return {"cache_dir": str(self.cache.root), "cache_max_bytes": self._cache_max_bytes}
 
     def close(self) -> None:
         self._tables.close()
-
-
-def open_store(
-    url: str, *, cache_dir: str | Path | None = None, cache_max_bytes: int = 20 * 2**30
-) -> Catalog:
-    """A Catalog over ``s3://bucket/prefix``, pinned to the version its catalog.json names."""
-    from mamamia._catalog import Catalog
-
-    return Catalog(ObjectStoreBackend(url, cache_dir=cache_dir, cache_max_bytes=cache_max_bytes))

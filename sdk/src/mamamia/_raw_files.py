@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mamamia._errors import TableReadError
-from mamamia._table_rows import _file_problem
+from mamamia._table_rows import file_problem
 from mamamia_schema import Problem, Severity
 
 __all__ = [
@@ -96,7 +96,7 @@ def locate_raw_files(root: str | Path) -> RawFiles:
     clinical = find_raw_file(root, CLINICAL_TABLE_NAMES)
     if clinical is None:
         problems.append(
-            _file_problem(
+            file_problem(
                 Severity.ERROR,
                 CLINICAL_TABLE_NAMES[0],
                 "missing_file",
@@ -108,7 +108,7 @@ def locate_raw_files(root: str | Path) -> RawFiles:
     for found, names in ((splits, SPLITS_NAMES), (quality, QUALITY_SCORES_NAMES)):
         if found is None:
             problems.append(
-                _file_problem(
+                file_problem(
                     Severity.WARNING, names[0], "missing_file", f"no {' or '.join(names)} in {root}"
                 )
             )
@@ -123,7 +123,7 @@ def locate_raw_files(root: str | Path) -> RawFiles:
             relpath = f"{info_dir.name}/{entry.name}"
             if case in info:
                 problems.append(
-                    _file_problem(
+                    file_problem(
                         Severity.WARNING,
                         relpath,
                         "duplicate_id",

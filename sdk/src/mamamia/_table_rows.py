@@ -39,7 +39,7 @@ MAX_ROWS = 200_000
 _HEADER_SEARCH_ROWS = 20
 
 
-def _label(path: Path, relpath: str | None) -> str:
+def source_label(path: Path, relpath: str | None) -> str:
     return relpath if relpath is not None else path.name
 
 
@@ -114,7 +114,7 @@ def _read_xlsx(path: Path, label: str, data_sheet: str) -> _Sheets:
                     f"(sheets: {', '.join(workbook.sheetnames)})"
                 )
             problems.append(
-                _file_problem(
+                file_problem(
                     Severity.WARNING,
                     label,
                     "sheet",
@@ -127,7 +127,7 @@ def _read_xlsx(path: Path, label: str, data_sheet: str) -> _Sheets:
         for name in workbook.sheetnames:
             if name not in (sheet_name, legend_name):
                 problems.append(
-                    _file_problem(Severity.NOTE, label, "extra_sheet", f"sheet {name!r} ignored")
+                    file_problem(Severity.NOTE, label, "extra_sheet", f"sheet {name!r} ignored")
                 )
     finally:
         workbook.close()
@@ -192,7 +192,7 @@ def read_rows(
         raise TableReadError(f"{path}: no such file")
     if path.suffix.lower() == ".xls":
         raise TableReadError(f"{path}: old .xls workbooks are not supported; save it as .xlsx")
-    label = _label(path, relpath)
+    label = source_label(path, relpath)
     if _is_xlsx(path):
         sheets = _read_xlsx(path, label, data_sheet)
         return sheets.data, sheets.legend, sheets.problems
@@ -203,11 +203,11 @@ def _has_patient_id(row: Sequence[object]) -> bool:
     return any(isinstance(c, str) and normalise_column_name(c) == "patient_id" for c in row)
 
 
-def _is_blank(row: Sequence[object]) -> bool:
+def is_blank(row: Sequence[object]) -> bool:
     return all(c is None or (isinstance(c, str) and not c.strip()) for c in row)
 
 
-def _file_problem(
+def file_problem(
     severity: Severity,
     label: str,
     rule: str,
@@ -230,16 +230,16 @@ def _file_problem(
     )
 
 
-def _split_header(
+def split_header(
     rows: list[tuple[object, ...]], path: Path, label: str, problems: list[Problem]
 ) -> tuple[int, tuple[object, ...]]:
     """Index and cells of the header row: the first row naming patient_id near the top."""
     for index, row in enumerate(rows[:_HEADER_SEARCH_ROWS]):
         if _has_patient_id(row):
-            skipped = sum(1 for r in rows[:index] if not _is_blank(r))
+            skipped = sum(1 for r in rows[:index] if not is_blank(r))
             if skipped:
                 problems.append(
-                    _file_problem(
+                    file_problem(
                         Severity.NOTE,
                         label,
                         "skipped_rows",

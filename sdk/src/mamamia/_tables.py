@@ -21,11 +21,11 @@ import pyarrow as pa
 from mamamia._errors import TableReadError
 from mamamia._table_rows import (
     MAX_ROWS,
-    _file_problem,
-    _is_blank,
-    _label,
-    _split_header,
+    file_problem,
+    is_blank,
     read_rows,
+    source_label,
+    split_header,
 )
 from mamamia_schema import (
     COLUMN_DOCS,
@@ -124,9 +124,9 @@ def read_clinical_table(path: str | Path, *, relpath: str | None = None) -> Clin
     Raises `TableReadError` only when the file cannot be read as a table at all.
     """
     path = Path(path)
-    label = _label(path, relpath)
+    label = source_label(path, relpath)
     rows, legend_rows, problems = read_rows(path, relpath=relpath)
-    header_index, header_cells = _split_header(rows, path, label, problems)
+    header_index, header_cells = split_header(rows, path, label, problems)
     body = rows[header_index + 1 :]
     if len(body) > MAX_ROWS:
         raise TableReadError(f"{path}: more than {MAX_ROWS} rows; not a MAMA-MIA table")
@@ -136,8 +136,8 @@ def read_clinical_table(path: str | Path, *, relpath: str | None = None) -> Clin
     width = max([len(header), *(len(r) for r in body)]) if body else len(header)
     header += [None] * (width - len(header))
     for index in range(width):
-        if _is_blank([header[index]]) and any(
-            index < len(r) and not _is_blank([r[index]]) for r in body
+        if is_blank([header[index]]) and any(
+            index < len(r) and not is_blank([r[index]]) for r in body
         ):
             header[index] = f"column_{index + 1}"
     mapping = check_clinical_header(header, file=label)
@@ -147,7 +147,7 @@ def read_clinical_table(path: str | Path, *, relpath: str | None = None) -> Clin
     seen: dict[str, int] = {}
     for offset, row in enumerate(body):
         row_number = header_index + offset + 2  # 1-based, the header is row header_index + 1
-        if _is_blank(row):
+        if is_blank(row):
             continue  # empty rows are sheet formatting, not content
         raw = {
             name: (row[i] if i < len(row) else None)
@@ -160,7 +160,7 @@ def read_clinical_table(path: str | Path, *, relpath: str | None = None) -> Clin
             continue
         if record.patient_id in seen:
             problems.append(
-                _file_problem(
+                file_problem(
                     Severity.ERROR,
                     label,
                     "duplicate_id",
@@ -229,7 +229,7 @@ class SplitsTable:
 
 
 def _header_names(cells: Sequence[object]) -> list[str | None]:
-    return [None if _is_blank([c]) else normalise_column_name(_cell_text(c)) for c in cells]
+    return [None if is_blank([c]) else normalise_column_name(_cell_text(c)) for c in cells]
 
 
 def _cell_text(value: object) -> str:
@@ -243,9 +243,9 @@ def read_splits(path: str | Path, *, relpath: str | None = None) -> SplitsTable:
     (a long `patient_id, split` layout is read too). A case listed in both is an error and left
     out; a case listed twice in one column is a note."""
     path = Path(path)
-    label = _label(path, relpath)
+    label = source_label(path, relpath)
     rows, _, problems = read_rows(path, relpath=relpath)
-    rows = [r for r in rows if not _is_blank(r)]
+    rows = [r for r in rows if not is_blank(r)]
     if not rows:
         raise TableReadError(f"{path}: empty file, expected columns train_split and test_split")
     names = _header_names(rows[0])
@@ -264,7 +264,7 @@ def read_splits(path: str | Path, *, relpath: str | None = None) -> SplitsTable:
             columns[index] = Split.TEST
         else:
             problems.append(
-                _file_problem(
+                file_problem(
                     Severity.NOTE,
                     label,
                     "extra_column",
@@ -282,7 +282,7 @@ def read_splits(path: str | Path, *, relpath: str | None = None) -> SplitsTable:
         for number, row in enumerate(rows[1:], start=2):
             for index, split_value in columns.items():
                 cell = row[index] if index < len(row) else None
-                if not _is_blank([cell]):  # the shorter column is padded with blanks
+                if not is_blank([cell]):  # the shorter column is padded with blanks
                     entries.append((number, cell, split_value))
     else:
         raise TableReadError(
@@ -291,9 +291,9 @@ def read_splits(path: str | Path, *, relpath: str | None = None) -> SplitsTable:
     found: dict[str, Split] = {}
     conflicts: set[str] = set()
     for number, cell, split_cell in entries:
-        if _is_blank([cell]):
+        if is_blank([cell]):
             problems.append(
-                _file_problem(
+                file_problem(
                     Severity.WARNING,
                     label,
                     "missing_id",
@@ -312,7 +312,7 @@ def read_splits(path: str | Path, *, relpath: str | None = None) -> SplitsTable:
             )
         except ValueError:
             problems.append(
-                _file_problem(
+                file_problem(
                     Severity.ERROR,
                     label,
                     "enum",
@@ -329,7 +329,7 @@ def read_splits(path: str | Path, *, relpath: str | None = None) -> SplitsTable:
             SplitAssignment(patient_id=case, split=split)
         except ValueError:
             problems.append(
-                _file_problem(
+                file_problem(
                     Severity.ERROR,
                     label,
                     "pattern",
@@ -344,7 +344,7 @@ def read_splits(path: str | Path, *, relpath: str | None = None) -> SplitsTable:
             conflicts.add(case)
         elif case in found:
             problems.append(
-                _file_problem(
+                file_problem(
                     Severity.NOTE,
                     label,
                     "duplicate_id",
@@ -358,7 +358,7 @@ def read_splits(path: str | Path, *, relpath: str | None = None) -> SplitsTable:
     for case in sorted(conflicts):
         del found[case]
         problems.append(
-            _file_problem(
+            file_problem(
                 Severity.ERROR,
                 label,
                 "conflict",
@@ -390,12 +390,12 @@ class QualityTable:
 def read_quality_scores(path: str | Path, *, relpath: str | None = None) -> QualityTable:
     """Read the segmentation quality scores (patient_id, expert_1_qs, expert_2_qs, metrics)."""
     path = Path(path)
-    label = _label(path, relpath)
+    label = source_label(path, relpath)
     rows, _, problems = read_rows(path, relpath=relpath)
-    header_index, header_cells = _split_header(rows, path, label, problems)
+    header_index, header_cells = split_header(rows, path, label, problems)
     names: list[str | None] = []
     for cell in header_cells:
-        if _is_blank([cell]):
+        if is_blank([cell]):
             names.append(None)
             continue
         name = normalise_column_name(_cell_text(cell))
@@ -405,7 +405,7 @@ def read_quality_scores(path: str | Path, *, relpath: str | None = None) -> Qual
     for needed in ("expert_1_qs", "expert_2_qs"):
         if needed not in names:
             problems.append(
-                _file_problem(
+                file_problem(
                     Severity.WARNING,
                     label,
                     "missing_column",
@@ -417,7 +417,7 @@ def read_quality_scores(path: str | Path, *, relpath: str | None = None) -> Qual
     found: dict[str, QualityScore] = {}
     for offset, row in enumerate(rows[header_index + 1 :]):
         number = header_index + offset + 2
-        if _is_blank(row):
+        if is_blank(row):
             continue
         raw = {n: (row[i] if i < len(row) else None) for i, n in enumerate(names) if n}
         score, row_problems = validate_quality_row(raw, number, file=label)
@@ -426,7 +426,7 @@ def read_quality_scores(path: str | Path, *, relpath: str | None = None) -> Qual
             continue
         if score.patient_id in found:
             problems.append(
-                _file_problem(
+                file_problem(
                     Severity.ERROR,
                     label,
                     "duplicate_id",
@@ -450,7 +450,7 @@ def read_quality_scores(path: str | Path, *, relpath: str | None = None) -> Qual
                     q.extra[name] = _cell_text(value)
     if extra_names:
         problems.append(
-            _file_problem(
+            file_problem(
                 Severity.NOTE,
                 label,
                 "extra_column",
@@ -471,14 +471,14 @@ def read_patient_info(
     """Read one per-case JSON. A file that is not a JSON object comes back as (None, [error]);
     bad values become null; unknown keys are kept. Raises TableReadError if the file is missing."""
     path = Path(path)
-    label = _label(path, relpath)
+    label = source_label(path, relpath)
     if not path.is_file():
         raise TableReadError(f"{path}: no such file")
     case = path.name.split(".")[0].upper()
     size = path.stat().st_size
     if size > MAX_JSON_BYTES:
         return None, [
-            _file_problem(
+            file_problem(
                 Severity.ERROR,
                 label,
                 "size",
@@ -490,7 +490,7 @@ def read_patient_info(
         data = json.loads(path.read_bytes().decode("utf-8-sig"), parse_constant=_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         return None, [
-            _file_problem(
+            file_problem(
                 Severity.ERROR, label, "json", f"not valid JSON ({exc}); file skipped", case=case
             )
         ]
@@ -500,7 +500,7 @@ def read_patient_info(
         # Python's json writes NaN for missing values; not JSON, but meant as "no value".
         problems.insert(
             0,
-            _file_problem(
+            file_problem(
                 Severity.NOTE,
                 label,
                 "json_constant",

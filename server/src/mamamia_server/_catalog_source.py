@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import mamamia
-from mamamia._manifest import read_manifest
-from mamamia._objstore import ObjectStore, ObjectStoreBackend, is_store_url
+from mamamia.manifest import read_manifest
+from mamamia.objstore import ObjectStore, ObjectStoreBackend, is_store_url
 from mamamia_server._catalog_state import CatalogSource, CatalogState, table_paths
 from mamamia_server._limits import QueryLimits
 from mamamia_server._query_engine import QueryEngine
@@ -116,12 +116,16 @@ class StoreSource:
         self.url = url
         self.cache_dir = cache_dir
         self._store = ObjectStore(url)
+        # The backend of the latest load: its cache is keyed by the URL, not by the version, so
+        # it fetches files for the states of earlier loads too.
+        self._backend: ObjectStoreBackend | None = None
 
     def load(self, limits: QueryLimits) -> CatalogState:
         """The state of the version the store's catalog.json names now."""
         store = ObjectStore(self.url)
         text = store.get("catalog.json") or b""
         backend = ObjectStoreBackend(self.url, cache_dir=self.cache_dir, store=store)
+        self._backend = backend
         manifest = backend.manifest
         engine = QueryEngine(table_paths(backend.table_folder, manifest), limits)
         return CatalogState(
@@ -141,8 +145,8 @@ class StoreSource:
     def ensure_file(self, state: CatalogState, relative: str) -> None:
         """Fetch ``relative`` into the cache if it is not there (absent on the store: nothing
         is written, the route answers 404)."""
-        backend = state.catalog._backend
-        assert isinstance(backend, ObjectStoreBackend)  # StoreSource.load made this state
+        backend = self._backend
+        assert backend is not None  # StoreSource.load made this state
         cache = backend.cache
         if cache.path(relative).is_file() or cache.is_known_empty(relative):
             return

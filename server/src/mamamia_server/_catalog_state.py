@@ -132,7 +132,7 @@ class CatalogState:
         array: Any | None
         try:
             # The SDK's backend: its direct chunk reader, and a strict store (no silent fill).
-            array = self.catalog._backend.open_array(relative)
+            array = self.catalog.open_array(relative)
         except mamamia.NotFoundError:
             array = None
         with self._lock:

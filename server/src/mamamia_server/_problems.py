@@ -1,15 +1,16 @@
 """One error envelope for every error: RFC 9457 ``application/problem+json``.
 
 ``ApiError`` is what routes raise; ``install_problem_handlers`` maps it, FastAPI's validation
-errors, Starlette's HTTP errors (unknown routes, 405), the query engine's exceptions and the
-SDK's exceptions to a Problem body in one place. Details never carry server paths.
+errors, Starlette's HTTP errors (unknown routes, 405) and every ``MamamiaError`` (the query
+engine's included) to a Problem body in one place: an error's status and kind are its class's
+attributes, which the SDK's client reads back. Details never carry server paths.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-_TYPE_BASE = "urn:mamamia:problem:"
+_TYPE_BASE = mamamia.PROBLEM_TYPE_BASE
 
 
 class ProblemDetails(BaseModel):
@@ -143,28 +144,12 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def _map_exception(exc: BaseException) -> ApiError | None:
-    """The one table from engine and SDK exceptions to HTTP statuses."""
-    # The engine module is imported lazily so this file stays usable while it changes.
-    from mamamia_server import _errors as engine
-
-    if isinstance(exc, engine.QueryError):
-        slug = re.sub(r"(?<!^)(?=[A-Z])", "-", type(exc).__name__).lower()
-        return ApiError(exc.status, exc.message, slug=slug, rule=exc.rule)
-    mapping: Sequence[tuple[type[BaseException], int, str]] = (
-        (mamamia.CatalogVersionMismatch, 409, "catalog-version"),
-        (mamamia.NotFoundError, 404, "not-found"),
-        (mamamia.InvalidRequest, 422, "invalid-parameter"),
-        (mamamia.QueryRejected, 400, "query-rejected"),
-        (mamamia.QueryTimeout, 504, "query-timeout"),
-        (mamamia.QueryTooLarge, 413, "query-too-large"),
-        (mamamia.QueryError, 400, "query-failed"),
-        (mamamia.CatalogError, 503, "catalog-unavailable"),
-        (mamamia.ChunkMissingError, 500, "catalog-damaged"),
-    )
-    for kind, status, slug in mapping:
-        if isinstance(exc, kind):
-            return ApiError(status, str(exc) or kind.__name__, slug=slug)
-    return None
+    """The Problem of an error, from its class's ``status`` and ``slug`` (``mamamia._errors``)."""
+    if not isinstance(exc, mamamia.MamamiaError) or not exc.exposed():
+        return None
+    if isinstance(exc, mamamia.QueryError):
+        return ApiError(exc.status, exc.message, slug=exc.slug, rule=exc.rule)
+    return ApiError(exc.status, str(exc) or type(exc).__name__, slug=exc.slug)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -213,9 +198,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(mamamia.MamamiaError, known_error)
-    from mamamia_server import _errors as engine
-
-    app.add_exception_handler(engine.QueryError, known_error)
     app.add_exception_handler(Exception, known_error)
 
 

@@ -80,11 +80,8 @@ class CropStream:
         shard = {"epoch": epoch, "rank": rank, "world_size": world_size, "even": even}
         changes: dict[str, Any] = {k: v for k, v in shard.items() if v is not None}
         if options.threads is None:
-            from mamamia._local import LocalBackend
-
             # Local reads are CPU-bound (decompression); remote ones wait on the network.
-            local = isinstance(catalog._backend, LocalBackend)
-            changes["threads"] = min(4, os.cpu_count() or 1) if local else REMOTE_THREADS
+            changes["threads"] = REMOTE_THREADS if catalog.remote else min(4, os.cpu_count() or 1)
         if not 0 <= worker < num_workers:
             raise InvalidRequest(f"worker {worker} is outside [0, {num_workers})")
         self.catalog = catalog
@@ -337,6 +334,7 @@ class CropStream:
             raise ImportError("stream.torch() needs PyTorch: pip install 'mamamia[torch]'") from exc
         return CropDataset(
             opener=catalog_opener(self.catalog),
+            stream_type=type(self),
             catalog=self.catalog,
             case_ids=self.case_ids,
             options=self.options,
@@ -369,17 +367,4 @@ class _ReaderCache:
 
 def catalog_opener(catalog: Catalog) -> Callable[[], Catalog] | None:
     """A picklable callable that reopens ``catalog`` (in a DataLoader worker), or None."""
-    from functools import partial
-
-    from mamamia._catalog import open as open_local
-    from mamamia._local import LocalBackend
-
-    backend = catalog._backend
-    if isinstance(backend, LocalBackend):
-        return partial(open_local, str(backend.root))
-    # Other backends (the server's) may say how to reopen themselves.
-    reopener = getattr(backend, "reopener", None)
-    if callable(reopener):
-        opener: Callable[[], Catalog] = reopener()
-        return opener
-    return None
+    return catalog.reopener()

@@ -22,11 +22,11 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from mamamia._crops._crop_options import CropOptions
-from mamamia._crops._stream import CropStream
 from mamamia._errors import InvalidRequest
 
 if TYPE_CHECKING:
     from mamamia._catalog import Catalog
+    from mamamia._crops._stream import CropStream
 
 __all__ = ["CropDataset"]
 
@@ -44,12 +44,16 @@ class CropDataset(IterableDataset[dict[str, Any]]):
         self,
         *,
         opener: Callable[[], Catalog] | None,
+        stream_type: type[CropStream],
         catalog: Catalog | None = None,
         case_ids: Sequence[str],
         options: CropOptions,
     ) -> None:
         super().__init__()
         self.opener = opener
+        # The stream's class is handed in (it pickles by name): this module is imported only
+        # by the stream, lazily, and so never imports it back.
+        self.stream_type = stream_type
         self.case_ids = list(case_ids)
         self.options = options
         self._catalog: Catalog | None = catalog
@@ -71,7 +75,7 @@ class CropDataset(IterableDataset[dict[str, Any]]):
         if self._catalog is None:
             assert self.opener is not None  # a dataset without one is never unpickled
             self._catalog = self.opener()
-        return CropStream(
+        return self.stream_type(
             self._catalog,
             self.case_ids,
             self.options,

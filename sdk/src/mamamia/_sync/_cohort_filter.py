@@ -65,8 +65,8 @@ def select_cases(clinical_path: Path, where: str) -> list[str]:
         raise SyncError("--cohort: the WHERE clause is empty")
     import duckdb
 
-    from mamamia import read_clinical_table
     from mamamia._errors import MamamiaError
+    from mamamia._tables import read_clinical_table
 
     try:
         table = read_clinical_table(clinical_path).table

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mamamia._atomic import write_atomic
+from mamamia._sync._report import SyncError
 
 if TYPE_CHECKING:
     import httpx
@@ -62,7 +63,7 @@ class RetryPolicy:
         return jittered
 
 
-class DownloadFailed(Exception):
+class DownloadFailed(SyncError):
     def __init__(self, reason: str, attempts: int) -> None:
         super().__init__(reason)
         self.reason = reason

@@ -33,7 +33,7 @@ INSTALL_HINT = "mamamia sync needs synapseclient: pip install 'mamamia[sync]'"
 _SYN_ID = re.compile(r"syn\d+")
 
 
-class RemoteError(Exception):
+class RemoteError(SyncError):
     """A Synapse REST call failed after its retries; the message says which and why.
 
     ``permanent`` errors (no permission, not found, an unmet access requirement) are not worth

@@ -27,7 +27,7 @@ from mamamia._sync._mirror_plan import plan_files
 from mamamia._sync._mirror_state import Entry, MirrorState
 from mamamia._sync._paths import UnsafeName, check_segment, local_path
 from mamamia._sync._report import Action, FileResult
-from mamamia._sync._session import SyncSession, _Bar
+from mamamia._sync._session import ProgressBar, SyncSession
 
 __all__ = ["FileFetcher", "prune_empty"]
 
@@ -47,7 +47,7 @@ class FileFetcher:
         self.s = session
         self._client: Any = None
         self._downloader: Downloader | None = None
-        self._bytes_bar: _Bar | None = None
+        self._bytes_bar: ProgressBar | None = None
 
     def close(self) -> None:
         if self._client is not None:
@@ -264,7 +264,7 @@ class FileFetcher:
         )
         for item, entry in plan.current:
             self.s.add(FileResult(item.path, item.synapse_id, "skipped", size=entry.size))
-        bar = _Bar(
+        bar = ProgressBar(
             self.s.o.progress and bool(listed), desc="checking", unit=" files", total=len(listed)
         )
         bar.update(len(plan.current))
@@ -286,7 +286,7 @@ class FileFetcher:
         with self.s.report_lock:
             self.s.report.bytes_planned += planned
         self._ensure_downloader()
-        self._bytes_bar = _Bar(
+        self._bytes_bar = ProgressBar(
             self.s.o.progress,
             desc="download",
             unit="B",

@@ -38,7 +38,7 @@ from mamamia._sync._mirror_state import Entry, MirrorState, StateLock
 from mamamia._sync._paths import UnsafeName, local_path
 from mamamia._sync._per_file import FileFetcher, prune_empty
 from mamamia._sync._report import FileResult, SyncError, SyncReport
-from mamamia._sync._session import SyncSession, _Bar
+from mamamia._sync._session import ProgressBar, SyncSession
 from mamamia._sync._sync_options import SyncOptions
 
 __all__ = ["run"]
@@ -121,7 +121,7 @@ class _SyncRun:
             key=lambda kv: kv[1].path,
         )
         bad: set[str] = set()
-        bar = _Bar(
+        bar = ProgressBar(
             self.s.o.progress and bool(items), desc="verify", unit=" files", total=len(items)
         )
         try:

@@ -36,7 +36,7 @@ __all__ = ["SyncSession"]
 _STATE_SAVE_EVERY_S = 2.0
 
 
-class _Bar:
+class ProgressBar:
     """A tqdm bar on stderr, or nothing (progress=False, or tqdm missing)."""
 
     def __init__(self, enabled: bool, **kwargs: Any) -> None:
@@ -150,7 +150,7 @@ class SyncSession:
             self._tmp.cleanup()
 
     def map(
-        self, fn: Callable[[Any], Any], items: list[Any], bar: _Bar | None = None
+        self, fn: Callable[[Any], Any], items: list[Any], bar: ProgressBar | None = None
     ) -> Iterator[Any]:
         """Run ``fn`` over ``items`` on the pool; yield results as they finish."""
         futures = [self.pool.submit(fn, item) for item in items]
@@ -198,7 +198,7 @@ class SyncSession:
         """List ``starts`` (id, path) and, if ``recurse``, everything below them."""
         files: list[Listed] = []
         folders: list[tuple[str, tuple[str, ...]]] = []
-        bar = _Bar(self.o.progress, desc="listing", unit=" folders")
+        bar = ProgressBar(self.o.progress, desc="listing", unit=" folders")
         futures: dict[Future[list[dict[str, Any]]], tuple[str, tuple[str, ...]]] = {
             self.pool.submit(self.remote.children, syn_id): (syn_id, segs)
             for syn_id, segs in starts

@@ -1,0 +1,180 @@
+"""What the server and object-store backends share: a local cache in the catalog's layout.
+
+Both mirror the (small) tables a manifest names into the cache, checked against its sha256, then
+write the cache's ``catalog.json`` (last, atomically; ``mirrored_from`` names the source), so
+``mamamia.open(cache_dir)`` reads what was fetched offline. Both fetch Zarr keys on demand into
+the bounded chunk cache, prefetch whole arrays on a thread pool, and say how to reopen
+themselves in another process. A subclass says only how one table and one object are fetched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import zarr
+
+from mamamia._atomic import atomic_write, write_atomic
+from mamamia._backend import Backend
+from mamamia._chunks import open_chunk_array
+from mamamia._errors import CatalogFormatError, NotFoundError
+from mamamia._store import ChunkCache, HttpCachedStore, prefetch_arrays
+from mamamia._volume import ArrayLike
+
+__all__ = ["CACHE_ENV", "CachedBackend", "cache_root", "link_or_copy"]
+
+#: Environment variable for the cache root (default ~/.cache/mamamia).
+CACHE_ENV = "MAMAMIA_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    """``$MAMAMIA_CACHE_DIR``, else ``~/.cache/mamamia``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "mamamia")
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (a copy across file systems), atomically."""
+    if target.is_file():
+        return
+    with atomic_write(target) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class CachedBackend(ABC):
+    """One catalog version read through a local cache; subclasses fetch tables and objects."""
+
+    #: Threads ``prefetch`` uses by default (the network, not the CPU, is the limit).
+    prefetch_threads: ClassVar[int] = 8
+
+    def __init__(self, location: str, manifest: Mapping[str, Any], cache: ChunkCache) -> None:
+        self.url = location
+        self._manifest = dict(manifest)
+        self.version = str(self._manifest["catalog_version"])
+        self.cache = cache
+        self._arrays: dict[str, ArrayLike] = {}
+        self._lock = threading.Lock()
+
+    # -- what a subclass says ------------------------------------------------------------
+
+    @abstractmethod
+    def fetch_table(self, name: str, relative: str) -> bytes:
+        """The bytes of table ``name`` (file ``relative``) from the source."""
+
+    @abstractmethod
+    def fetch_object(self, relative: str) -> bytes | None:
+        """The bytes of ``volumes/...`` from the source, None when it has no such object."""
+
+    @abstractmethod
+    def reopen_options(self) -> dict[str, Any]:
+        """Keyword arguments that open this backend again (in another process)."""
+
+    @abstractmethod
+    def sql(self, query: str, params: Mapping[str, Any]) -> pa.Table: ...
+
+    @abstractmethod
+    def table_names(self) -> list[str]: ...
+
+    @abstractmethod
+    def table_schema(self, name: str) -> pa.Schema: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- the Backend interface -----------------------------------------------------------
+
+    @property
+    def manifest(self) -> Mapping[str, Any]:
+        return self._manifest
+
+    @property
+    def location(self) -> str:
+        return self.url
+
+    def mirror_tables(self, views: Sequence[Path] = ()) -> dict[str, Path]:
+        """Tables into the cache (fetched when missing or stale), linked into each of
+        ``views``; then the manifest of the mirror into each view and the cache root, last."""
+        files: dict[str, Path] = {}
+        mirrored: dict[str, Any] = {}
+        for name, ref in self._manifest["tables"].items():
+            relative = str(ref["path"])
+            target = self.cache.path(relative)
+            expected = ref.get("sha256")
+            digest = _sha256(target.read_bytes()) if target.is_file() else None
+            if digest is None or (expected and digest != expected):
+                data = self.fetch_table(str(name), relative)
+                digest = _sha256(data)
+                if expected and digest != expected:
+                    raise CatalogFormatError(
+                        f"{self.url}: table {name!r} file {relative} does not match the "
+                        "manifest's sha256"
+                    )
+                write_atomic(target, data)
+            for view in views:
+                link_or_copy(target, view / relative)
+            files[str(name)] = target
+            mirrored[str(name)] = {**dict(ref), "path": relative, "sha256": digest}
+        manifest = {**self._manifest, "tables": mirrored, "mirrored_from": self.url}
+        text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
+        for folder in (*views, self.cache.root):
+            current = folder / "catalog.json"
+            if not current.is_file() or current.read_text(encoding="utf-8") != text:
+                write_atomic(current, text)
+        return files
+
+    def fetch(self, relative: str) -> bytes | None:
+        if not relative.startswith("volumes/"):
+            raise NotFoundError(f"{relative}: only volumes/ holds Zarr arrays")
+        return self.fetch_object(relative)
+
+    def open_array(self, zarr_path: str) -> ArrayLike:
+        with self._lock:
+            cached = self._arrays.get(zarr_path)
+        if cached is not None:
+            return cached
+        store = HttpCachedStore(self.cache, zarr_path, self.fetch)
+        if store.get_sync("zarr.json") is None:
+            raise NotFoundError(f"{self.url}: no array at {zarr_path} (run mamamia verify)")
+        array = open_chunk_array(
+            store,
+            where=zarr_path,
+            fallback=lambda: zarr.open_array(store=store, mode="r", zarr_format=3),
+        )
+        with self._lock:
+            return self._arrays.setdefault(zarr_path, array)
+
+    def prefetch(
+        self,
+        zarr_paths: Iterable[str],
+        *,
+        threads: int | None = None,
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> int:
+        """Fetch every chunk of these arrays into the cache; returns chunks fetched."""
+        arrays = [(path, self.open_array(path)) for path in zarr_paths]
+        return prefetch_arrays(
+            self.cache,
+            self.fetch,
+            arrays,
+            threads=self.prefetch_threads if threads is None else threads,
+            on_chunk=on_chunk,
+        )
+
+    def reopener(self) -> Callable[[], Backend]:
+        """A picklable callable that opens this backend again (in a DataLoader worker)."""
+        return partial(type(self), self.url, **self.reopen_options())
