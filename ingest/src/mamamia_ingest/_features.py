@@ -26,7 +26,6 @@ __all__ = [
     "CHECKSUM_ALGORITHM",
     "CHECKSUM_ALGORITHMS",
     "EXACT_PERCENTILE_VOXELS",
-    "FEATURE_COLUMNS",
     "check_mask_values",
     "checksum_algorithm",
     "dice",
@@ -41,22 +40,6 @@ __all__ = [
 #: subsample of about this size (the same voxels on every run, so results are reproducible).
 #: A full partition of a real phase costs about as much as decompressing it.
 EXACT_PERCENTILE_VOXELS = 1 << 18
-
-#: Derived per-case columns, in table order (the ``auto_`` ones come from the automatic mask).
-FEATURE_COLUMNS: tuple[str, ...] = (
-    "tumor_voxels",
-    "tumor_volume_cm3",
-    "tumor_bbox_min_zyx",
-    "tumor_bbox_max_zyx",
-    "tumor_centroid_xyz_mm",
-    "auto_tumor_voxels",
-    "auto_tumor_volume_cm3",
-    "auto_tumor_bbox_min_zyx",
-    "auto_tumor_bbox_max_zyx",
-    "auto_tumor_centroid_xyz_mm",
-    "auto_expert_dice",
-    "enhancement_ratio",
-)
 
 
 def _as_bool(mask: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

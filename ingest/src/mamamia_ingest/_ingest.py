@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from mamamia import read_clinical_table, read_patient_info, read_quality_scores, read_splits
 from mamamia._objstore import is_store_url
+from mamamia.raw import CLINICAL_TABLE_NAMES, CaseFiles, RawLayout, discover
 from mamamia_ingest._catalog_writer import (
     CatalogLocked,
     atomic_write,
@@ -38,7 +39,6 @@ from mamamia_ingest._catalog_writer import (
     read_previous,
     write_table,
 )
-from mamamia_ingest._layout import CaseFiles, RawLayout, discover
 from mamamia_ingest._nifti import DEFAULT_MAX_VOLUME_BYTES, hash_file
 from mamamia_ingest._tables_out import build_tables
 from mamamia_ingest._volumes import (
@@ -276,7 +276,7 @@ def _run(
     problems = report.problems
     problems.extend(p for p in layout.problems if p.case is None or _selected(p.case, patterns))
     if layout.clinical is None:
-        raise IngestError(f"{raw}: no clinical_and_imaging_info.xlsx here (the one required file)")
+        raise IngestError(f"{raw}: no {CLINICAL_TABLE_NAMES[0]} here (the one required file)")
 
     def stop_now() -> bool:
         return strict and any(p.severity is Severity.ERROR for p in problems)

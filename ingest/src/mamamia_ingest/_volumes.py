@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mamamia.raw import SourceFile
 from mamamia_ingest._features import (
     check_mask_values,
     dice,
@@ -33,7 +34,6 @@ from mamamia_ingest._features import (
     masked_mean,
     voxel_checksum,
 )
-from mamamia_ingest._layout import SourceFile
 from mamamia_ingest._nifti import (
     DEFAULT_MAX_VOLUME_BYTES,
     HeaderInfo,

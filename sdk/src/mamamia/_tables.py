@@ -5,7 +5,7 @@ null, the row is kept); they raise `TableReadError`, naming the file, only when 
 read at all (missing, not a spreadsheet, a zip bomb, no patient_id column).
 
 The raw rows come from `mamamia._table_rows`; finding the files in a raw folder is
-`mamamia._raw_files`.
+`mamamia.raw`.
 """
 
 from __future__ import annotations

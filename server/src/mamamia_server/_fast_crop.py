@@ -1,7 +1,7 @@
 """A lean path for the hottest request: ``GET /v1/cases/{id}/crop`` of an open volume.
 
 A training client fetching random crops pays FastAPI's routing, dependency solving and
-parameter validation on every request: about 1.5 ms on the 2-core development machine, a
+parameter validation on every request: about 1.5 ms on a 2-core machine, a
 quarter of a 64^3 crop's whole time over HTTP (bench/bench_server.py). This middleware answers
 the plain form of that request itself, with the route's own helpers, and hands everything else
 to the app unchanged, so the route in ``routes/cases.py`` stays the one definition (and the one

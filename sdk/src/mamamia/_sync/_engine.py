@@ -26,10 +26,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mamamia._sync._cohort import find_clinical_table, is_table_file, select_cases
+from mamamia._sync._cohort import (
+    find_clinical_table,
+    is_clinical_table,
+    is_table_file,
+    select_cases,
+)
 from mamamia._sync._download import Downloader, DownloadFailed, md5_file, partial_path
 from mamamia._sync._paths import UnsafeName, local_path
 from mamamia._sync._per_file import PerFileSync, _prune_empty
@@ -37,6 +42,7 @@ from mamamia._sync._remote import Remote, check_synapse_id
 from mamamia._sync._report import FileResult, SyncError, SyncReport
 from mamamia._sync._session import Options, _Bar
 from mamamia._sync._state import Entry, MirrorState, StateLock
+from mamamia.raw import CLINICAL_TABLE_NAMES
 
 __all__ = ["run"]
 
@@ -193,23 +199,19 @@ class _Sync(PerFileSync):
             clinical = find_clinical_table(self.dest)
         except (SyncError, FileNotFoundError):
             clinical = None
-        pending = [
-            r
-            for r in self.report.would_download
-            if r.path.lower() == "clinical_and_imaging_info.xlsx"
-        ]
+        pending = [r for r in self.report.would_download if is_clinical_table(r.path)]
         if self.o.dry_run and pending:
             # A dry run never writes into the mirror: fetch the table to a temporary folder.
             clinical = self._fetch_aside(pending[0])
         if clinical is None:
-            failed = [r for r in self.report.failed if r.path.lower().endswith(".xlsx")]
+            failed = [r for r in self.report.failed if is_clinical_table(r.path)]
             detail = f" ({failed[0].reason})" if failed else ""
-            raise SyncError(f"--cohort: could not fetch clinical_and_imaging_info.xlsx{detail}")
+            raise SyncError(f"--cohort: could not fetch {CLINICAL_TABLE_NAMES[0]}{detail}")
         return select_cases(clinical, self.o.cohort)
 
     def _fetch_aside(self, result: FileResult) -> Path:
         info = self.remote.handle(result.synapse_id)
-        target = Path(self._tmp.name) / "tables" / "clinical_and_imaging_info.xlsx"
+        target = Path(self._tmp.name) / "tables" / PurePosixPath(result.path).name
         target.parent.mkdir(parents=True, exist_ok=True)
         downloader = Downloader(
             self._ensure_client(),
@@ -229,9 +231,7 @@ class _Sync(PerFileSync):
                 lambda: self.remote.download_url(info.file_handle_id, result.synapse_id),
             )
         except DownloadFailed as exc:
-            raise SyncError(
-                f"--cohort: could not fetch clinical_and_imaging_info.xlsx: {exc.reason}"
-            ) from exc
+            raise SyncError(f"--cohort: could not fetch {result.path}: {exc.reason}") from exc
         os.replace(partial, target)
         return target
 
