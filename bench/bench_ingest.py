@@ -20,7 +20,7 @@ every ratio the median of the ratios within each round (so it can differ from ou
 Ours: ``mamamia_ingest.ingest`` into a fresh catalog with ``--jobs 1`` and ``--jobs 2``. Its
 "volumes" time is the end-to-end time minus a ``--tables-only`` run on the same folder (the
 tables are a fixed cost independent of the volumes). Throughput is in MB of voxels (uncompressed)
-per second. Targets (issue 3): ours within 1.3x of floor 2 per core, and ``--jobs 2`` faster
+per second. Targets: ours within 1.3x of floor 2 per core, and ``--jobs 2`` faster
 than ``--jobs 1``. On a shared machine (other processes busy) the parallel figure is noisy.
 
 Chunk shapes: one synthetic DCE-like phase of 160x512x512 int16 (smooth body, noise, an

@@ -20,7 +20,10 @@ NAMES = {"Dockerfile", "Makefile", "run"}
 
 # Each pattern is written so that it does not match its own source text.
 FORBIDDEN: dict[str, re.Pattern[str]] = {
-    "machine path": re.compile(r"(?<![\w.])/(?:work|root|home|tmp|Users)/[\w.-]+"),
+    "machine path": re.compile(
+        # Attack targets in the security tests are named mamamia-*, evil-* or x.csv.
+        r"(?<![\w.])/(?:work|root|home|Users|tmp(?!/mamamia-|/evil-|/x[.]csv))/[\w.-]+"
+    ),
     "folder outside the repository": re.compile(r"[.][.]/share[d]\b"),
     "notes outside the repository": re.compile(r"\bshared/note[s]\b|\bnotes/[\w-]+[.]m[d]\b"),
     "dataset notes outside the repository": re.compile(r"\bDATASET[.]m[d]\b"),
@@ -58,13 +61,14 @@ def test_the_walk_sees_the_repository() -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "see /work/main/docs",
-        "cd /root/project",
-        "/home/alice/data.xlsx",
-        "written to /tmp/run-1/out",
-        "the notes in ../shared/DATA",
-        "measured in shared/notes/volumes",
-        "(notes/synapse.md §3)",
+        # Built from pieces so that this file does not trip its own check.
+        "see /" + "work/main/docs",
+        "cd /" + "root/project",
+        "/" + "home/alice/data.xlsx",
+        "written to /" + "tmp/run-1/out",
+        "the notes in ../" + "shared/DATA",
+        "measured in shared/" + "notes/volumes",
+        "(notes/" + "synapse.md §3)",
         "the layout of DATASET" + ".md",
         "a copy under .librar" + "y/env",
     ],
@@ -81,6 +85,7 @@ def test_the_check_flags_outside_references(text: str) -> None:
         "SELECT * FROM read_csv('/etc/passwd')",
         'LEAKS = ("root:", "/etc/", "/tmp/", "/home/", "/root")',
         "docs/dataset.md and tests/data/ATTRIBUTION.md",
+        "COPY (SELECT 1) TO '/tmp/mamamia-pwned.csv'",
         "bench/RESULTS.md",
     ],
 )
