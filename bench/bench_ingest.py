@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import crc32c
+import google_crc32c
 import numcodecs
 import numcodecs.blosc
 import numpy as np
@@ -98,7 +98,7 @@ def _compress(array: np.ndarray[Any, Any], codec: numcodecs.Blosc, chunks: tuple
             for i in range(0, x, cx):
                 block = np.ascontiguousarray(array[k : k + cz, j : j + cy, i : i + cx])
                 data = codec.encode(block)
-                crc32c.crc32c(data)
+                google_crc32c.value(data)
                 out += len(data) + 4
     return out
 

@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-import crc32c
+import google_crc32c
 import numpy as np
 
 _crc32: Any = zlib.crc32
@@ -60,6 +60,17 @@ CHECKSUM_ALGORITHM = "crc32c+crc32"
 CHECKSUM_ALGORITHMS = ("crc32c+crc32", "sha256")
 
 
+def _crc32c(data: memoryview) -> int:
+    """CRC-32C of a byte view, fed in bounded blocks (google-crc32c takes only bytes)."""
+    crc = 0
+    for start in range(0, len(data), _CRC_BLOCK):
+        crc = google_crc32c.extend(crc, data[start : start + _CRC_BLOCK].tobytes())
+    return int(crc)
+
+
+_CRC_BLOCK = 1 << 22
+
+
 def voxel_checksum(array: np.ndarray[Any, Any], algorithm: str = CHECKSUM_ALGORITHM) -> str:
     """``<algorithm>:<hex>`` of the voxel bytes in C order, little-endian.
 
@@ -72,7 +83,7 @@ def voxel_checksum(array: np.ndarray[Any, Any], algorithm: str = CHECKSUM_ALGORI
         a = a.astype(a.dtype.newbyteorder("<"))
     data = a.data.cast("B")
     if algorithm == "crc32c+crc32":
-        return f"crc32c+crc32:{crc32c.crc32c(data):08x}{_crc32(data):08x}"
+        return f"crc32c+crc32:{_crc32c(data):08x}{_crc32(data):08x}"
     if algorithm == "sha256":
         return "sha256:" + hashlib.sha256(data).hexdigest()
     raise ValueError(f"unknown voxel checksum algorithm {algorithm!r}")

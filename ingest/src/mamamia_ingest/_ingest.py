@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-from tqdm import tqdm
 
 from mamamia import read_clinical_table, read_patient_info, read_quality_scores, read_splits
 from mamamia._objstore import is_store_url
+from mamamia.progress import progress_bar
 from mamamia.raw import CLINICAL_TABLE_NAMES, CaseFiles, RawLayout, discover
 from mamamia_ingest._catalog_writer import (
     CatalogLocked,
@@ -493,15 +493,13 @@ def _run_jobs(
     """Run the case tasks; returns the generations this run built (not reused)."""
     built: set[str] = set()
     total = sum(sum(f.size for f in j.files) for j in case_jobs)
-    bar = tqdm(
+    bar = progress_bar(
+        progress and bool(case_jobs),
         total=total,
         unit="B",
         unit_scale=True,
         unit_divisor=1024,
         desc="ingest",
-        file=sys.stderr,
-        disable=not progress or not case_jobs,
-        dynamic_ncols=True,
     )
 
     def take(job: CaseJob, result: CaseResult) -> bool:

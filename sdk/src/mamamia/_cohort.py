@@ -147,9 +147,9 @@ class Cohort:
             .column("zarr_path")
             .to_pylist()
         )
-        from tqdm.auto import tqdm
+        from mamamia.progress import progress_bar
 
-        with tqdm(desc="prefetch", unit="chunk", disable=not progress) as bar:
+        with progress_bar(progress, desc="prefetch", unit="chunk") as bar:
             fetched: int = prefetch([str(p) for p in paths], on_chunk=bar.update)
         return fetched
 

@@ -32,7 +32,7 @@ from mamamia._chunks import open_chunk_array
 from mamamia._errors import CatalogFormatError, CatalogNotFound, MamamiaError, NotFoundError
 from mamamia._local import LocalBackend
 from mamamia._manifest import check_manifest
-from mamamia._remote import CACHE_ENV, _atomic_write
+from mamamia._remote import _atomic_write, cache_root
 from mamamia._store import ChunkCache, HttpCachedStore, prefetch_arrays
 from mamamia._volume import ArrayLike
 
@@ -69,8 +69,8 @@ def _split(url: str) -> tuple[str, str]:
 
 
 def store_cache_dir(url: str, purpose: str = "") -> Path:
-    """One cache folder per bucket/prefix: ``$MAMAMIA_CACHE_DIR/s3_<bucket>_<prefix>``."""
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "mamamia")
+    """One cache folder per bucket/prefix: ``<cache root>/s3_<bucket>_<prefix>``."""
+    root = cache_root()
     bucket, prefix = _split(url)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"s3_{bucket}_{prefix}").strip("_")
     return root / (f"{purpose}-{name}" if purpose else name)

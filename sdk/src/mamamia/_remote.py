@@ -29,9 +29,9 @@ from mamamia._manifest import check_manifest
 from mamamia._store import ChunkCache, HttpCachedStore, prefetch_arrays
 from mamamia._volume import ArrayLike
 
-__all__ = ["CACHE_ENV", "TOKEN_ENV", "RemoteBackend", "default_cache_dir"]
+__all__ = ["CACHE_ENV", "TOKEN_ENV", "RemoteBackend", "cache_root", "default_cache_dir"]
 
-#: Environment variable for the cache root (default ~/.cache/mamamia).
+#: Environment variable for the cache root (default: the user cache folder, see `cache_root`).
 CACHE_ENV = "MAMAMIA_CACHE_DIR"
 #: Environment variable for the bearer token of `mamamia.connect` when none is given.
 TOKEN_ENV = "MAMAMIA_TOKEN"
@@ -39,9 +39,17 @@ TOKEN_ENV = "MAMAMIA_TOKEN"
 _PAGE_ROWS = 50_000
 
 
+def cache_root() -> Path:
+    """``$MAMAMIA_CACHE_DIR``, else the platform's user cache folder for mamamia
+    (``$XDG_CACHE_HOME/mamamia``, by default ``~/.cache/mamamia`` on Linux)."""
+    from platformdirs import user_cache_dir
+
+    return Path(os.environ.get(CACHE_ENV) or user_cache_dir("mamamia", appauthor=False))
+
+
 def default_cache_dir(url: str) -> Path:
-    """One cache folder per server: ``$MAMAMIA_CACHE_DIR/<host>_<port>``."""
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "mamamia")
+    """One cache folder per server: ``<cache root>/<host>_<port>``."""
+    root = cache_root()
     parts = urlsplit(url)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{parts.hostname}_{parts.port or ''}{parts.path}")
     return root / name.strip("_")

@@ -8,7 +8,6 @@ import math
 import multiprocessing
 import os
 import random
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -16,8 +15,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
+from mamamia.progress import progress_bar
 from mamamia.raw import image_name, mask_name, patient_info_name
 from mamamia_schema import ClinicalRecord, VolumeKind
 
@@ -168,10 +166,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 def _run_tasks(tasks: list[_Task], jobs: int, progress: bool) -> dict[str, int]:
     sizes: dict[str, int] = {}
-    show = progress and sys.stderr.isatty()
-    with tqdm(
-        total=len(tasks), desc="phantom", unit="file", file=sys.stderr, disable=not show
-    ) as bar:
+    with progress_bar(progress, total=len(tasks), desc="phantom", unit="file") as bar:
         voxels = sum(t.voxels for t in tasks)
         # A worker pool costs a second or more to start; small phantoms are faster in-process.
         if jobs <= 1 or len(tasks) <= 1 or voxels < _POOL_MIN_VOXELS:

@@ -8,7 +8,6 @@ so that each layer of the sync reads on its own; nothing here fetches a file's b
 from __future__ import annotations
 
 import fnmatch
-import sys
 import tempfile
 import threading
 import time
@@ -24,6 +23,7 @@ from mamamia._sync._paths import STATE_DIR, UnsafeName, check_segment
 from mamamia._sync._remote import FILE_TYPE, FOLDER_TYPE, Remote, RemoteError, SynapseRemote
 from mamamia._sync._report import FileResult, SyncReport
 from mamamia._sync._state import Entry, MirrorState
+from mamamia.progress import progress_bar, progress_enabled
 
 __all__ = ["Listed", "Options", "SyncSession"]
 
@@ -59,15 +59,13 @@ class Listed:
 
 
 class _Bar:
-    """A tqdm bar on stderr, or nothing (progress=False, or tqdm missing)."""
+    """A thread-safe tqdm bar on stderr, or nothing (`mamamia.progress` decides)."""
 
     def __init__(self, enabled: bool, **kwargs: Any) -> None:
         self._bar: Any = None
         self._lock = threading.Lock()
-        if enabled:
-            from tqdm import tqdm
-
-            self._bar = tqdm(file=sys.stderr, dynamic_ncols=True, **kwargs)
+        if progress_enabled(enabled):
+            self._bar = progress_bar(**kwargs)
 
     def update(self, n: int) -> None:
         if self._bar is not None and n:
