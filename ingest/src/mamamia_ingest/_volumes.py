@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from mamamia.raw import SourceFile
+from mamamia.raw import MASK_KINDS, SourceFile
 from mamamia_ingest._features import (
     check_mask_values,
     dice,
@@ -500,7 +500,7 @@ def _build(
 
     labels = tmp / "labels"
     os.mkdir(labels)
-    label_names = [k for k in ("expert", "automatic") if k in mask_arrays]
+    label_names = [k.value for k in MASK_KINDS if k.value in mask_arrays]
     for kind in label_names:
         m = mask_arrays[kind]
         g = labels / kind

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from mamamia._errors import InvalidRequest, MamamiaError
+from mamamia_schema import VolumeKind
 
 if TYPE_CHECKING:
     from mamamia._case import Case
@@ -26,6 +27,8 @@ __all__ = [
     "ids_hash",
     "load_cohort",
 ]
+
+_VOLUME_KINDS: tuple[str, ...] = tuple(k.value for k in VolumeKind)
 
 _COHORT_FILE_VERSION = 1
 
@@ -130,9 +133,7 @@ class Cohort:
             source_sql=self.source_sql,
         )
 
-    def prefetch(
-        self, kinds: Sequence[str] = ("image", "expert", "automatic"), *, progress: bool = True
-    ) -> int:
+    def prefetch(self, kinds: Sequence[str] = _VOLUME_KINDS, *, progress: bool = True) -> int:
         """Fill the local chunk cache with these cases' volumes (remote catalogs; a local one
         already has them). Returns the number of chunks fetched."""
         prefetch = getattr(self.catalog._backend, "prefetch", None)

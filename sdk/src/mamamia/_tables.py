@@ -27,6 +27,7 @@ from mamamia._table_rows import (
     _split_header,
     read_rows,
 )
+from mamamia.raw import case_of_name
 from mamamia_schema import (
     COLUMN_DOCS,
     ClinicalRecord,
@@ -474,7 +475,7 @@ def read_patient_info(
     label = _label(path, relpath)
     if not path.is_file():
         raise TableReadError(f"{path}: no such file")
-    case = path.name.split(".")[0].upper()
+    case = case_of_name(path.name)
     size = path.stat().st_size
     if size > MAX_JSON_BYTES:
         return None, [

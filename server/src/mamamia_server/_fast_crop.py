@@ -29,17 +29,18 @@ import re
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mamamia_schema import PATIENT_ID_PATTERN, VolumeKind
 from mamamia_server._problems import ApiError
 from mamamia_server._state import CatalogHolder
 from mamamia_server._volumes import crop_answer, parse_range
 
 __all__ = ["FastCrops"]
 
-_PATH = re.compile(r"^/v1/cases/([A-Za-z0-9][A-Za-z0-9_-]{0,63})/crop$")
+_PATH = re.compile(rf"^/v1/cases/({PATIENT_ID_PATTERN[1:-1]})/crop$")
 _QUERY_CHARS = re.compile(rb"^[A-Za-z0-9=&:_%]*$")
 _KNOWN = frozenset({"kind", "phase", "z", "y", "x", "format"})
 _PHASE = re.compile(r"^(0|[1-9][0-9]{0,2})$")
-_KINDS = frozenset({"image", "expert", "automatic"})
+_KINDS = frozenset(k.value for k in VolumeKind)
 _FORMATS = frozenset({"raw", "npy"})
 
 

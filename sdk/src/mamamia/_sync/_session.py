@@ -24,6 +24,7 @@ from mamamia._sync._remote import FILE_TYPE, FOLDER_TYPE, Remote, RemoteError, S
 from mamamia._sync._report import FileResult, SyncReport
 from mamamia._sync._state import Entry, MirrorState
 from mamamia.progress import progress_bar, progress_enabled
+from mamamia.raw import IMAGES_DIR
 
 __all__ = ["Listed", "Options", "SyncSession"]
 
@@ -196,7 +197,7 @@ class SyncSession:
         """A folder whose whole subtree the cohort excludes (``images/<CASE>``): not listed."""
         if self.cohort_cases is None:
             return False
-        if len(segments) == 2 and segments[0].lower() == "images":
+        if len(segments) == 2 and segments[0].lower() == IMAGES_DIR:
             return segments[1].upper() not in self.cohort_cases
         return len(segments) == 1 and segments[0].lower() not in (
             "images",
