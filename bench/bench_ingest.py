@@ -20,7 +20,7 @@ every ratio the median of the ratios within each round (so it can differ from ou
 Ours: ``mamamia_ingest.ingest`` into a fresh catalog with ``--jobs 1`` and ``--jobs 2``. Its
 "volumes" time is the end-to-end time minus a ``--tables-only`` run on the same folder (the
 tables are a fixed cost independent of the volumes). Throughput is in MB of voxels (uncompressed)
-per second. Targets (issue 3): ours within 1.3x of floor 2 per core, and ``--jobs 2`` faster
+per second. Targets: ours within 1.3x of floor 2 per core, and ``--jobs 2`` faster
 than ``--jobs 1``. On a shared machine (other processes busy) the parallel figure is noisy.
 
 Chunk shapes: one synthetic DCE-like phase of 160x512x512 int16 (smooth body, noise, an
@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import crc32c
+import google_crc32c
 import numcodecs
 import numcodecs.blosc
 import numpy as np
@@ -98,7 +98,7 @@ def _compress(array: np.ndarray[Any, Any], codec: numcodecs.Blosc, chunks: tuple
             for i in range(0, x, cx):
                 block = np.ascontiguousarray(array[k : k + cz, j : j + cy, i : i + cx])
                 data = codec.encode(block)
-                crc32c.crc32c(data)
+                google_crc32c.value(data)
                 out += len(data) + 4
     return out
 

@@ -20,6 +20,9 @@ import pyarrow.parquet as pq
 import zarr
 from zarr.codecs import BloscCodec
 
+from mamamia_ingest._tables_out import FEATURE_SCHEMA
+from mamamia_schema import clinical_arrow_schema, volumes_arrow_schema
+
 
 @dataclass
 class PhantomCase:
@@ -168,35 +171,15 @@ def build_catalog(root: Path, cases: list[PhantomCase] = CASES) -> dict[str, Pha
                     "p99": None,
                 }
             )
+    clinical = clinical_arrow_schema(2, [])
     cases_schema = pa.schema(
-        [
-            ("patient_id", pa.string()),
-            ("dataset", pa.string()),
-            ("tumor_voxels", pa.int64()),
-            ("tumor_bbox_min_zyx", pa.list_(pa.int32())),
-            ("tumor_bbox_max_zyx", pa.list_(pa.int32())),
+        [clinical.field("patient_id"), clinical.field("dataset")]
+        + [
+            FEATURE_SCHEMA.field(n)
+            for n in ("tumor_voxels", "tumor_bbox_min_zyx", "tumor_bbox_max_zyx")
         ]
     )
-    volumes_schema = pa.schema(
-        [
-            ("patient_id", pa.string()),
-            ("kind", pa.string()),
-            ("phase", pa.int32()),
-            ("zarr_path", pa.string()),
-            ("shape", pa.list_(pa.int32())),
-            ("dtype", pa.string()),
-            ("spacing_xyz", pa.list_(pa.float64())),
-            ("origin_xyz", pa.list_(pa.float64())),
-            ("direction", pa.list_(pa.float64())),
-            ("orientation", pa.string()),
-            ("acquisition_time_s", pa.float64()),
-            ("checksum", pa.string()),
-            ("mean", pa.float64()),
-            ("std", pa.float64()),
-            ("p1", pa.float64()),
-            ("p99", pa.float64()),
-        ]
-    )
+    volumes_schema = volumes_arrow_schema()
     tables = {
         "cases": _table(root, "cases", pa.Table.from_pylist(case_rows, schema=cases_schema)),
         "volumes": _table(

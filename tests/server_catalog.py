@@ -22,6 +22,8 @@ import SimpleITK as sitk
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
+from mamamia_schema import volumes_arrow_schema
+
 LPS = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 RAS = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
 
@@ -323,26 +325,7 @@ def write_catalog(root: Path, raw: Path, cases: tuple[CaseSpec, ...] = CASES) ->
         )
     volumes = pa.Table.from_pylist(
         volume_rows,
-        schema=pa.schema(
-            [
-                ("patient_id", pa.string()),
-                ("kind", pa.string()),
-                ("phase", pa.int64()),
-                ("zarr_path", pa.string()),
-                ("shape", pa.list_(pa.int64())),
-                ("dtype", pa.string()),
-                ("spacing_xyz", pa.list_(pa.float64())),
-                ("origin_xyz", pa.list_(pa.float64())),
-                ("direction", pa.list_(pa.float64())),
-                ("orientation", pa.string()),
-                ("acquisition_time_s", pa.float64()),
-                ("checksum", pa.string()),
-                ("mean", pa.float64()),
-                ("std", pa.float64()),
-                ("p1", pa.float64()),
-                ("p99", pa.float64()),
-            ]
-        ),
+        schema=volumes_arrow_schema(),
     )
     # A larger table, so that a cross join of it runs long enough to meet the time limit.
     readings = pa.table({"reading": pa.array(range(300), type=pa.int64())})

@@ -1,7 +1,7 @@
 """A small Synapse REST emulator: serves a local folder tree as a Synapse project over real HTTP.
 
 It answers the routes the unmodified synapseclient 4.x uses for login, listing, entity bundles,
-presigned URLs and blob downloads (../shared/notes/synapse.md §4), so both ``mamamia sync`` and
+presigned URLs and blob downloads, so both ``mamamia sync`` and
 synapseclient's own ``syncFromSynapse`` can run against it. On top of that it counts requests,
 injects faults (N error statuses on a route, corrupted or cut-off bodies, a throttled file) and
 changes the tree (a new version of a file, a deletion, hostile names).

@@ -16,7 +16,7 @@ PUBLIC: dict[str, set[str]] = {
         "AgeGroup", "BREAST_DENSITY_VALUES", "BmiGroup", "BreastCoordinates", "CITATIONS",
         "CLINICAL_COLUMNS", "COLUMN_DOCS", "CatalogManifest", "Citation", "ClinicalHeader",
         "ClinicalRecord", "ColumnDoc", "DERIVED_COLUMNS", "Dataset", "EthnicityGroup",
-        "FORMAT_VERSION", "ImagingData", "LICENCE", "NottinghamGrade", "PatientClinicalData",
+        "FORMAT_VERSION", "ImagingData", "PATIENT_ID_PATTERN", "LICENCE", "NottinghamGrade", "PatientClinicalData",
         "PatientInfo", "PrimaryLesion", "Problem", "QualityRating", "QualityScore", "Severity",
         "Split", "SplitAssignment", "TableRef", "TumorSubtype", "TumorSubtypeGroup", "View",
         "VolumeInfo", "VolumeKind", "age_group", "arrow_type_for", "catalog_version_of",

@@ -1,4 +1,4 @@
-"""Hostile queries against the safe-SQL engine (issue 4, Safety).
+"""Hostile queries against the safe-SQL engine.
 
 Each query must be rejected (QueryRejected / QueryTooLarge) or stopped (QueryTimeout) and
 return by the engine's deadline plus a margin; no message may carry a file's content or a

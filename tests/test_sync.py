@@ -38,10 +38,7 @@ FAST = {"backoff": 0.01, "progress": False}
 @pytest.fixture(scope="session")
 def small_clinical(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int | None]]:
     """A real-format xlsx with a handful of real rows; returns it and {case: pcr}."""
-    source = DATA if DATA.exists() else Path("/work/shared/data/clinical_and_imaging_info.xlsx")
-    if not source.exists():
-        pytest.fail(f"test data missing: {DATA}")
-    wb = openpyxl.load_workbook(source, read_only=True, data_only=True)
+    wb = openpyxl.load_workbook(DATA, read_only=True, data_only=True)
     rows = list(wb["dataset_info"].iter_rows(values_only=True))
     legend = list(wb["legend"].iter_rows(values_only=True))
     wb.close()

@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-import crc32c
+import google_crc32c
 import numpy as np
 
 _crc32: Any = zlib.crc32
@@ -26,7 +26,6 @@ __all__ = [
     "CHECKSUM_ALGORITHM",
     "CHECKSUM_ALGORITHMS",
     "EXACT_PERCENTILE_VOXELS",
-    "FEATURE_COLUMNS",
     "check_mask_values",
     "checksum_algorithm",
     "dice",
@@ -41,22 +40,6 @@ __all__ = [
 #: subsample of about this size (the same voxels on every run, so results are reproducible).
 #: A full partition of a real phase costs about as much as decompressing it.
 EXACT_PERCENTILE_VOXELS = 1 << 18
-
-#: Derived per-case columns, in table order (the ``auto_`` ones come from the automatic mask).
-FEATURE_COLUMNS: tuple[str, ...] = (
-    "tumor_voxels",
-    "tumor_volume_cm3",
-    "tumor_bbox_min_zyx",
-    "tumor_bbox_max_zyx",
-    "tumor_centroid_xyz_mm",
-    "auto_tumor_voxels",
-    "auto_tumor_volume_cm3",
-    "auto_tumor_bbox_min_zyx",
-    "auto_tumor_bbox_max_zyx",
-    "auto_tumor_centroid_xyz_mm",
-    "auto_expert_dice",
-    "enhancement_ratio",
-)
 
 
 def _as_bool(mask: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -77,6 +60,17 @@ CHECKSUM_ALGORITHM = "crc32c+crc32"
 CHECKSUM_ALGORITHMS = ("crc32c+crc32", "sha256")
 
 
+def _crc32c(data: memoryview) -> int:
+    """CRC-32C of a byte view, fed in bounded blocks (google-crc32c takes only bytes)."""
+    crc = 0
+    for start in range(0, len(data), _CRC_BLOCK):
+        crc = google_crc32c.extend(crc, data[start : start + _CRC_BLOCK].tobytes())
+    return int(crc)
+
+
+_CRC_BLOCK = 1 << 22
+
+
 def voxel_checksum(array: np.ndarray[Any, Any], algorithm: str = CHECKSUM_ALGORITHM) -> str:
     """``<algorithm>:<hex>`` of the voxel bytes in C order, little-endian.
 
@@ -89,7 +83,7 @@ def voxel_checksum(array: np.ndarray[Any, Any], algorithm: str = CHECKSUM_ALGORI
         a = a.astype(a.dtype.newbyteorder("<"))
     data = a.data.cast("B")
     if algorithm == "crc32c+crc32":
-        return f"crc32c+crc32:{crc32c.crc32c(data):08x}{_crc32(data):08x}"
+        return f"crc32c+crc32:{_crc32c(data):08x}{_crc32(data):08x}"
     if algorithm == "sha256":
         return "sha256:" + hashlib.sha256(data).hexdigest()
     raise ValueError(f"unknown voxel checksum algorithm {algorithm!r}")

@@ -25,8 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from mamamia import (
     read_clinical_table,
     read_patient_info,
@@ -35,6 +33,8 @@ from mamamia import (
     write_atomic,
 )
 from mamamia.objstore import ObjectStore, is_store_url
+from mamamia.progress import progress_bar
+from mamamia.raw import CLINICAL_TABLE_NAMES, CaseFiles, RawLayout, discover
 from mamamia_ingest._catalog_writer import (
     CatalogLocked,
     catalog_lock,
@@ -44,7 +44,6 @@ from mamamia_ingest._catalog_writer import (
 )
 from mamamia_ingest._ingest_options import IngestOptions
 from mamamia_ingest._ingest_report import IngestError, IngestReport
-from mamamia_ingest._layout import CaseFiles, RawLayout, discover
 from mamamia_ingest._nifti import DEFAULT_MAX_VOLUME_BYTES, hash_file
 from mamamia_ingest._publish import publish, staging_dir
 from mamamia_ingest._tables_out import build_tables
@@ -196,7 +195,7 @@ def _run(raw: Path, catalog: Path, options: IngestOptions) -> IngestReport:
     problems = report.problems
     problems.extend(p for p in layout.problems if p.case is None or _selected(p.case, patterns))
     if layout.clinical is None:
-        raise IngestError(f"{raw}: no clinical_and_imaging_info.xlsx here (the one required file)")
+        raise IngestError(f"{raw}: no {CLINICAL_TABLE_NAMES[0]} here (the one required file)")
 
     def stop_now() -> bool:
         return strict and any(p.severity is Severity.ERROR for p in problems)
@@ -412,15 +411,13 @@ def _run_jobs(
     jobs, strict, progress = options.jobs, options.strict, options.progress
     built: set[str] = set()
     total = sum(sum(f.size for f in j.files) for j in case_jobs)
-    bar = tqdm(
+    bar = progress_bar(
+        progress and bool(case_jobs),
         total=total,
         unit="B",
         unit_scale=True,
         unit_divisor=1024,
         desc="ingest",
-        file=sys.stderr,
-        disable=not progress or not case_jobs,
-        dynamic_ncols=True,
     )
 
     def take(job: CaseJob, result: CaseResult) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel
 
-from mamamia_ingest._layout import RawLayout
+from mamamia.raw import RawLayout
 from mamamia_ingest._volumes import CaseResult
 from mamamia_schema import PatientInfo, arrow_type_for, volumes_arrow_schema
 

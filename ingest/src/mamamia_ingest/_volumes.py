@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mamamia.raw import MASK_KINDS, SourceFile
 from mamamia_ingest._features import (
     check_mask_values,
     dice,
@@ -33,7 +34,6 @@ from mamamia_ingest._features import (
     masked_mean,
     voxel_checksum,
 )
-from mamamia_ingest._layout import SourceFile
 from mamamia_ingest._nifti import (
     DEFAULT_MAX_VOLUME_BYTES,
     HeaderInfo,
@@ -500,7 +500,7 @@ def _build(
 
     labels = tmp / "labels"
     os.mkdir(labels)
-    label_names = [k for k in ("expert", "automatic") if k in mask_arrays]
+    label_names = [k.value for k in MASK_KINDS if k.value in mask_arrays]
     for kind in label_names:
         m = mask_arrays[kind]
         g = labels / kind

@@ -29,6 +29,7 @@ from mamamia_schema._clinical_record import (
 from mamamia_schema._clinical_rows import BREAST_DENSITY_VALUES, validate_clinical_row
 from mamamia_schema._columns import COLUMN_DOCS, ColumnDoc
 from mamamia_schema._enums import (
+    PATIENT_ID_PATTERN,
     AgeGroup,
     BmiGroup,
     Dataset,
@@ -72,6 +73,7 @@ __all__ = [
     "DERIVED_COLUMNS",
     "FORMAT_VERSION",
     "LICENCE",
+    "PATIENT_ID_PATTERN",
     "AgeGroup",
     "BmiGroup",
     "BreastCoordinates",

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from ._enums import (
+    PATIENT_ID_PATTERN,
     AgeGroup,
     BmiGroup,
     Dataset,
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 _DERIVED = ("age_group", "ethnicity_group", "tumor_subtype_group")
-PATIENT_ID_RE = re.compile(r"^[A-Z0-9][A-Z0-9_\-]{0,63}$")
+PATIENT_ID_RE = re.compile(PATIENT_ID_PATTERN)
 
 
 def parse_number_list(value: object) -> list[float]:

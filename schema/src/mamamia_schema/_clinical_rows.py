@@ -374,7 +374,7 @@ def validate_clinical_row(
     return ClinicalRecord.model_validate(clean), problems
 
 
-# The plane each collection was acquired in (DATASET.md).
+# The plane each collection was acquired in (docs/dataset.md).
 _PLANE = {
     Dataset.DUKE: View.AXIAL,
     Dataset.ISPY2: View.AXIAL,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
+    "PATIENT_ID_PATTERN",
     "AgeGroup",
     "BmiGroup",
     "Dataset",
@@ -115,3 +116,8 @@ class VolumeKind(StrEnum):
     IMAGE = "image"
     EXPERT = "expert"
     AUTOMATIC = "automatic"
+
+
+#: A patient id as the catalog accepts it (any letter case; ids are compared uppercased): it
+#: becomes a folder and URL segment, so no dots, slashes, spaces or unicode.
+PATIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"

@@ -1,7 +1,7 @@
 """The `legend` sheet of clinical_and_imaging_info.xlsx, corrected, as data.
 
 The schema package does no file I/O, so the legend text is baked in here. Corrections against the
-sheet of the first release (see ../shared/DATASET.md): the sheet names two columns differently
+sheet of the first release: the sheet names two columns differently
 (`multifocal cancer`, `oncotype`), gives `patient_size` in cm although the values are metres, and
 describes `pixel_spacing` as [x, y, z] although it holds two numbers (row and column spacing).
 """

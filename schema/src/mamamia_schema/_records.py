@@ -14,7 +14,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ._arrow import FORMAT_VERSION, model_arrow_schema
-from ._enums import QualityRating, Split, VolumeKind
+from ._enums import PATIENT_ID_PATTERN, QualityRating, Split, VolumeKind
 from ._lenient import validate_lenient
 from ._problems import Problem, Severity, show_value
 
@@ -40,7 +40,7 @@ __all__ = [
     "volumes_arrow_schema",
 ]
 
-_ID_RE = re.compile(r"^[A-Z0-9][A-Z0-9_\-]{0,63}$")
+_ID_RE = re.compile(PATIENT_ID_PATTERN)
 
 
 def _case_id(value: str) -> str:

@@ -32,7 +32,6 @@ from mamamia._errors import (
     UnknownTable,
 )
 from mamamia._open import connect, open
-from mamamia._raw_files import RawFiles, find_raw_file, locate_raw_files
 from mamamia._sync import FileResult, SyncError, SyncReport, sync
 from mamamia._tables import (
     ClinicalTable,
@@ -44,6 +43,7 @@ from mamamia._tables import (
     read_splits,
 )
 from mamamia._volume import Geometry, Volume
+from mamamia.raw import RawFiles, find_raw_file, locate_raw_files
 
 __all__ = [
     "ATOMIC_TEMP_PREFIX",

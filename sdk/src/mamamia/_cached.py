@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 import zarr
+from platformdirs import user_cache_dir
 
 from mamamia._atomic import atomic_write, write_atomic
 from mamamia._backend import Backend
@@ -33,12 +34,14 @@ from mamamia._volume import ArrayLike
 __all__ = ["CACHE_ENV", "CachedBackend", "cache_root", "link_or_copy"]
 
 #: Environment variable for the cache root (default ~/.cache/mamamia).
+#: Environment variable for the cache root (default: the user cache folder, see `cache_root`).
 CACHE_ENV = "MAMAMIA_CACHE_DIR"
 
 
 def cache_root() -> Path:
-    """``$MAMAMIA_CACHE_DIR``, else ``~/.cache/mamamia``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "mamamia")
+    """``$MAMAMIA_CACHE_DIR``, else the platform's user cache folder for mamamia
+    (``$XDG_CACHE_HOME/mamamia``, by default ``~/.cache/mamamia`` on Linux)."""
+    return Path(os.environ.get(CACHE_ENV) or user_cache_dir("mamamia", appauthor=False))
 
 
 def link_or_copy(source: Path, target: Path) -> None:

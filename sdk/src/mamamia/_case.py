@@ -9,13 +9,14 @@ import pyarrow as pa
 
 from mamamia._errors import InvalidRequest, NotFoundError
 from mamamia._volume import Geometry, Volume
+from mamamia.raw import MASK_KINDS as RAW_MASK_KINDS
 
 if TYPE_CHECKING:
     from mamamia._catalog import Catalog
 
 __all__ = ["MASK_KINDS", "Case"]
 
-MASK_KINDS = ("expert", "automatic")
+MASK_KINDS: tuple[str, ...] = tuple(k.value for k in RAW_MASK_KINDS)
 
 
 def _geometry(row: Mapping[str, Any]) -> Geometry:

@@ -17,10 +17,11 @@ from mamamia._cohort import Cohort, cohort_sql
 from mamamia._crops import CropOptions, CropStream, crop_stream
 from mamamia._errors import InvalidRequest, NotFoundError
 from mamamia._volume import ArrayLike
+from mamamia_schema import PATIENT_ID_PATTERN
 
 __all__ = ["Catalog", "Citation", "CitationNotice"]
 
-_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_CASE_ID = re.compile(PATIENT_ID_PATTERN)
 
 
 @dataclass(frozen=True)

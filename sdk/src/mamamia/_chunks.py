@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, cast
 
-import crc32c
+import google_crc32c
 import numcodecs.blosc
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,8 @@ from mamamia._errors import CatalogFormatError, ChunkCorruptError
 from mamamia._volume import ArrayLike
 
 __all__ = ["ChunkArray", "ChunkSource", "open_chunk_array", "supports_fast_path"]
+
+_CRC32C_RESIDUE = 0x48674BC7
 
 #: One chunk's part of a read: (chunk index, where in the chunk, where in the output).
 _ChunkJob = tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]
@@ -392,8 +394,10 @@ class ChunkArray:
         if len(data) < 4 + 16:  # crc32c trailer + blosc header
             raise ChunkCorruptError(f"chunk {where} is truncated ({len(data)} bytes)")
         body = memoryview(data)[:-4]
-        stored = int.from_bytes(data[-4:], "little")
-        if crc32c.crc32c(body) != stored:
+        # The CRC-32C of a message followed by its own CRC (little-endian) is a fixed residue,
+        # so the whole chunk is checked in place: google-crc32c takes only bytes, and slicing
+        # off the trailer would copy the chunk.
+        if google_crc32c.value(bytes(data)) != _CRC32C_RESIDUE:
             raise ChunkCorruptError(
                 f"chunk {where} fails its crc32c check (damaged on disk or in transit): run "
                 "mamamia verify"

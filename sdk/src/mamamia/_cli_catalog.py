@@ -182,9 +182,9 @@ def case_command(patient_id: str, fmt: str, location: str | None) -> None:
 
 
 def _cache_root(cache_dir: str | None) -> Path:
-    from mamamia._cached import CACHE_ENV
+    from mamamia._cached import cache_root
 
-    return Path(cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "mamamia")
+    return Path(cache_dir) if cache_dir else cache_root()
 
 
 def _cache_folders(root: Path) -> list[Path]:

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from mamamia._atomic import write_atomic
 from mamamia._errors import InvalidRequest, MamamiaError
+from mamamia_schema import VolumeKind
 
 if TYPE_CHECKING:
     from mamamia._case import Case
@@ -27,6 +28,8 @@ __all__ = [
     "ids_hash",
     "load_cohort",
 ]
+
+_VOLUME_KINDS: tuple[str, ...] = tuple(k.value for k in VolumeKind)
 
 _COHORT_FILE_VERSION = 1
 
@@ -131,9 +134,7 @@ class Cohort:
             source_sql=self.source_sql,
         )
 
-    def prefetch(
-        self, kinds: Sequence[str] = ("image", "expert", "automatic"), *, progress: bool = True
-    ) -> int:
+    def prefetch(self, kinds: Sequence[str] = _VOLUME_KINDS, *, progress: bool = True) -> int:
         """Fill the local chunk cache with these cases' volumes (remote catalogs; a local one
         already has them). Returns the number of chunks fetched."""
         if not self.catalog.remote or not self.case_ids:
@@ -148,9 +149,9 @@ class Cohort:
             .column("zarr_path")
             .to_pylist()
         )
-        from tqdm.auto import tqdm
+        from mamamia.progress import progress_bar
 
-        with tqdm(desc="prefetch", unit="chunk", disable=not progress) as bar:
+        with progress_bar(progress, desc="prefetch", unit="chunk") as bar:
 
             def tick(chunks: int) -> None:
                 bar.update(chunks)

@@ -7,25 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["affine_lps", "affine_ras", "crop_origin_xyz", "orientation_code"]
-
-_LETTERS = (("L", "R"), ("P", "A"), ("S", "I"))
-
-
-def orientation_code(direction: Sequence[float]) -> str:
-    """The 3-letter code SimpleITK's DICOMOrientImageFilter gives: where each index axis points.
-
-    Column ``i`` of the row-major direction matrix is image axis ``i`` in LPS; its dominant
-    component names the letter (``LPS`` for identity, ``RAS`` for diag(-1, -1, 1)).
-    """
-    matrix = np.asarray(direction, dtype=float).reshape(3, 3)
-    code = []
-    for axis in range(3):
-        column = matrix[:, axis]
-        dominant = int(np.argmax(np.abs(column)))
-        positive, negative = _LETTERS[dominant]
-        code.append(positive if column[dominant] > 0 else negative)
-    return "".join(code)
+__all__ = ["affine_lps", "affine_ras", "crop_origin_xyz"]
 
 
 def affine_lps(

@@ -60,7 +60,7 @@ def _split(url: str) -> tuple[str, str]:
 
 
 def store_cache_dir(url: str, purpose: str = "") -> Path:
-    """One cache folder per bucket/prefix: ``$MAMAMIA_CACHE_DIR/s3_<bucket>_<prefix>``."""
+    """One cache folder per bucket/prefix: ``<cache root>/s3_<bucket>_<prefix>``."""
     bucket, prefix = _split(url)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"s3_{bucket}_{prefix}").strip("_")
     return cache_root() / (f"{purpose}-{name}" if purpose else name)

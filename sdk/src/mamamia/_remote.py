@@ -24,7 +24,7 @@ from mamamia._http import ApiClient
 from mamamia._manifest import check_manifest
 from mamamia._store import ChunkCache
 
-__all__ = ["CACHE_ENV", "TOKEN_ENV", "RemoteBackend", "default_cache_dir"]
+__all__ = ["CACHE_ENV", "TOKEN_ENV", "RemoteBackend", "cache_root", "default_cache_dir"]
 
 #: Environment variable for the bearer token of `mamamia.connect` when none is given.
 TOKEN_ENV = "MAMAMIA_TOKEN"
@@ -33,7 +33,7 @@ _PAGE_ROWS = 50_000
 
 
 def default_cache_dir(url: str) -> Path:
-    """One cache folder per server: ``$MAMAMIA_CACHE_DIR/<host>_<port>``."""
+    """One cache folder per server: ``<cache root>/<host>_<port>``."""
     parts = urlsplit(url)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{parts.hostname}_{parts.port or ''}{parts.path}")
     return cache_root() / name.strip("_")

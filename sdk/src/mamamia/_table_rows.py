@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mamamia._errors import TableReadError
+from mamamia.raw import DATA_SHEET, LEGEND_SHEET
 from mamamia_schema import Problem, Severity, normalise_column_name
 
 __all__ = [
@@ -122,7 +123,7 @@ def _read_xlsx(path: Path, label: str, data_sheet: str) -> _Sheets:
                 )
             )
         data = _sheet_rows(workbook, sheet_name, path)
-        legend_name = names.get("legend")
+        legend_name = names.get(LEGEND_SHEET)
         legend = _sheet_rows(workbook, legend_name, path) if legend_name is not None else None
         for name in workbook.sheetnames:
             if name not in (sheet_name, legend_name):
@@ -184,7 +185,7 @@ def _is_xlsx(path: Path) -> bool:
 
 
 def read_rows(
-    path: str | Path, *, data_sheet: str = "dataset_info", relpath: str | None = None
+    path: str | Path, *, data_sheet: str = DATA_SHEET, relpath: str | None = None
 ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]] | None, list[Problem]]:
     """Raw rows of a table file (xlsx: the data sheet and the legend sheet; CSV: legend None)."""
     path = Path(path)

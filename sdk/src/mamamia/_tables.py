@@ -5,7 +5,7 @@ null, the row is kept); they raise `TableReadError`, naming the file, only when 
 read at all (missing, not a spreadsheet, a zip bomb, no patient_id column).
 
 The raw rows come from `mamamia._table_rows`; finding the files in a raw folder is
-`mamamia._raw_files`.
+`mamamia.raw`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from mamamia._table_rows import (
     source_label,
     split_header,
 )
+from mamamia.raw import case_of_name
 from mamamia_schema import (
     COLUMN_DOCS,
     ClinicalRecord,
@@ -474,7 +475,7 @@ def read_patient_info(
     label = source_label(path, relpath)
     if not path.is_file():
         raise TableReadError(f"{path}: no such file")
-    case = path.name.split(".")[0].upper()
+    case = case_of_name(path.name)
     size = path.stat().st_size
     if size > MAX_JSON_BYTES:
         return None, [

@@ -30,13 +30,10 @@ from mamamia_server._settings import ServerSettings
 from mamamia_server.routes import cases, catalog, health, query, zarr
 from mamamia_server.web import mount_web
 
-__all__ = ["RESERVED_PREFIXES", "create_app", "create_app_from_env"]
+__all__ = ["create_app", "create_app_from_env"]
 
 #: Largest request body: queries are small (MAX_QUERY_CHARS of SQL and a few parameters).
 _MAX_BODY_BYTES = 2 * 2**20
-
-#: Paths kept for the web page (a later issue); the API lives under /v1.
-RESERVED_PREFIXES = ("/", "/static")
 
 _EXPOSED_HEADERS = [
     "X-Catalog-Version",

@@ -8,7 +8,7 @@ Layers (docs/query-safety.md):
    reopened ``read_only=True`` with external access off, no allowed directories, extension
    autoload/autoinstall and community extensions off, Python replacement scans off,
    ``temp_directory=''``, ``memory_limit``, ``threads``, ``SET GLOBAL max_execution_time``
-   and finally ``lock_configuration=true`` (profile T of notes/reliability.md);
+   and finally ``lock_configuration=true`` (the locked-down profile of docs/query-safety.md);
 3. each request runs on its own cursor, and reads at most ``limit + 1`` rows, so a huge
    result is never materialised and ``truncated`` is exact.
 """

@@ -9,7 +9,7 @@ The allowlist's tables live in ``_sql_allowlist``, the walk in ``_sql_walk``; th
 parses, runs the walk, and checks parameters.
 
 What DuckDB cannot bound by itself (a scalar function that builds a giant string runs past
-both ``memory_limit`` and the deadline, notes/reliability.md §1.4) is bounded here: no function
+both ``memory_limit`` and the deadline, docs/query-safety.md) is bounded here: no function
 that grows its output beyond its inputs is allowed (repeat, lpad, string_split, range, list(),
 string_agg, hex, ...), list and struct constructors take constants only, casts go to scalar
 types only, and the arguments of all concat / ``||`` calls together are capped, so a string

@@ -1,7 +1,7 @@
 """Optional isolation: run queries in worker processes with an address-space limit.
 
 DuckDB's deadline and ``memory_limit`` do not stop a single scalar call that builds a giant
-string (notes/reliability.md §1.4). The guard's allowlist keeps such functions out; this
+string (docs/query-safety.md). The guard's allowlist keeps such functions out; this
 pool is the second wall behind it. Each worker opens the engine's database read-only with
 the same locked settings, under ``RLIMIT_AS``, so a runaway allocation fails inside DuckDB
 (an ``OutOfMemoryException``, 413). The parent waits ``time_limit + grace`` at most, then

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-#: The 49 columns of the first release, in order (DATASET.md).
+#: The 49 columns of the first release, in order (docs/dataset.md).
 COLUMNS_R1: tuple[str, ...] = (
     "patient_id",
     "dataset",

@@ -1,4 +1,4 @@
-"""The non-image files of a phantom dataset, in the MAMA-MIA layout (../shared/DATASET.md)."""
+"""The non-image files of a phantom dataset, in the MAMA-MIA layout (names from `mamamia.raw`)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,17 @@ from pathlib import Path, PurePosixPath
 import openpyxl
 
 from mamamia import ATOMIC_TEMP_PREFIX, atomic_write, write_atomic
+from mamamia.raw import (
+    CLINICAL_TABLE_NAMES,
+    DATA_SHEET,
+    IMAGES_DIR,
+    LEGEND_SHEET,
+    PATIENT_INFO_DIR,
+    QUALITY_SCORES_NAMES,
+    SEGMENTATIONS_DIR,
+    SPLITS_NAME,
+    SYNAPSE_MANIFEST,
+)
 
 from ._columns import builtin_legend
 from ._source import SourceTable, to_cell
@@ -27,11 +38,7 @@ __all__ = [
     "MARKER",
     "QUALITY_CSV",
     "SPLITS_CSV",
-    "automatic_name",
     "clean_stale",
-    "expert_name",
-    "image_name",
-    "json_name",
     "patient_info",
     "write_clinical_xlsx",
     "write_manifests",
@@ -39,10 +46,11 @@ __all__ = [
     "write_splits",
 ]
 
-CLINICAL_XLSX = "clinical_and_imaging_info.xlsx"
-SPLITS_CSV = "train_test_splits.csv"
-QUALITY_CSV = "preliminary_automatic_segmentations_quality_scores.csv"
-MANIFEST = "SYNAPSE_METADATA_MANIFEST.tsv"
+# The names the phantom writes: the first release's own spellings.
+CLINICAL_XLSX = CLINICAL_TABLE_NAMES[0]
+SPLITS_CSV = SPLITS_NAME
+QUALITY_CSV = QUALITY_SCORES_NAMES[0]
+MANIFEST = SYNAPSE_MANIFEST
 #: A hidden file that marks a folder as written by ``mamamia phantom`` (so a rerun may clean it).
 MARKER = ".mamamia-phantom.json"
 
@@ -62,33 +70,14 @@ _MANIFEST_COLUMNS = (
 )
 
 
-def image_name(case: str, phase: int, lowercase: bool) -> str:
-    """``images/<CASE>/<CASE>_000N.nii.gz`` (file name lowercase in the lowercase variant)."""
-    stem = case.lower() if lowercase else case
-    return f"images/{case}/{stem}_{phase:04d}.nii.gz"
-
-
-def expert_name(case: str) -> str:
-    # Expert masks keep uppercase names even in copies that lowercase everything else.
-    return f"segmentations/expert/{case}.nii.gz"
-
-
-def automatic_name(case: str, lowercase: bool) -> str:
-    return f"segmentations/automatic/{case.lower() if lowercase else case}.nii.gz"
-
-
-def json_name(case: str, lowercase: bool) -> str:
-    return f"patient_info_files/{case.lower() if lowercase else case}.json"
-
-
 def write_clinical_xlsx(path: Path, table: SourceTable, release: int) -> int:
     """``dataset_info`` (the table's header and raw cells) and ``legend`` sheets, atomically."""
     wb = openpyxl.Workbook(write_only=True)
-    info = wb.create_sheet("dataset_info")
+    info = wb.create_sheet(DATA_SHEET)
     info.append(list(table.header))
     for row in table.rows:
         info.append([to_cell(c) for c in row])
-    legend = wb.create_sheet("legend")
+    legend = wb.create_sheet(LEGEND_SHEET)
     for lrow in table.legend or tuple(builtin_legend(release)):
         legend.append([to_cell(c) for c in lrow])
     buffer = io.BytesIO()
@@ -252,12 +241,11 @@ def write_manifests(root: Path, files: Iterable[str]) -> list[str]:
     return written
 
 
-_MANAGED_DIRS = ("images", "segmentations", "patient_info_files")
+_MANAGED_DIRS = (IMAGES_DIR, SEGMENTATIONS_DIR, PATIENT_INFO_DIR)
 _MANAGED_ROOT_FILES = (
-    CLINICAL_XLSX,
-    SPLITS_CSV,
-    QUALITY_CSV,
-    "automatic_segmentations_quality_scores.csv",
+    *CLINICAL_TABLE_NAMES,
+    SPLITS_NAME,
+    *QUALITY_SCORES_NAMES,
     MANIFEST,
     "manifest.csv",
 )

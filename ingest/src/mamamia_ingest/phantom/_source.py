@@ -19,6 +19,8 @@ from pathlib import Path
 
 import openpyxl
 
+from mamamia.raw import DATA_SHEET, LEGEND_SHEET
+
 from ._columns import BREAST_DENSITY_LEGEND, COLUMNS_R2, RELEASE2_MAX_PHASES, builtin_legend
 from ._spec import PhantomError
 from ._synthetic import synthetic_order, synthetic_row
@@ -125,13 +127,13 @@ def _read_source_table(path: Path, _mtime_ns: int, _size: int) -> SourceTable:
     except Exception as exc:  # openpyxl raises many types for a file that is not xlsx
         raise PhantomError(f"table {name}: cannot be read as xlsx ({exc})") from exc
     try:
-        sheet = wb["dataset_info"] if "dataset_info" in wb.sheetnames else wb.worksheets[0]
+        sheet = wb[DATA_SHEET] if DATA_SHEET in wb.sheetnames else wb.worksheets[0]
         values = list(sheet.iter_rows(values_only=True))
         legend: tuple[Row, ...] = ()
-        if "legend" in wb.sheetnames:
+        if LEGEND_SHEET in wb.sheetnames:
             legend = tuple(
                 tuple(r)
-                for r in wb["legend"].iter_rows(values_only=True)
+                for r in wb[LEGEND_SHEET].iter_rows(values_only=True)
                 if any(c is not None for c in r)
             )
     finally:

@@ -2,7 +2,7 @@
 
 The four collections are interleaved (DUKE, ISPY1, ISPY2, NACT, DUKE, ...) so that the first few
 rows already cover all of them; the row counts are the real ones (291, 171, 980, 64). Values follow
-the encodings of DATASET.md: 0/1/empty binaries, text lists for ``pixel_spacing`` and
+the encodings of the real table (docs/dataset.md): 0/1/empty binaries, text lists for ``pixel_spacing`` and
 ``acquisition_times``, messy ``site`` and ``scanner_model`` strings, a few empty cells.
 """
 

@@ -27,7 +27,7 @@ from mamamia import atomic_write
 
 from ._spec import CaseSpec
 
-__all__ = ["CaseModel", "build_case", "mask_image", "phase_image", "phase_images", "write_image"]
+__all__ = ["CaseModel", "build_case", "mask_image", "phase_image", "write_image"]
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
@@ -369,12 +369,6 @@ def phase_image(model: CaseModel, phase: int) -> sitk.Image:
     for z0, slab in phase_slabs(model, phase):
         image[:, :, z0 : z0 + slab.shape[0]] = sitk.GetImageFromArray(slab)
     return image
-
-
-def phase_images(model: CaseModel) -> Iterator[sitk.Image]:
-    """The phases one at a time; only the one being consumed is in memory."""
-    for phase in range(model.spec.num_phases):
-        yield phase_image(model, phase)
 
 
 def mask_image(model: CaseModel, kind: str) -> sitk.Image:

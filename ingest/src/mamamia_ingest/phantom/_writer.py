@@ -8,7 +8,6 @@ import math
 import multiprocessing
 import os
 import random
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -16,10 +15,10 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from mamamia import atomic_write, write_atomic
-from mamamia_schema import ClinicalRecord
+from mamamia.progress import progress_bar
+from mamamia.raw import image_name, mask_name, patient_info_name
+from mamamia_schema import ClinicalRecord, VolumeKind
 
 from ._layout import (
     CLINICAL_XLSX,
@@ -27,11 +26,7 @@ from ._layout import (
     MARKER,
     QUALITY_CSV,
     SPLITS_CSV,
-    automatic_name,
     clean_stale,
-    expert_name,
-    image_name,
-    json_name,
     patient_info,
     write_clinical_xlsx,
     write_json,
@@ -171,10 +166,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 def _run_tasks(tasks: list[_Task], jobs: int, progress: bool) -> dict[str, int]:
     sizes: dict[str, int] = {}
-    show = progress and sys.stderr.isatty()
-    with tqdm(
-        total=len(tasks), desc="phantom", unit="file", file=sys.stderr, disable=not show
-    ) as bar:
+    with progress_bar(progress, total=len(tasks), desc="phantom", unit="file") as bar:
         voxels = sum(t.voxels for t in tasks)
         # A worker pool costs a second or more to start; small phantoms are faster in-process.
         if jobs <= 1 or len(tasks) <= 1 or voxels < _POOL_MIN_VOXELS:
@@ -273,7 +265,7 @@ def write_phantom(
     jobs: int | None = None,
     progress: bool = True,
 ) -> PhantomReport:
-    """Write a raw MAMA-MIA dataset (the layout of DATASET.md) with phantom voxels into ``out``.
+    """Write a raw MAMA-MIA dataset (the layout of docs/dataset.md) with phantom voxels into ``out``.
 
     ``table``: a clinical_and_imaging_info.xlsx (or CSV) whose rows give each case's geometry;
     None uses the built-in synthetic table. ``ids``: glob patterns on patient_id (a list, or one
@@ -323,11 +315,25 @@ def write_phantom(
             pid = spec.patient_id
             for phase in range(spec.num_phases):
                 tasks.append(
-                    _Task(root, image_name(pid, phase, lowercase_names), spec, seed, "image", phase)
+                    _Task(
+                        root,
+                        image_name(pid, phase, lowercase=lowercase_names),
+                        spec,
+                        seed,
+                        "image",
+                        phase,
+                    )
                 )
-            tasks.append(_Task(root, expert_name(pid), spec, seed, "expert", 0))
+            tasks.append(_Task(root, mask_name(VolumeKind.EXPERT, pid), spec, seed, "expert", 0))
             tasks.append(
-                _Task(root, automatic_name(pid, lowercase_names), spec, seed, "automatic", 0)
+                _Task(
+                    root,
+                    mask_name(VolumeKind.AUTOMATIC, pid, lowercase=lowercase_names),
+                    spec,
+                    seed,
+                    "automatic",
+                    0,
+                )
             )
         tasks.sort(key=lambda t: -t.voxels)  # largest first keeps the workers evenly busy
         sizes.update(_run_tasks(tasks, jobs or _default_jobs(), progress))
@@ -342,7 +348,7 @@ def write_phantom(
         if target == 2:
             for m in models:
                 pid = m.spec.patient_id
-                rel = json_name(pid, lowercase_names)
+                rel = patient_info_name(pid, lowercase=lowercase_names)
                 sizes[rel] = write_json(root / rel, patient_info(pid, rows[pid], _breast_box(m)))
     # (leaving the block moved the xlsx into place)
 
@@ -450,8 +456,8 @@ def _report_case(model: _Facts, split: str, lowercase: bool, release: int) -> Ph
         tumor_bbox_max_zyx=hi,
         dice=model.dice,
         split=split,
-        images=tuple(image_name(pid, p, lowercase) for p in range(spec.num_phases)),
-        expert=expert_name(pid),
-        automatic=automatic_name(pid, lowercase),
-        patient_info=json_name(pid, lowercase) if release == 2 else None,
+        images=tuple(image_name(pid, p, lowercase=lowercase) for p in range(spec.num_phases)),
+        expert=mask_name(VolumeKind.EXPERT, pid),
+        automatic=mask_name(VolumeKind.AUTOMATIC, pid, lowercase=lowercase),
+        patient_info=patient_info_name(pid, lowercase=lowercase) if release == 2 else None,
     )

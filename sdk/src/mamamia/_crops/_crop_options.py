@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from mamamia._errors import InvalidRequest
+from mamamia.raw import MASK_KINDS
 
 __all__ = ["LABEL_KINDS", "NORMALIZATIONS", "SAMPLERS", "CropOptions"]
 
 SAMPLERS = ("tumor", "uniform", "grid")
 NORMALIZATIONS = ("zscore",)
-LABEL_KINDS = ("expert", "automatic")
+LABEL_KINDS: tuple[str, ...] = tuple(k.value for k in MASK_KINDS)
 
 
 @dataclass(frozen=True, init=False)

@@ -10,53 +10,36 @@ from __future__ import annotations
 from pathlib import Path
 
 from mamamia._sync._report import SyncError
+from mamamia.raw import CLINICAL_TABLE_NAMES, RawKind, classify, find_raw_file
 
-__all__ = ["CASE_FOLDERS", "case_of", "is_table_file", "select_cases"]
-
-#: Top-level folders whose files belong to one case (compared lowercased).
-CASE_FOLDERS = ("images", "segmentations", "patient_info_files")
-CLINICAL_TABLE = "clinical_and_imaging_info.xlsx"
-
-
-def _strip_suffixes(name: str) -> str:
-    lowered = name.lower()
-    for suffix in (".nii.gz", ".nii", ".json", ".nrrd", ".mha"):
-        if lowered.endswith(suffix):
-            return name[: -len(suffix)]
-    return name.split(".")[0]
+__all__ = ["case_of", "find_clinical_table", "is_clinical_table", "is_table_file", "select_cases"]
 
 
 def case_of(segments: tuple[str, ...]) -> str | None:
-    """The uppercase patient id a case file belongs to, or None for any other file.
-
-    ``images/<CASE>/<case>_000N.nii.gz``, ``segmentations/<kind>/<case>.nii.gz`` and
-    ``patient_info_files/<case>.json``, names matched case-insensitively.
-    """
-    if len(segments) < 2:
-        return None
-    top = segments[0].lower()
-    if top == "images" and len(segments) >= 3:
-        return segments[1].upper()
-    if top == "segmentations" and len(segments) >= 3:
-        return _strip_suffixes(segments[-1]).upper()
-    if top == "patient_info_files" and len(segments) == 2:
-        return _strip_suffixes(segments[-1]).upper()
-    return None
+    """The uppercase patient id a file under ``images/``, ``segmentations/`` or
+    ``patient_info_files/`` belongs to (`mamamia.raw.classify`), or None for any other file."""
+    return classify(segments).case
 
 
 def is_table_file(segments: tuple[str, ...]) -> bool:
-    """A file at the root of the release (the clinical xlsx, the splits and quality CSVs)."""
+    """A file at the root of the release (the clinical table, the splits and quality CSVs):
+    a cohort mirror always fetches these."""
     return len(segments) == 1
 
 
+def is_clinical_table(path: str) -> bool:
+    """The clinical table, in any of its accepted names."""
+    return classify(path).kind is RawKind.CLINICAL_TABLE
+
+
 def find_clinical_table(dest: Path) -> Path:
-    matches = [p for p in dest.iterdir() if p.is_file() and p.name.lower() == CLINICAL_TABLE]
-    if not matches:
+    found = find_raw_file(dest, CLINICAL_TABLE_NAMES)
+    if found is None:
         raise SyncError(
-            f"--cohort needs {CLINICAL_TABLE} at the root of the release, and it is not in "
-            f"{dest} after fetching the tables"
+            f"--cohort needs {CLINICAL_TABLE_NAMES[0]} at the root of the release, and it is not "
+            f"in {dest} after fetching the tables"
         )
-    return matches[0]
+    return found
 
 
 def select_cases(clinical_path: Path, where: str) -> list[str]:

@@ -1,7 +1,7 @@
 """The Synapse side of a sync, through the official synapseclient (login, listing, bundles, URLs).
 
 Every REST call goes through ``Synapse.restPOST`` with a *bounded* retry policy: the client's
-default retries for about 30 minutes (notes/synapse.md §3), which would look like a hang.
+default retries for about 30 minutes, which would look like a hang.
 The bytes themselves are not fetched here (see ``_download``).
 """
 

@@ -26,11 +26,16 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mamamia._atomic import write_atomic
-from mamamia._sync._cohort_filter import find_clinical_table, is_table_file, select_cases
+from mamamia._sync._cohort_filter import (
+    find_clinical_table,
+    is_clinical_table,
+    is_table_file,
+    select_cases,
+)
 from mamamia._sync._download import Downloader, DownloadFailed, md5_file, partial_path
 from mamamia._sync._listing import Remote, check_synapse_id
 from mamamia._sync._mirror_plan import plan_deletions
@@ -40,6 +45,7 @@ from mamamia._sync._per_file import FileFetcher, prune_empty
 from mamamia._sync._report import FileResult, SyncError, SyncReport
 from mamamia._sync._session import ProgressBar, SyncSession
 from mamamia._sync._sync_options import SyncOptions
+from mamamia.raw import CLINICAL_TABLE_NAMES
 
 __all__ = ["run"]
 
@@ -212,23 +218,19 @@ class _SyncRun:
             clinical = find_clinical_table(self.s.dest)
         except (SyncError, FileNotFoundError):
             clinical = None
-        pending = [
-            r
-            for r in self.s.report.would_download
-            if r.path.lower() == "clinical_and_imaging_info.xlsx"
-        ]
+        pending = [r for r in self.s.report.would_download if is_clinical_table(r.path)]
         if self.s.o.dry_run and pending:
             # A dry run never writes into the mirror: fetch the table to a temporary folder.
             clinical = self._fetch_aside(pending[0])
         if clinical is None:
-            failed = [r for r in self.s.report.failed if r.path.lower().endswith(".xlsx")]
+            failed = [r for r in self.s.report.failed if is_clinical_table(r.path)]
             detail = f" ({failed[0].reason})" if failed else ""
-            raise SyncError(f"--cohort: could not fetch clinical_and_imaging_info.xlsx{detail}")
+            raise SyncError(f"--cohort: could not fetch {CLINICAL_TABLE_NAMES[0]}{detail}")
         return select_cases(clinical, self.s.o.cohort)
 
     def _fetch_aside(self, result: FileResult) -> Path:
         info = self.s.remote.handle(result.synapse_id)
-        target = self.s.scratch / "tables" / "clinical_and_imaging_info.xlsx"
+        target = self.s.scratch / "tables" / PurePosixPath(result.path).name
         target.parent.mkdir(parents=True, exist_ok=True)
         downloader = Downloader(
             self.fetcher.ensure_client(),
@@ -248,9 +250,7 @@ class _SyncRun:
                 lambda: self.s.remote.download_url(info.file_handle_id, result.synapse_id),
             )
         except DownloadFailed as exc:
-            raise SyncError(
-                f"--cohort: could not fetch clinical_and_imaging_info.xlsx: {exc.reason}"
-            ) from exc
+            raise SyncError(f"--cohort: could not fetch {result.path}: {exc.reason}") from exc
         os.replace(partial, target)
         return target
 

@@ -8,7 +8,6 @@ plans of `_mirror_plan`); nothing here fetches a file's bytes.
 from __future__ import annotations
 
 import fnmatch
-import sys
 import tempfile
 import threading
 import time
@@ -30,6 +29,8 @@ from mamamia._sync._mirror_state import Entry, MirrorState
 from mamamia._sync._paths import STATE_DIR, UnsafeName, check_segment, local_path
 from mamamia._sync._report import FileResult, SyncReport
 from mamamia._sync._sync_options import SyncOptions
+from mamamia.progress import progress_bar, progress_enabled
+from mamamia.raw import IMAGES_DIR
 
 __all__ = ["SyncSession"]
 
@@ -37,15 +38,13 @@ _STATE_SAVE_EVERY_S = 2.0
 
 
 class ProgressBar:
-    """A tqdm bar on stderr, or nothing (progress=False, or tqdm missing)."""
+    """A thread-safe tqdm bar on stderr, or nothing (`mamamia.progress` decides)."""
 
     def __init__(self, enabled: bool, **kwargs: Any) -> None:
         self._bar: Any = None
         self._lock = threading.Lock()
-        if enabled:
-            from tqdm import tqdm
-
-            self._bar = tqdm(file=sys.stderr, dynamic_ncols=True, **kwargs)
+        if progress_enabled(enabled):
+            self._bar = progress_bar(**kwargs)
 
     def update(self, n: int) -> None:
         if self._bar is not None and n:
@@ -183,7 +182,7 @@ class SyncSession:
         """A folder whose whole subtree the cohort excludes (``images/<CASE>``): not listed."""
         if self.cohort_cases is None:
             return False
-        if len(segments) == 2 and segments[0].lower() == "images":
+        if len(segments) == 2 and segments[0].lower() == IMAGES_DIR:
             return segments[1].upper() not in self.cohort_cases
         return len(segments) == 1 and segments[0].lower() not in (
             "images",

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 import mamamia
+from mamamia_schema import PATIENT_ID_PATTERN
 from mamamia_server._catalog_state import CatalogState
 from mamamia_server._deps import SettingsDep, StateDep
 from mamamia_server._formats import jsonable
@@ -30,7 +31,7 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["cases"])
 
-CASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+CASE_ID_PATTERN = PATIENT_ID_PATTERN
 CaseId = Annotated[str, Path(pattern=CASE_ID_PATTERN, description="A patient_id, e.g. DUKE_001.")]
 
 _ERRORS = problem_responses(400, 401, 404, 409, 422)
