@@ -40,7 +40,7 @@ def age_group(age: float | None) -> str | None:
     """The challenge's age bin of ``age`` (``pd.cut``: (0, 40], (40, 50], ...), or None."""
     if age is None or math.isnan(age):
         return None
-    for label, low, high in zip(AGE_GROUPS, _AGE_EDGES, _AGE_EDGES[1:], strict=True):
+    for label, low, high in zip(AGE_GROUPS, _AGE_EDGES[:-1], _AGE_EDGES[1:], strict=True):
         if low < age <= high:
             return label
     return None
