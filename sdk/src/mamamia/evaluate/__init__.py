@@ -15,7 +15,7 @@ except ImportError as _exc:  # say which extra to install, not just which module
     raise ImportError(f"mamamia.evaluate needs {_exc.name}: {EXTRA_HINT}") from _exc
 
 from mamamia.evaluate._groups import AGE_GROUPS, FAIRNESS_VARIABLES, age_group, menopause_group
-from mamamia.evaluate._metrics import HD_MAX, dice, hd95, norm_hd
+from mamamia.evaluate._metrics import HD_MAX, dice, dice_hd95, hd95, norm_hd
 from mamamia.evaluate._pcr import evaluate_pcr, read_pcr_predictions
 from mamamia.evaluate._results import PcrResult, SegmentationResult
 from mamamia.evaluate._scores import (
@@ -43,6 +43,7 @@ __all__ = [
     "age_group",
     "balanced_accuracy",
     "dice",
+    "dice_hd95",
     "evaluate_pcr",
     "evaluate_segmentation",
     "hd95",

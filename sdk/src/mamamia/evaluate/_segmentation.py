@@ -23,7 +23,7 @@ import mamamia
 
 from ._errors import EvaluationError
 from ._groups import CaseInfo, age_group, case_infos, menopause_group, open_catalog
-from ._metrics import dice, hd95, norm_hd
+from ._metrics import dice_hd95, norm_hd
 from ._results import SegmentationResult
 from ._scores import CaseSegmentation, summarize_segmentation
 
@@ -135,10 +135,10 @@ def _score(
 ) -> CaseSegmentation:
     missing = prediction is None
     predicted = np.zeros_like(reference) if prediction is None else prediction
-    distance = hd95(reference, predicted)
+    dsc, distance = dice_hd95(reference, predicted)
     return CaseSegmentation(
         patient_id=info.patient_id,
-        dsc=dice(reference, predicted),
+        dsc=dsc,
         hd95=distance,
         norm_hd=norm_hd(distance),
         reference_voxels=int(np.count_nonzero(reference)),
