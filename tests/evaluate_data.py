@@ -49,7 +49,9 @@ def write_like(array: npt.NDArray[np.generic], like: Path, out: Path) -> None:
     """Write ``array`` as NIfTI with the geometry of the image at ``like``."""
     reference = sitk.ReadImage(str(like))
     image = sitk.GetImageFromArray(array)
-    image.CopyInformation(reference)
+    image.SetSpacing(reference.GetSpacing())  # not CopyInformation: the sizes may differ
+    image.SetOrigin(reference.GetOrigin())
+    image.SetDirection(reference.GetDirection())
     sitk.WriteImage(image, str(out))
 
 

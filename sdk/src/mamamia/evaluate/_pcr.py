@@ -66,7 +66,7 @@ def read_pcr_predictions(path: str | os.PathLike[str]) -> dict[str, tuple[int, f
         elif not math.isfinite(score):
             problems.append(f"{where}: score {raw.get('score')!r} is not a finite number")
         elif patient_id.upper() in rows:
-            problems.append(f"{where}: {patient_id} appears more than once")
+            problems.append(f"{where}: appears more than once (ids are matched ignoring case)")
         else:
             rows[patient_id.upper()] = (label, score)
     if problems:
