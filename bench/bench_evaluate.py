@@ -12,7 +12,7 @@ score the same in-memory arrays:
 
 Both must give the same numbers (checked to 1e-9); the row is cases/s and the ratio.
 
-    uv run python bench/bench_evaluate.py [--cases 6]
+    uv run python bench/bench_evaluate.py [--cases 8]
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def ours(
     return dsc, norm_hd(hd)
 
 
-def run(cases: int = 6) -> list[dict[str, Any]]:
+def run(cases: int = 8) -> list[dict[str, Any]]:
     pairs = [make_case(seed) for seed in range(cases)]
     timings: dict[str, float] = {}
     results: dict[str, list[tuple[float, float]]] = {}
@@ -121,7 +121,7 @@ def run(cases: int = 6) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cases", type=int, default=6)
+    parser.add_argument("--cases", type=int, default=8)
     args = parser.parse_args()
     from _table import markdown_table
 
