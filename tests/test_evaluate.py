@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
+import mamamia
 import mamamia.evaluate as ev
 from evaluate_data import (
     EvalData,
@@ -259,3 +261,29 @@ def test_group_rates_follow_the_script() -> None:
     assert ev.balanced_accuracy([0, 0, 1], [0, 1, 1]) == pytest.approx(0.75)
     assert auc([0, 1, 0, 1], [0.1, 0.9, 0.5, 0.5]) == pytest.approx(0.875)
     assert auc([1, 1], [0.2, 0.3]) is None
+
+
+def test_density_comes_from_the_case_json_when_the_table_lacks_it(
+    data: EvalData, tmp_path: Path
+) -> None:
+    """A first-release table (no breast_density column) with the per-case JSON files."""
+    import openpyxl
+
+    from mamamia_ingest import ingest
+
+    raw = tmp_path / "raw"
+    shutil.copytree(data.raw, raw)
+    book = openpyxl.load_workbook(raw / "clinical_and_imaging_info.xlsx")
+    sheet = book["dataset_info"]
+    header = [cell.value for cell in sheet[1]]
+    sheet.delete_cols(header.index("breast_density") + 1)
+    book.save(raw / "clinical_and_imaging_info.xlsx")
+    ingest(raw, tmp_path / "catalog", jobs=2, progress=False)
+
+    from_json = ev.evaluate_segmentation(tmp_path / "catalog", None)
+    from_table = ev.evaluate_segmentation(data.catalog, None)
+    assert "breast_density" not in set(
+        mamamia.open(tmp_path / "catalog").sql("SELECT * FROM cases LIMIT 0").column_names
+    )
+    assert from_json.summary.groups["breast_density"] == from_table.summary.groups["breast_density"]
+    assert from_json.ranking_score == from_table.ranking_score

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -83,10 +85,20 @@ class CaseInfo:
     has_automatic: bool
 
 
-def open_catalog(catalog: mamamia.Catalog | str | os.PathLike[str] | None) -> mamamia.Catalog:
-    """A Catalog as given, or opened from a folder / s3 URL / http(s) URL ($MAMAMIA_CATALOG)."""
+@contextmanager
+def open_catalog(
+    catalog: mamamia.Catalog | str | os.PathLike[str] | None,
+) -> Iterator[mamamia.Catalog]:
+    """A Catalog as given (left open), or opened from a folder / s3 URL / http(s) URL
+    ($MAMAMIA_CATALOG) and closed on exit."""
     if isinstance(catalog, mamamia.Catalog):
-        return catalog
+        yield catalog
+        return
+    with _open(catalog) as opened:
+        yield opened
+
+
+def _open(catalog: str | os.PathLike[str] | None) -> mamamia.Catalog:
     target = os.fspath(catalog) if catalog is not None else os.environ.get("MAMAMIA_CATALOG")
     if not target:
         raise EvaluationError("no catalog given: pass --catalog PATH|URL or set $MAMAMIA_CATALOG")

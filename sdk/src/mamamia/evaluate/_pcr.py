@@ -88,9 +88,10 @@ def evaluate_pcr(
     ``missing_predictions``; ids outside the cohort are listed in ``unknown_predictions``.
     """
     options = options or EvaluateOptions()
-    cat = open_catalog(catalog)
     rows = read_pcr_predictions(predictions)
-    infos, _ = case_infos(cat, options.cohort, "all")
+    with open_catalog(catalog) as cat:
+        infos, _ = case_infos(cat, options.cohort, "all")
+        version = cat.version
     if not infos:
         raise EvaluationError(f"the cohort {options.cohort!r} holds no case")
     known = {i.patient_id.upper() for i in infos}
@@ -127,7 +128,7 @@ def evaluate_pcr(
     if unknown:
         warnings.append(f"{len(unknown)} id(s) name no case of the cohort and are not scored")
     return PcrResult(
-        catalog_version=cat.version,
+        catalog_version=version,
         predictions=Path(predictions).name,
         missing_predictions=tuple(missing),
         unknown_predictions=tuple(unknown),

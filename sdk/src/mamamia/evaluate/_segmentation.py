@@ -94,31 +94,41 @@ def _fmt(values: tuple[float, ...]) -> str:
 
 
 def _read_prediction(path: Path, reference: mamamia.Volume) -> npt.NDArray[np.bool_]:
-    """The prediction's label-1 mask, after the checks; ValueError says what is wrong."""
+    """The prediction's label-1 mask, after the checks; ValueError says what is wrong.
+
+    The header is read and checked first, so a file claiming another size is refused before
+    any voxel is allocated.
+    """
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        image = sitk.ReadImage(str(path))
+        reader.ReadImageInformation()
     except RuntimeError as exc:
         raise ValueError(f"unreadable ({str(exc).strip().splitlines()[-1]})") from exc
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+    if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1:
         raise ValueError(
-            f"expected a 3-D single-component mask, got {image.GetDimension()}-D with "
-            f"{image.GetNumberOfComponentsPerPixel()} component(s)"
+            f"expected a 3-D single-component mask, got {reader.GetDimension()}-D with "
+            f"{reader.GetNumberOfComponents()} component(s)"
         )
-    shape = tuple(reversed(image.GetSize()))
+    shape = tuple(reversed(reader.GetSize()))
     geometry = reference.geometry
     if shape != tuple(reference.shape):
         raise ValueError(
             f"shape (z, y, x) {shape} differs from the reference's {tuple(reference.shape)}"
         )
     for name, ours, theirs in (
-        ("spacing", image.GetSpacing(), geometry.spacing_xyz),
-        ("origin", image.GetOrigin(), geometry.origin_xyz),
-        ("direction", image.GetDirection(), geometry.direction),
+        ("spacing", reader.GetSpacing(), geometry.spacing_xyz),
+        ("origin", reader.GetOrigin(), geometry.origin_xyz),
+        ("direction", reader.GetDirection(), geometry.direction),
     ):
         if not _close(tuple(ours), tuple(theirs)):
             raise ValueError(
                 f"{name} {_fmt(tuple(ours))} differs from the reference's {_fmt(tuple(theirs))}"
             )
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise ValueError(f"unreadable ({str(exc).strip().splitlines()[-1]})") from exc
     array = sitk.GetArrayFromImage(image)
     outside = (array != 0) & (array != 1)
     if outside.any():
@@ -197,9 +207,15 @@ def evaluate_segmentation(
     cohort, are listed in ``unknown_predictions`` and not scored.
     """
     options = options or EvaluateOptions()
-    cat = open_catalog(catalog)
     if predictions is None and options.reference != "expert":
         raise EvaluationError("the automatic baseline is scored against --reference expert only")
+    with open_catalog(catalog) as cat:
+        return _evaluate(cat, predictions, options)
+
+
+def _evaluate(
+    cat: mamamia.Catalog, predictions: str | os.PathLike[str] | None, options: EvaluateOptions
+) -> SegmentationResult:
     infos, ids_by_lower = case_infos(cat, options.cohort, options.reference)
     with_reference = [i for i in infos if getattr(i, f"has_{options.reference}")]
     no_reference = [i.patient_id for i in infos if not getattr(i, f"has_{options.reference}")]
@@ -249,9 +265,7 @@ def evaluate_segmentation(
         )
     baseline = None
     if options.with_baseline and predictions is not None and options.reference == "expert":
-        baseline = evaluate_segmentation(
-            cat, None, EvaluateOptions(cohort=options.cohort, jobs=options.jobs)
-        )
+        baseline = _evaluate(cat, None, EvaluateOptions(cohort=options.cohort, jobs=options.jobs))
     return SegmentationResult(
         catalog_version=cat.version,
         predictions=label,
