@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import mamamia.evaluate as ev
+from conftest import LiveServer
 from evaluate_data import EvalData, eval_data, read_mask, write_like
 from mamamia._cli import main
 
@@ -257,3 +258,13 @@ def test_documentation_examples_run(
                 done = runner.invoke(main, shlex.split(line)[2:])
                 assert done.exit_code == 0, f"{line}\n{done.output}"
     assert (tmp_path / "report.html").is_file() or source == "README.md"
+
+
+def test_a_server_url_gives_the_same_scores(
+    live_server: LiveServer, catalog_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAMAMIA_CACHE_DIR", str(tmp_path / "cache"))
+    local = ev.evaluate_segmentation(catalog_dir, None)
+    remote = ev.evaluate_segmentation(live_server.url, None, ev.EvaluateOptions(jobs=2))
+    assert remote.to_dict() == local.to_dict()
+    assert any("breast_density: no scored case" in w for w in remote.warnings)  # first release
