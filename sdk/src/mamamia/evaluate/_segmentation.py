@@ -162,29 +162,32 @@ def _score(
     )
 
 
+class _BadPrediction(Exception):
+    """One case's prediction cannot be scored; collected, then raised together."""
+
+
 def _run(
     infos: list[CaseInfo],
     task: Callable[[CaseInfo], CaseSegmentation],
     options: EvaluateOptions,
 ) -> list[CaseSegmentation]:
     """``task`` over ``infos`` on ``options.jobs`` threads (the heavy parts release the GIL)."""
+    from tqdm import tqdm
+
     problems: list[str] = []
     scored: list[CaseSegmentation] = []
-    bar = None
-    if options.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(infos), desc="scoring", unit="case", leave=False)
-    with ThreadPoolExecutor(max_workers=options.jobs) as pool:
+    with (
+        tqdm(
+            total=len(infos), desc="scoring", unit="case", leave=False, disable=not options.progress
+        ) as bar,
+        ThreadPoolExecutor(max_workers=options.jobs) as pool,
+    ):
         for info, future in [(i, pool.submit(task, i)) for i in infos]:
             try:
                 scored.append(future.result())
-            except ValueError as exc:
+            except _BadPrediction as exc:
                 problems.append(f"{info.patient_id}: {exc}")
-            if bar is not None:
-                bar.update()
-    if bar is not None:
-        bar.close()
+            bar.update()
     if problems:
         extra = len(problems) - _MAX_LISTED
         listed = problems[:_MAX_LISTED] + ([f"... and {extra} more"] if extra > 0 else [])
@@ -249,7 +252,7 @@ def _evaluate(
             try:
                 prediction = _read_prediction(path, ref_volume)
             except ValueError as exc:
-                raise ValueError(f"{path.name}: {exc}") from exc
+                raise _BadPrediction(f"{path.name}: {exc}") from exc
         return _score(info, reference, prediction)
 
     scored = _run(with_reference, task, options)
