@@ -17,8 +17,6 @@ if TYPE_CHECKING:
 
 __all__ = ["evaluate_group"]
 
-_EXTRA_HINT = "pip install 'mamamia[evaluate]'"
-
 
 def _common(function: Any) -> Any:
     options = [
@@ -42,11 +40,8 @@ def _common(function: Any) -> Any:
 def _evaluate_module() -> Any:
     try:
         import mamamia.evaluate as evaluate
-    except ImportError as exc:
-        raise click.ClickException(
-            f"'mamamia evaluate' needs {exc.name or 'an optional package'}; install the "
-            f"evaluate extra: {_EXTRA_HINT}"
-        ) from exc
+    except ImportError as exc:  # the package's own message names the extra to install
+        raise click.ClickException(str(exc)) from exc
     return evaluate
 
 
