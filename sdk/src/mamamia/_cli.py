@@ -116,6 +116,9 @@ def _register_builtin_commands() -> None:
     main.add_command(case_command)
     main.add_command(sync_command)
     main.add_command(cache_group)
+    from mamamia._cli_evaluate import evaluate_group  # light: imports the scoring on use
+
+    main.add_command(evaluate_group)
 
 
 _register_builtin_commands()
