@@ -1,0 +1,243 @@
+"""The Docker image, built from the repository's Dockerfile with podman and run for real.
+
+The Dockerfile is built unchanged against local stand-ins for its base images
+(tests/container_images.py), then run as docs/server.md shows, with host networking and a free
+port, over the session's phantom catalog mounted read-only at /data. Its answers are compared
+byte for byte with `mamamia serve` run outside the container on the same catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import free_port
+from container_images import (
+    ContainerToolMissing,
+    Podman,
+    ensure_stand_ins,
+    find_podman,
+    image_size,
+    run_python,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = "localhost/mamamia-test:latest"
+#: Both servers sign cursors with it, so their pages are byte-identical.
+CURSOR_SECRET = "container-test-cursor-secret"
+UNPRIVILEGED_UID = 10001
+WHERE = "dataset IN ('DUKE', 'NACT') OR age < 60"
+
+# A cold first run builds the stand-ins (debootstrap) and the image (wheels from PyPI).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+
+
+@dataclass(frozen=True)
+class Running:
+    name: str
+    url: str
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
+    try:
+        return find_podman(tmp_path_factory.mktemp("podman"))
+    except ContainerToolMissing as missing:
+        pytest.fail(str(missing), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
+    ensure_stand_ins(podman, ROOT / "Dockerfile", tmp_path_factory.mktemp("stand-ins"))
+    podman.build(ROOT, IMAGE)
+    return IMAGE
+
+
+def _wait_for_health(url: str, alive: object, what: str) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if callable(alive) and not alive():
+            raise RuntimeError(f"{what} exited before answering /v1/health")
+        try:
+            if httpx.get(url + "/v1/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{what} did not answer /v1/health on {url}")
+
+
+@pytest.fixture(scope="module")
+def container(podman: Podman, image: str, catalog_dir: Path) -> Iterator[Running]:
+    """The image run as documented: catalog at /data, read-only; the port given after the image."""
+    port = free_port()
+    name = f"mamamia-test-{os.getpid()}-{port}"
+    podman(
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--network=host",
+        "--volume",
+        f"{catalog_dir}:/data:ro",
+        "--env",
+        f"MAMAMIA_SERVER_CURSOR_SECRET={CURSOR_SECRET}",
+        image,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    )
+
+    def alive() -> bool:
+        state = podman("inspect", "--format", "{{.State.Running}}", name, check=False)
+        return state.stdout.strip() == "true"
+
+    try:
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_for_health(url, alive, f"container {name}")
+        except RuntimeError as error:
+            logs = podman("logs", name, check=False)
+            raise RuntimeError(f"{error}\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}") from None
+        yield Running(name=name, url=url)
+    finally:
+        podman("rm", "--force", "--time", "2", name, check=False)
+
+
+@pytest.fixture(scope="module")
+def outside(catalog_dir: Path) -> Iterator[str]:
+    """`mamamia serve` from the development environment on the same catalog."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAMAMIA_SERVER_")}
+    env["MAMAMIA_SERVER_CURSOR_SECRET"] = CURSOR_SECRET
+    command = [str(Path(sys.executable).with_name("mamamia")), "serve", str(catalog_dir)]
+    process = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_for_health(url, lambda: process.poll() is None, "mamamia serve")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _exec(podman: Podman, name: str, *command: str, user: str | None = None) -> tuple[int, str]:
+    args = ["exec", *(["--user", user] if user else []), name, *command]
+    done = podman(*args, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_health_answers_the_catalog_served_outside(container: Running, outside: str) -> None:
+    inside = httpx.get(container.url + "/v1/health", timeout=10)
+    assert inside.status_code == 200
+    assert inside.json()["status"] == "ok"
+    assert inside.content == httpx.get(outside + "/v1/health", timeout=10).content
+
+
+def _same_answer(inside: httpx.Response, there: httpx.Response, what: str) -> None:
+    assert inside.status_code == there.status_code == 200, (what, inside.text[:300])
+    assert inside.content == there.content, what
+    for header in ("content-type", "x-catalog-version", "x-shape", "x-dtype", "x-origin-xyz"):
+        assert inside.headers.get(header) == there.headers.get(header), (what, header)
+
+
+def test_cohort_query_and_crop_are_the_same_bytes(container: Running, outside: str) -> None:
+    gets = [
+        ("/v1/cohort", {"where": WHERE, "limit": "2"}),
+        ("/v1/cohort", {"where": WHERE, "format": "parquet"}),
+        ("/v1/cases/DUKE_001/crop", {"phase": "1", "z": "0:4", "y": "2:30", "x": "3:29"}),
+        ("/v1/cases/NACT_01/crop", {"kind": "expert", "format": "raw"}),
+    ]
+    for path, params in gets:
+        there = httpx.get(outside + path, params=params, timeout=30)
+        _same_answer(httpx.get(container.url + path, params=params, timeout=30), there, path)
+    first = {"where": WHERE, "limit": 2}
+    there = httpx.post(outside + "/v1/query", json=first, timeout=30)
+    inside = httpx.post(container.url + "/v1/query", json=first, timeout=30)
+    _same_answer(inside, there, "/v1/query")
+    page = inside.json()
+    assert page["truncated"] and page["next_cursor"]
+    # The next page through the cursor the container signed, on both servers.
+    follow = {"cursor": page["next_cursor"]}
+    _same_answer(
+        httpx.post(container.url + "/v1/query", json=follow, timeout=30),
+        httpx.post(outside + "/v1/query", json=follow, timeout=30),
+        "/v1/query next page",
+    )
+
+
+def test_server_runs_as_the_unprivileged_user(podman: Podman, container: Running) -> None:
+    code, status = _exec(podman, container.name, "cat", "/proc/1/status")
+    assert code == 0, status
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    # PID 1 is the server itself (the entrypoint is exec'd), with every uid unprivileged.
+    assert fields["Uid"].split() == [str(UNPRIVILEGED_UID)] * 4
+    code, cmdline = _exec(podman, container.name, "cat", "/proc/1/cmdline")
+    assert code == 0 and "mamamia\0serve\0/data" in cmdline
+    assert _exec(podman, container.name, "id", "-u")[1].strip() == str(UNPRIVILEGED_UID)
+
+
+def test_catalog_mount_is_read_only_and_still_served(
+    podman: Podman, container: Running, catalog_dir: Path
+) -> None:
+    before = sorted(p.name for p in catalog_dir.iterdir())
+    # Even root in the container cannot write: the mount itself is read-only.
+    for user in (None, "0"):
+        code, out = _exec(podman, container.name, "touch", "/data/probe", user=user)
+        assert code != 0 and "Read-only file system" in out, (user, out)
+    assert sorted(p.name for p in catalog_dir.iterdir()) == before
+    crop = httpx.get(container.url + "/v1/cases/ISPY1_1001/crop", params={"z": "0:2"}, timeout=30)
+    assert crop.status_code == 200 and crop.headers["content-type"] == "application/x-npy"
+    query = httpx.post(container.url + "/v1/query", json={"sql": "SELECT count(*) FROM cases"})
+    assert query.status_code == 200 and query.json()["rows"] == [[6]]
+
+
+def test_image_healthcheck_succeeds(podman: Podman, image: str, container: Running) -> None:
+    (inspected,) = json.loads(podman("image", "inspect", image).stdout)
+    check = inspected["Healthcheck"]
+    assert check["Test"][:2] == ["CMD", "python"] and "/v1/health" in check["Test"][-1]
+    done = podman("healthcheck", "run", container.name, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # The same command where no server answers fails: the check does probe the server.
+    alone = podman(
+        "run",
+        "--rm",
+        "--network=none",
+        "--entrypoint",
+        check["Test"][1],
+        image,
+        *check["Test"][2:],
+        check=False,
+    )
+    assert alone.returncode != 0
+
+
+def test_image_holds_no_dev_dependencies(podman: Podman, image: str) -> None:
+    probe = (
+        "import importlib.util, json; print(json.dumps({m: importlib.util.find_spec(m) is not None"
+        " for m in ['pytest', 'mypy', 'moto', 'playwright', 'hypothesis', 'ruff',"
+        " 'mamamia_server', 'mamamia', 'mamamia_schema', 'duckdb', 'uvicorn']}))"
+    )
+    found = json.loads(run_python(podman, image, probe))
+    dev = ("pytest", "mypy", "moto", "playwright", "hypothesis", "ruff")
+    assert [name for name in dev if found[name]] == []
+    assert all(found[name] for name in found if name not in dev), found
+    size_mb = image_size(podman, image) / 1e6
+    print(f"\n{image}: {size_mb:.0f} MB")
+    # The server's dependencies are about 300 MB; dev tools would add several hundred more.
+    assert size_mb < 700, size_mb
