@@ -8,12 +8,15 @@ byte for byte with `mamamia serve` run outside the container on the same catalog
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from container_images import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "server.md"
 IMAGE = "localhost/mamamia-test:latest"
 #: Both servers sign cursors with it, so their pages are byte-identical.
 CURSOR_SECRET = "container-test-cursor-secret"
@@ -58,8 +62,59 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
 @pytest.fixture(scope="module")
 def image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
     ensure_stand_ins(podman, ROOT / "Dockerfile", tmp_path_factory.mktemp("stand-ins"))
-    podman.build(ROOT, IMAGE)
+    (build,) = _documented("podman build --isolation")
+    podman(*[IMAGE if a == "mamamia" else str(ROOT) if a == "." else a for a in build[1:]])
     return IMAGE
+
+
+def _commands(doc: Path, *starts: str) -> list[list[str]]:
+    """The commands of a Markdown file that start with one of ``starts``, split as the shell
+    does (continued lines joined, a console's ``$ `` prompt dropped, nothing expanded)."""
+    lines = doc.read_text().replace("\\\n", " ").splitlines()
+    lines = [line.strip().removeprefix("$ ") for line in lines]
+    return [shlex.split(line) for line in lines if line.startswith(starts)]
+
+
+def _documented(prefix: str) -> list[list[str]]:
+    found = _commands(DOCS, prefix)
+    assert found, f"docs/server.md has no `{prefix}` command"
+    return found
+
+
+#: Every `docker run` and `podman run` the README and docs/server.md show.
+DOCUMENTED_RUNS = [
+    (f"{doc.name}:{n}", argv)
+    for doc in (ROOT / "README.md", DOCS)
+    for n, argv in enumerate(_commands(doc, "docker run ", "podman run "))
+]
+
+
+def _runnable(argv: list[str], name: str, port: int, paths: dict[str, Path]) -> list[str]:
+    """A documented `docker run` or `podman run` made runnable here with podman: detached, its
+    own name, a free port (published, or given to the server on the host's network), the test's
+    files for ``$PWD/...``, one cursor secret."""
+    out = ["run", "--detach", "--name", name, f"--env=MAMAMIA_SERVER_CURSOR_SECRET={CURSOR_SECRET}"]
+    skip = False
+    for before, arg in itertools.pairwise(argv[1:]):
+        if skip:
+            skip = False
+            continue
+        if arg in ("--rm", "-d", "--detach"):
+            continue  # a removed container would take its logs with it
+        if arg == "--name":
+            skip = True
+            continue
+        if before in ("-p", "--publish"):
+            arg = f"{port}:{arg.split(':')[-1]}"
+        elif before == "--port" and "--network=host" in argv:
+            arg = str(port)
+        elif arg == "mamamia":
+            arg = IMAGE
+        for documented, real in paths.items():
+            arg = arg.replace(f"$PWD/{documented}", str(real))
+        out.append(arg)
+    assert "$" not in "".join(out), out
+    return out
 
 
 def _wait_for_health(url: str, alive: object, what: str) -> None:
@@ -76,27 +131,11 @@ def _wait_for_health(url: str, alive: object, what: str) -> None:
     raise RuntimeError(f"{what} did not answer /v1/health on {url}")
 
 
-@pytest.fixture(scope="module")
-def container(podman: Podman, image: str, catalog_dir: Path) -> Iterator[Running]:
-    """The image run as documented: catalog at /data, read-only; the port given after the image."""
+@contextmanager
+def _started(podman: Podman, argv: list[str], paths: dict[str, Path]) -> Iterator[Running]:
     port = free_port()
     name = f"mamamia-test-{os.getpid()}-{port}"
-    podman(
-        "run",
-        "--detach",
-        "--name",
-        name,
-        "--network=host",
-        "--volume",
-        f"{catalog_dir}:/data:ro",
-        "--env",
-        f"MAMAMIA_SERVER_CURSOR_SECRET={CURSOR_SECRET}",
-        image,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    )
+    podman(*_runnable(argv, name, port, paths))
 
     def alive() -> bool:
         state = podman("inspect", "--format", "{{.State.Running}}", name, check=False)
@@ -112,6 +151,14 @@ def container(podman: Podman, image: str, catalog_dir: Path) -> Iterator[Running
         yield Running(name=name, url=url)
     finally:
         podman("rm", "--force", "--time", "2", name, check=False)
+
+
+@pytest.fixture(scope="module")
+def container(podman: Podman, image: str, catalog_dir: Path) -> Iterator[Running]:
+    """The image run as docs/server.md shows: catalog at /data, read-only, host network."""
+    (run,) = [c for c in _documented("podman run -d") if "/run/secrets/" not in " ".join(c)]
+    with _started(podman, run, {"demo/catalog": catalog_dir}) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -225,6 +272,36 @@ def test_image_healthcheck_succeeds(podman: Podman, image: str, container: Runni
         check=False,
     )
     assert alone.returncode != 0
+
+
+@pytest.mark.parametrize(("where", "argv"), DOCUMENTED_RUNS, ids=[w for w, _ in DOCUMENTED_RUNS])
+def test_documented_run_serves_and_guards(
+    podman: Podman, image: str, catalog_dir: Path, tmp_path: Path, where: str, argv: list[str]
+) -> None:
+    """Each documented `run` serves the catalog, with the tokens it configures, healthy."""
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("# one token per line\nsecret-token-1\n")
+    tokens.chmod(0o644)  # read by uid 10001
+    command = " ".join(argv)
+    token = (
+        "change-me"
+        if "MAMAMIA_SERVER_TOKENS=change-me" in command
+        else "secret-token-1"
+        if "tokens.txt" in command
+        else None
+    )
+    with _started(podman, argv, {"demo/catalog": catalog_dir, "tokens.txt": tokens}) as running:
+        catalog = running.url + "/v1/catalog"
+        if token is None:
+            assert httpx.get(catalog, timeout=10).status_code == 200
+        else:
+            assert httpx.get(catalog, timeout=10).status_code == 401
+            wrong = httpx.get(catalog, headers={"Authorization": "Bearer nope"}, timeout=10)
+            assert wrong.status_code == 401
+            right = httpx.get(catalog, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert right.status_code == 200 and right.json()["catalog_version"]
+        health = podman("healthcheck", "run", running.name, check=False)
+        assert health.returncode == 0, (where, health.stdout + health.stderr)
 
 
 def test_image_holds_no_dev_dependencies(podman: Podman, image: str) -> None:
