@@ -115,6 +115,10 @@ class Podman:
             timeout=1800,
         )
 
+    def image_id(self, image: str) -> str | None:
+        done = self("image", "inspect", "--format", "{{.Id}}", image, check=False)
+        return done.stdout.strip() if done.returncode == 0 else None
+
     def label(self, image: str) -> str | None:
         """The stand-in label of ``image``; ``""`` when it has none, None when it is absent."""
         if self("image", "exists", image, check=False).returncode != 0:

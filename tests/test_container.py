@@ -36,6 +36,7 @@ from container_images import (
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "server.md"
 IMAGE = "localhost/mamamia-test:latest"
+BUILD_STAGE = "localhost/mamamia-test-build:latest"
 #: Both servers sign cursors with it, so their pages are byte-identical.
 CURSOR_SECRET = "container-test-cursor-secret"
 UNPRIVILEGED_UID = 10001
@@ -62,8 +63,15 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
 @pytest.fixture(scope="module")
 def image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
     ensure_stand_ins(podman, ROOT / "Dockerfile", tmp_path_factory.mktemp("stand-ins"))
+    previous = {tag: podman.image_id(tag) for tag in (IMAGE, BUILD_STAGE)}
     (build,) = _documented("podman build --isolation")
     podman(*[IMAGE if a == "mamamia" else str(ROOT) if a == "." else a for a in build[1:]])
+    # Naming the build stage keeps its layers as the cache of the next run; the images this
+    # build replaced are removed, so repeated runs do not pile up image layers.
+    podman.build(ROOT, BUILD_STAGE, "--target", "build")
+    for tag, old in previous.items():
+        if old is not None and old != podman.image_id(tag):
+            podman("rmi", old, check=False)
     return IMAGE
 
 
