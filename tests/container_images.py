@@ -135,6 +135,11 @@ def find_podman(work: Path) -> Podman:
         raise ContainerToolMissing(
             f"{', '.join(missing)} not installed: run `{INSTALL}` (as .ci/run does)"
         )
+    if os.geteuid() != 0:
+        raise ContainerToolMissing(
+            "the container test runs podman and debootstrap as root: run the suite as root"
+            " (as .ci/run does)"
+        )
     work.mkdir(parents=True, exist_ok=True)
     conf = work / "containers.conf"
     conf.write_text(CONTAINERS_CONF)

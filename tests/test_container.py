@@ -25,6 +25,7 @@ import pytest
 
 from conftest import free_port
 from container_images import (
+    CONTAINERS_CONF,
     ContainerToolMissing,
     Podman,
     ensure_stand_ins,
@@ -50,6 +51,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 class Running:
     name: str
     url: str
+
+
+def test_documented_containers_conf_is_the_one_used() -> None:
+    (printf,) = [c for c in _documented("printf ") if c[-2:] == [">", "containers.conf"]]
+    assert printf[1].replace("\\n", "\n") == CONTAINERS_CONF
 
 
 @pytest.fixture(scope="module")
@@ -310,6 +316,22 @@ def test_documented_run_serves_and_guards(
             assert right.status_code == 200 and right.json()["catalog_version"]
         health = podman("healthcheck", "run", running.name, check=False)
         assert health.returncode == 0, (where, health.stdout + health.stderr)
+
+
+def test_python_base_is_laid_out_as_the_official_image(podman: Podman, image: str) -> None:
+    """What the Dockerfile relies on in python:3.11-slim, whether the official one or ours."""
+    probe = (
+        "import json, os, shutil, sys; print(json.dumps([list(sys.version_info[:2]),"
+        " [shutil.which(p) for p in ('python', 'python3', 'python3.11', 'pip', 'useradd')],"
+        " os.environ.get('LANG'), os.environ['PATH'].split(':')[0]]))"
+    )
+    version, paths, lang, first = json.loads(
+        run_python(podman, "docker.io/library/python:3.11-slim", probe)
+    )
+    assert version == [3, 11]
+    assert paths[:4] == [f"/usr/local/bin/{p}" for p in ("python", "python3", "python3.11", "pip")]
+    assert paths[4] is not None
+    assert (lang, first) == ("C.UTF-8", "/usr/local/bin")
 
 
 def test_image_holds_no_dev_dependencies(podman: Podman, image: str) -> None:
