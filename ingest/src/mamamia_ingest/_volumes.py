@@ -354,6 +354,21 @@ def process_case(job: CaseJob) -> CaseResult:
     return result
 
 
+def _note_non_finite(result: CaseResult, case: str, rel: str, count: int) -> None:
+    if count:
+        result.problems.append(
+            _problem(
+                Severity.WARNING,
+                case,
+                rel,
+                "non_finite",
+                f"case {case}: {rel} holds {count} NaN/inf voxels; stored as 0 (SimpleITK's "
+                "reading), intensity statistics over the finite voxels only",
+                value=str(count),
+            )
+        )
+
+
 def _build(
     job: CaseJob, result: CaseResult, sha: dict[str, str], private: PrivateDir, tmp: Path
 ) -> None:
@@ -415,6 +430,20 @@ def _build(
             masks.pop(role)
     dtypes = {infos[f.role].dtype for f in phases}
     dtype = np.result_type(*sorted(dtypes, key=str))
+    if dtype.kind == "f" and any(d.kind in "iu" and d.itemsize == 8 for d in dtypes):
+        # float64 holds integers exactly only up to 2**53: no silent rounding of 64-bit ints.
+        result.problems.append(
+            _problem(
+                Severity.ERROR,
+                case,
+                None,
+                "pixel_type",
+                f"case {case}: phases mix pixel types "
+                f"({', '.join(sorted(str(d) for d in dtypes))}) that no one type holds "
+                "exactly (64-bit integers); the case's volumes are skipped",
+            )
+        )
+        raise _CaseFailed()
     if len(dtypes) > 1:
         result.problems.append(
             _problem(
@@ -445,6 +474,7 @@ def _build(
             sha[role] = hash_file(f.path)
             continue
         sha[role] = vol.sha256
+        _note_non_finite(result, case, f.rel, vol.non_finite)
         bad = check_mask_values(vol.array)
         if bad:
             result.problems.append(
@@ -477,6 +507,7 @@ def _build(
         except NiftiError as exc:
             raise fail(f, exc.rule, f"{exc.message}; the case's volumes are skipped") from None
         sha[f.role] = vol.sha256
+        _note_non_finite(result, case, f.rel, vol.non_finite)
         data = vol.array if vol.array.dtype == dtype else vol.array.astype(dtype)
         full.write(p, data)
         half.write(p, data[::2, ::2, ::2])
@@ -493,7 +524,7 @@ def _build(
                 "dtype": str(dtype),
                 "acquisition_time_s": times[p] if times is not None else None,
                 "checksum": voxel_checksum(data),
-                **intensity_stats(data),
+                **intensity_stats(data if vol.finite is None else data[vol.finite]),
             }
         )
         del vol, data
