@@ -156,8 +156,10 @@ def _map_exception(exc: BaseException) -> ApiError | None:
         (mamamia.QueryTimeout, 504, "query-timeout"),
         (mamamia.QueryTooLarge, 413, "query-too-large"),
         (mamamia.QueryError, 400, "query-failed"),
+        # A missing or corrupt chunk is a data condition, never a server bug: one 503 type.
+        (mamamia.ChunkCorruptError, 503, "catalog-damaged"),
+        (mamamia.ChunkMissingError, 503, "catalog-damaged"),
         (mamamia.CatalogError, 503, "catalog-unavailable"),
-        (mamamia.ChunkMissingError, 500, "catalog-damaged"),
     )
     for kind, status, slug in mapping:
         if isinstance(exc, kind):
@@ -223,10 +225,12 @@ _DESCRIPTIONS = {
     404: "Unknown case, volume, table or path.",
     406: "None of the accepted media types can be produced.",
     409: "The request is pinned to a catalog version this server no longer serves.",
-    413: "Over a size limit (crop voxels, rows, query length).",
+    413: "Over a size limit (crop voxels, preview pixels, rows, query length, request body).",
+    416: "The byte range lies outside the file.",
     422: "A parameter is invalid or a range lies outside the volume.",
     500: "Internal error.",
-    503: "The catalog cannot be read right now.",
+    503: "The catalog cannot be read right now (a missing or corrupt chunk: catalog-damaged), "
+    "or every preview slot is busy (preview-busy, with Retry-After).",
     504: "The query ran past the time limit.",
 }
 
