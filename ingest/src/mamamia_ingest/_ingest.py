@@ -39,6 +39,7 @@ from mamamia_ingest._catalog_writer import (
     write_table,
 )
 from mamamia_ingest._layout import CaseFiles, RawLayout, discover
+from mamamia_ingest._lifecycle import init_pool_worker
 from mamamia_ingest._nifti import DEFAULT_MAX_VOLUME_BYTES, hash_file
 from mamamia_ingest._tables_out import build_tables
 from mamamia_ingest._volumes import (
@@ -539,7 +540,10 @@ def _run_jobs(
         with (
             _main_not_reimported(),
             ProcessPoolExecutor(
-                max_workers=min(jobs, len(case_jobs)), mp_context=ctx, initializer=init_worker
+                max_workers=min(jobs, len(case_jobs)),
+                mp_context=ctx,
+                initializer=init_pool_worker,  # workers exit when this process does
+                initargs=(os.getpid(),),
             ) as pool,
         ):
             # Keep at most 2 tasks per worker queued, so --strict can stop promptly.

@@ -34,6 +34,7 @@ from mamamia_ingest._features import (
     voxel_checksum,
 )
 from mamamia_ingest._layout import SourceFile
+from mamamia_ingest._lifecycle import LockNotHeld, ensure_may_publish
 from mamamia_ingest._nifti import (
     DEFAULT_MAX_VOLUME_BYTES,
     HeaderInfo,
@@ -331,6 +332,12 @@ def process_case(job: CaseJob) -> CaseResult:
     except _CaseFailed:
         result.generation = None
         result.volumes = []
+    except LockNotHeld as exc:
+        result.generation = None
+        result.volumes = []
+        result.problems.append(
+            _problem(Severity.ERROR, job.patient_id, None, "lock", f"case {job.patient_id}: {exc}")
+        )
     except Exception as exc:  # one broken case must not stop the others
         result.generation = None
         result.volumes = []
@@ -621,6 +628,7 @@ def _build(
     }
     _write_group(tmp, attrs)
     final = case_dir / f"{gen}.zarr"
+    ensure_may_publish(job.catalog_root)
     try:
         os.rename(tmp, final)
     except OSError:
