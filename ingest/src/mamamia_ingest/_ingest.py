@@ -41,6 +41,7 @@ from mamamia_ingest._catalog_writer import (
 from mamamia_ingest._layout import CaseFiles, RawLayout, discover
 from mamamia_ingest._lifecycle import init_pool_worker
 from mamamia_ingest._nifti import DEFAULT_MAX_VOLUME_BYTES, hash_file
+from mamamia_ingest._report_checks import clean_message, clean_problems, unknown_case_problems
 from mamamia_ingest._tables_out import build_tables
 from mamamia_ingest._volumes import (
     DEFAULT_CHUNKS_ZYX,
@@ -85,6 +86,8 @@ class IngestReport(BaseModel):
     seconds: float = 0.0
     jobs: int = 1
     problems: list[Problem] = Field(default_factory=list)
+    #: Why the run stopped before writing anything (exit 2); the catalog is unchanged.
+    fatal: str | None = None
 
     @property
     def errors(self) -> list[Problem]:
@@ -100,7 +103,10 @@ class IngestReport(BaseModel):
 
     @property
     def exit_code(self) -> int:
-        """1 when any error was found, else 0 (warnings and notes alone do not fail)."""
+        """2 for a fatal error, 1 when any error was found, else 0 (warnings and notes alone
+        do not fail)."""
+        if self.fatal is not None:
+            return 2
         return 1 if self.errors else 0
 
     def summary(self, max_lines: int = 200) -> str:
@@ -230,17 +236,32 @@ def ingest(
     cat_path.mkdir(parents=True, exist_ok=True)
     try:
         with catalog_lock(cat_path):
-            report = _run(
-                raw_path,
-                cat_path,
-                n_jobs,
-                _patterns(cases),
-                tables_only,
-                strict,
-                settings,
-                progress,
-                (executor, scheduler),
-            )
+            try:
+                report = _run(
+                    raw_path,
+                    cat_path,
+                    n_jobs,
+                    _patterns(cases),
+                    tables_only,
+                    strict,
+                    settings,
+                    progress,
+                    (executor, scheduler),
+                )
+            except IngestError as exc:
+                # The previous run's report must not stay behind looking current.
+                roots = {str(raw_path.resolve()): "RAW", str(cat_path.resolve()): "CATALOG"}
+                failed = IngestReport(
+                    raw=str(raw),
+                    catalog=str(catalog),
+                    jobs=n_jobs,
+                    fatal=clean_message(str(exc), roots),
+                )
+                atomic_write(
+                    cat_path / "ingest-report.json",
+                    (failed.model_dump_json(indent=2) + "\n").encode(),
+                )
+                raise
     except CatalogLocked as exc:
         raise IngestError(str(exc)) from None
     except BaseException:
@@ -251,6 +272,7 @@ def ingest(
         shutil.rmtree(cat_path, ignore_errors=True)
     report.seconds = time.perf_counter() - started
     report.raw, report.catalog = str(raw), str(catalog)
+    clean_problems(report.problems, raw_path, cat_path)
     if not report.stopped_early:
         atomic_write(
             cat_path / "ingest-report.json",
@@ -322,6 +344,17 @@ def _run(
                 "no_images",
             )
         )
+
+    problems.extend(
+        unknown_case_problems(
+            extras,
+            [*records, *layout.cases],
+            {
+                "splits": layout.rel(layout.splits) if layout.splits else None,
+                "quality": layout.rel(layout.quality) if layout.quality else None,
+            },
+        )
+    )
 
     results: dict[str, CaseResult] = {}
     if not tables_only:
