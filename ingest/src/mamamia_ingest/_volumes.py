@@ -44,6 +44,7 @@ from mamamia_ingest._nifti import (
     load_volume,
     read_header_info,
 )
+from mamamia_ingest._volume_checks import lossy_mix_problem, non_finite_problems
 from mamamia_ingest._zarr_write import ChunkWriter, group_metadata, write_new_file
 from mamamia_schema import Problem, Severity
 
@@ -63,7 +64,8 @@ __all__ = [
 FORMAT_VERSION = 1
 #: Bumped whenever the bytes written for the same inputs and settings change.
 #: 2: voxel checksums ``crc32c+crc32:`` instead of ``sha256:``.
-LAYOUT_VERSION = 2
+#: 3: NaN/inf voxels stored as 0 (SimpleITK's values), statistics over the finite voxels.
+LAYOUT_VERSION = 3
 CODEC = "bytes|blosc:zstd:3:shuffle|crc32c"
 # Previews (level 1) are read whole for slice PNGs and are 1/8 of the data: lz4 compresses and
 # decodes them several times faster than zstd for a little more disk.
@@ -361,21 +363,6 @@ def process_case(job: CaseJob) -> CaseResult:
     return result
 
 
-def _note_non_finite(result: CaseResult, case: str, rel: str, count: int) -> None:
-    if count:
-        result.problems.append(
-            _problem(
-                Severity.WARNING,
-                case,
-                rel,
-                "non_finite",
-                f"case {case}: {rel} holds {count} NaN/inf voxels; stored as 0 (SimpleITK's "
-                "reading), intensity statistics over the finite voxels only",
-                value=str(count),
-            )
-        )
-
-
 def _build(
     job: CaseJob, result: CaseResult, sha: dict[str, str], private: PrivateDir, tmp: Path
 ) -> None:
@@ -437,19 +424,9 @@ def _build(
             masks.pop(role)
     dtypes = {infos[f.role].dtype for f in phases}
     dtype = np.result_type(*sorted(dtypes, key=str))
-    if dtype.kind == "f" and any(d.kind in "iu" and d.itemsize == 8 for d in dtypes):
-        # float64 holds integers exactly only up to 2**53: no silent rounding of 64-bit ints.
-        result.problems.append(
-            _problem(
-                Severity.ERROR,
-                case,
-                None,
-                "pixel_type",
-                f"case {case}: phases mix pixel types "
-                f"({', '.join(sorted(str(d) for d in dtypes))}) that no one type holds "
-                "exactly (64-bit integers); the case's volumes are skipped",
-            )
-        )
+    lossy = lossy_mix_problem(case, dtypes)
+    if lossy is not None:
+        result.problems.append(lossy)
         raise _CaseFailed()
     if len(dtypes) > 1:
         result.problems.append(
@@ -481,7 +458,7 @@ def _build(
             sha[role] = hash_file(f.path)
             continue
         sha[role] = vol.sha256
-        _note_non_finite(result, case, f.rel, vol.non_finite)
+        result.problems.extend(non_finite_problems(case, f.rel, vol.non_finite))
         bad = check_mask_values(vol.array)
         if bad:
             result.problems.append(
@@ -514,7 +491,7 @@ def _build(
         except NiftiError as exc:
             raise fail(f, exc.rule, f"{exc.message}; the case's volumes are skipped") from None
         sha[f.role] = vol.sha256
-        _note_non_finite(result, case, f.rel, vol.non_finite)
+        result.problems.extend(non_finite_problems(case, f.rel, vol.non_finite))
         data = vol.array if vol.array.dtype == dtype else vol.array.astype(dtype)
         full.write(p, data)
         half.write(p, data[::2, ::2, ::2])
