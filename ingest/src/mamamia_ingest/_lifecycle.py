@@ -7,9 +7,9 @@ worker therefore watches the ingest's pid (a pidfd on Linux: woken the moment it
 polling) and exits at once when it is gone. Once the workers are gone, the forkserver and
 the resource tracker see their pipes close and exit too.
 
-Right before a generation is renamed into place, ``ensure_may_publish`` checks again that the
-ingest is alive and that the catalog's ingest lock is held, so a worker never publishes into
-a catalog whose lock its ingest does not hold.
+Right before a generation is renamed into place, ``publish_refusal`` checks again that the
+ingest is alive (else the worker exits) and that the catalog's ingest lock is held, so a worker
+never publishes into a catalog whose lock its ingest does not hold.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ from pathlib import Path
 
 __all__ = [
     "ORPHAN_EXIT",
-    "LockNotHeld",
-    "ensure_may_publish",
     "init_pool_worker",
     "owner_alive",
+    "publish_refusal",
     "watch_owner",
 ]
 
@@ -37,10 +36,6 @@ _POLL_S = 0.2
 
 _owner: int | None = None
 _owner_fd: int | None = None
-
-
-class LockNotHeld(RuntimeError):
-    """A generation was about to be published into a catalog no ingest holds locked."""
 
 
 def watch_owner(pid: int) -> None:
@@ -89,8 +84,9 @@ def owner_alive() -> bool:
     return True
 
 
-def ensure_may_publish(catalog_root: Path) -> None:
-    """Exit if the ingest is gone; raise ``LockNotHeld`` if nobody holds the catalog's lock."""
+def publish_refusal(catalog_root: Path) -> str | None:
+    """Why a generation may not be published into ``catalog_root`` now (None: it may): no
+    ingest holds the catalog's lock. Exits this process if its ingest is gone."""
     if not owner_alive():
         os._exit(ORPHAN_EXIT)
     fd = os.open(catalog_root, os.O_RDONLY)
@@ -98,10 +94,10 @@ def ensure_may_publish(catalog_root: Path) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return  # held, by the ingest this worker serves
+            return None  # held, by the ingest this worker serves
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
-        raise LockNotHeld(
+        return (
             f"{catalog_root.name}: no ingest holds this catalog's lock; "
             "a generation is published only under it"
         )

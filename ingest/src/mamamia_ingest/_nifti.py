@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from mamamia_ingest._nifti_header import NIFTI_DTYPES, HeaderCheckError, check_header
+from mamamia_ingest._nifti_header import NIFTI_DTYPES, header_refusal
 
 _decompressobj: Any = zlib.decompressobj
 _INFLATE_ERRORS: tuple[Any, ...] = (zlib.error,)
@@ -305,10 +305,9 @@ class _RawHeader:
 
 
 def _check(name: str, head: bytes) -> None:
-    try:
-        check_header(name, head)
-    except HeaderCheckError as exc:
-        raise NiftiError(exc.rule, exc.message) from None
+    refusal = header_refusal(name, head)
+    if refusal is not None:
+        raise NiftiError(*refusal)
 
 
 def _parse_header(name: str, head: bytes) -> _RawHeader:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import struct
 
-__all__ = ["NIFTI_DTYPES", "HeaderCheckError", "check_header"]
+__all__ = ["NIFTI_DTYPES", "header_refusal"]
 
 #: The NIfTI-1 ``datatype`` codes a phase or mask may have, as numpy type codes.
 NIFTI_DTYPES: dict[int, str] = {
@@ -43,29 +43,35 @@ _NIFTI1_HEADER = 348
 _NIFTI1_MIN_OFFSET = 352
 
 
-class HeaderCheckError(Exception):
-    """A header refused before its voxels are read; ``rule`` is the Problem rule name."""
-
+class _Refused(Exception):
     def __init__(self, rule: str, message: str) -> None:
         super().__init__(message)
         self.rule = rule
         self.message = message
 
 
-def _refuse(name: str, what: str, rule: str = "header") -> HeaderCheckError:
-    return HeaderCheckError(rule, f"{name}: inconsistent NIfTI header: {what}; refused")
+def _refuse(name: str, what: str, rule: str = "header") -> _Refused:
+    return _Refused(rule, f"{name}: inconsistent NIfTI header: {what}; refused")
 
 
-def check_header(name: str, head: bytes) -> None:
-    """Refuse a header whose ``datatype``, ``bitpix``, dims, ``vox_offset``, ``scl_*`` or
-    extensions disagree; ``head`` is the file's first bytes (header, then extensions as far as
-    they were read)."""
+def header_refusal(name: str, head: bytes) -> tuple[str, str] | None:
+    """``(rule, message)`` when the header's ``datatype``, ``bitpix``, dims, ``vox_offset``,
+    ``scl_*`` or extensions disagree, else None; ``head`` is the file's first bytes (header,
+    then extensions as far as they were read)."""
+    try:
+        _check(name, head)
+    except _Refused as exc:
+        return exc.rule, exc.message
+    return None
+
+
+def _check(name: str, head: bytes) -> None:
     if len(head) < _NIFTI1_HEADER:
-        raise HeaderCheckError("truncated", f"{name}: file ends inside the NIfTI header")
+        raise _Refused("truncated", f"{name}: file ends inside the NIfTI header")
     for order in ("<", ">"):
         (sizeof_hdr,) = struct.unpack_from(order + "i", head, 0)
         if sizeof_hdr == 540:
-            raise HeaderCheckError(
+            raise _Refused(
                 "file_type",
                 f"{name}: a NIfTI-2 file (sizeof_hdr 540); only NIfTI-1 is supported, "
                 "convert it to NIfTI-1 first (e.g. nibabel.Nifti1Image)",
@@ -73,13 +79,13 @@ def check_header(name: str, head: bytes) -> None:
         if sizeof_hdr == _NIFTI1_HEADER:
             _check_nifti1(name, head, order)
             return
-    raise HeaderCheckError("file_type", f"{name}: not a NIfTI file (bad header size field)")
+    raise _Refused("file_type", f"{name}: not a NIfTI file (bad header size field)")
 
 
 def _check_nifti1(name: str, head: bytes, order: str) -> None:
     magic = head[344:348]
     if magic != b"n+1\x00":
-        raise HeaderCheckError("file_type", f"{name}: not a single-file NIfTI-1 (magic {magic!r})")
+        raise _Refused("file_type", f"{name}: not a single-file NIfTI-1 (magic {magic!r})")
     dim = struct.unpack_from(order + "8h", head, 40)
     datatype, bitpix = struct.unpack_from(order + "2h", head, 70)
     pixdim = struct.unpack_from(order + "8f", head, 76)
@@ -91,7 +97,7 @@ def _check_nifti1(name: str, head: bytes, order: str) -> None:
         raise _refuse(name, f"dim[1..{ndim}] = {tuple(dim[1 : ndim + 1])} has a size <= 0", "dims")
     if datatype not in NIFTI_DTYPES:
         kind = _OTHER.get(datatype, "unknown")
-        raise HeaderCheckError(
+        raise _Refused(
             "pixel_type",
             f"{name}: datatype {datatype} ({kind}) is not a supported scalar voxel type "
             f"(supported: {', '.join(_NAMES[c] for c in sorted(_NAMES))}); refused",

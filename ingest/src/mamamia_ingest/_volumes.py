@@ -34,7 +34,7 @@ from mamamia_ingest._features import (
     voxel_checksum,
 )
 from mamamia_ingest._layout import SourceFile
-from mamamia_ingest._lifecycle import LockNotHeld, ensure_may_publish
+from mamamia_ingest._lifecycle import publish_refusal
 from mamamia_ingest._nifti import (
     DEFAULT_MAX_VOLUME_BYTES,
     HeaderInfo,
@@ -334,12 +334,6 @@ def process_case(job: CaseJob) -> CaseResult:
     except _CaseFailed:
         result.generation = None
         result.volumes = []
-    except LockNotHeld as exc:
-        result.generation = None
-        result.volumes = []
-        result.problems.append(
-            _problem(Severity.ERROR, job.patient_id, None, "lock", f"case {job.patient_id}: {exc}")
-        )
     except Exception as exc:  # one broken case must not stop the others
         result.generation = None
         result.volumes = []
@@ -605,7 +599,12 @@ def _build(
     }
     _write_group(tmp, attrs)
     final = case_dir / f"{gen}.zarr"
-    ensure_may_publish(job.catalog_root)
+    refusal = publish_refusal(job.catalog_root)
+    if refusal is not None:
+        result.problems.append(
+            _problem(Severity.ERROR, case, None, "lock", f"case {case}: {refusal}")
+        )
+        raise _CaseFailed()
     try:
         os.rename(tmp, final)
     except OSError:
