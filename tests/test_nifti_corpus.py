@@ -46,7 +46,13 @@ def _read(path: Path, private: PrivateDir) -> LoadedVolume:
 
 def _accepts(path: Path, private: PrivateDir) -> None:
     vol = _read(path, private)
-    want = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    image = sitk.ReadImage(str(path))
+    # Geometry exactly as SimpleITK reads it (qform-only, sform-only, big-endian alike).
+    assert vol.info.size_xyz == image.GetSize()
+    assert vol.info.spacing_xyz == image.GetSpacing()
+    assert vol.info.origin_xyz == image.GetOrigin()
+    assert vol.info.direction == image.GetDirection()
+    want = sitk.GetArrayFromImage(image)
     assert vol.array.dtype == want.dtype, path.name
     assert vol.array.shape == want.shape, path.name
     assert vol.array.tobytes() == want.tobytes(), path.name  # bit for bit, NaN included
