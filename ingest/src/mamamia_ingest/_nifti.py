@@ -4,9 +4,10 @@ SimpleITK loads truncated ``.nii``/``.nii.gz`` files without an error (zero-fill
 the payload is decompressed here, as a stream, and counted against what the header promises.
 The same pass hashes the source bytes. Geometry always comes from SimpleITK's own header reader,
 through a private symlink, because ITK silently opens ``x.nii`` when asked for ``x.nii.gz`` if
-both exist. When the header needs no intensity scaling, the voxels are the raw payload
+both exist. Every header is checked for consistency first (``_nifti_header``). When the header
+needs no intensity scaling and the payload holds no NaN/inf, the voxels are the raw payload
 reinterpreted (what ITK returns in that case); otherwise SimpleITK reads the checked,
-decompressed copy.
+decompressed copy (it reads NaN/inf as 0; they are counted).
 """
 
 from __future__ import annotations
