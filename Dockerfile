@@ -4,7 +4,7 @@ FROM python:3.11-slim AS build
 COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
 # The image's own Python 3.11, never a downloaded one (the runtime stage runs the venv on it);
 # the system trust store, so a build behind a TLS-inspecting proxy works once the base trusts it.
-ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PROJECT_ENVIRONMENT=/opt/venv \
+ENV UV_CACHE_DIR=/var/cache/uv UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PROJECT_ENVIRONMENT=/opt/venv \
     UV_PYTHON=/usr/local/bin/python3.11 UV_PYTHON_DOWNLOADS=never UV_SYSTEM_CERTS=1
 WORKDIR /src
 COPY pyproject.toml uv.lock ./
@@ -13,7 +13,7 @@ COPY sdk/ sdk/
 COPY ingest/ ingest/
 COPY server/ server/
 # The cache mount keeps downloaded wheels between builds; it is not part of the image.
-RUN --mount=type=cache,target=/root/.cache/uv \
+RUN --mount=type=cache,target=/var/cache/uv \
     uv sync --locked --no-dev --no-editable --package mamamia-server
 
 FROM python:3.11-slim AS runtime

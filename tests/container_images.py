@@ -44,15 +44,15 @@ CONTAINERS_CONF = '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "ru
 
 PYTHON_CONTAINERFILE = """\
 FROM {rootfs}
-COPY context/ /tmp/stand-in/
+COPY context/ /stand-in/
 RUN rm -f /usr/lib/python3.11/EXTERNALLY-MANAGED \\
  && ln -s /usr/bin/python3.11 /usr/local/bin/python3.11 \\
  && ln -s python3.11 /usr/local/bin/python3 \\
  && ln -s python3 /usr/local/bin/python \\
- && /usr/local/bin/python3.11 /tmp/stand-in/{pip_wheel}/pip install --no-index --no-cache-dir \\
-    --no-compile /tmp/stand-in/{pip_wheel} \\
- && find /tmp/stand-in/ca -name '*.crt' -exec cp {{}} /usr/local/share/ca-certificates/ ';' \\
- && update-ca-certificates >/dev/null && rm -rf /tmp/stand-in
+ && /usr/local/bin/python3.11 /stand-in/{pip_wheel}/pip install --no-index --no-cache-dir \\
+    --no-compile /stand-in/{pip_wheel} \\
+ && find /stand-in/ca -name '*.crt' -exec cp {{}} /usr/local/share/ca-certificates/ ';' \\
+ && update-ca-certificates >/dev/null && rm -rf /stand-in
 ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
     LANG=C.UTF-8 PYTHON_VERSION=3.11.2
 LABEL {label}={recipe}

@@ -120,11 +120,25 @@ def ingest_command(
 
 @click.command(name="verify")
 @click.argument("catalog", type=click.Path(exists=True, file_okay=False))
-def verify_command(catalog: str) -> None:
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Also compare every preview with its full-resolution array and, with --raw, every "
+    "volume with its source file's voxels.",
+)
+@click.option(
+    "--raw",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="The raw folder the catalog was built from (for --deep).",
+)
+def verify_command(catalog: str, deep: bool, raw: str | None) -> None:
     """Check CATALOG: tables match their hashes, every array and chunk exists and decodes
     (crc32c), every volume matches its checksum. Exit status 0 when all is well, else 1."""
     from mamamia_ingest._verify import verify
 
-    report = verify(catalog)
+    if raw is not None and not deep:
+        raise click.UsageError("--raw is used by --deep only; add --deep")
+    report = verify(catalog, deep=deep, raw=raw)
     click.echo(report.summary())
     sys.exit(report.exit_code)

@@ -44,8 +44,10 @@ from mamamia_ingest._catalog_writer import (
 )
 from mamamia_ingest._ingest_options import IngestOptions
 from mamamia_ingest._ingest_report import IngestError, IngestReport
+from mamamia_ingest._lifecycle import watch_owner
 from mamamia_ingest._nifti import DEFAULT_MAX_VOLUME_BYTES, hash_file
 from mamamia_ingest._publish import publish, staging_dir
+from mamamia_ingest._report_checks import clean_message, clean_problems, unknown_case_problems
 from mamamia_ingest._tables_out import build_tables
 from mamamia_ingest._volumes import (
     CaseJob,
@@ -98,6 +100,12 @@ def _table_sources(layout: RawLayout) -> dict[str, str]:
     """relpath -> sha256 of every table-like source (the volume files are in ``sources``)."""
     paths = [layout.clinical, layout.splits, layout.quality, *layout.patient_info.values()]
     return {layout.rel(p): hash_file(p) for p in sorted(q for q in paths if q is not None)}
+
+
+def _init_pool_worker(owner: int) -> None:
+    """The worker pool's initializer: watch the ingest ``owner``, then the usual set-up."""
+    watch_owner(owner)
+    init_worker()
 
 
 def ingest(
@@ -165,7 +173,21 @@ def ingest_folder(
     cat_path.mkdir(parents=True, exist_ok=True)
     try:
         with catalog_lock(cat_path):
-            report = _run(raw_path, cat_path, options)
+            try:
+                report = _run(raw_path, cat_path, options)
+            except IngestError as exc:
+                # The previous run's report must not stay behind looking current.
+                roots = {str(raw_path.resolve()): "RAW", str(cat_path.resolve()): "CATALOG"}
+                failed = IngestReport(
+                    raw=str(raw),
+                    catalog=str(catalog),
+                    jobs=options.jobs,
+                    fatal=clean_message(str(exc), roots),
+                )
+                write_atomic(
+                    cat_path / "ingest-report.json", failed.model_dump_json(indent=2) + "\n"
+                )
+                raise
     except CatalogLocked as exc:
         raise IngestError(str(exc)) from None
     except BaseException:
@@ -176,6 +198,7 @@ def ingest_folder(
         shutil.rmtree(cat_path, ignore_errors=True)
     report.seconds = time.perf_counter() - started
     report.raw, report.catalog = str(raw), str(catalog)
+    clean_problems(report.problems, raw_path, cat_path)
     if not report.stopped_early:
         write_atomic(
             cat_path / "ingest-report.json", report.model_dump_json(indent=2) + "\n", fsync=True
@@ -240,6 +263,17 @@ def _run(raw: Path, catalog: Path, options: IngestOptions) -> IngestReport:
                 "no_images",
             )
         )
+
+    problems.extend(
+        unknown_case_problems(
+            extras,
+            [*records, *layout.cases],
+            {
+                "splits": layout.rel(layout.splits) if layout.splits else None,
+                "quality": layout.rel(layout.quality) if layout.quality else None,
+            },
+        )
+    )
 
     results: dict[str, CaseResult] = {}
     if not tables_only:
@@ -455,7 +489,10 @@ def _run_jobs(
         with (
             _main_not_reimported(),
             ProcessPoolExecutor(
-                max_workers=min(jobs, len(case_jobs)), mp_context=ctx, initializer=init_worker
+                max_workers=min(jobs, len(case_jobs)),
+                mp_context=ctx,
+                initializer=_init_pool_worker,  # workers exit when this process does
+                initargs=(os.getpid(),),
             ) as pool,
         ):
             # Keep at most 2 tasks per worker queued, so --strict can stop promptly.

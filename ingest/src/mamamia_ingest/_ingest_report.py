@@ -34,6 +34,8 @@ class IngestReport(BaseModel):
     seconds: float = 0.0
     jobs: int = 1
     problems: list[Problem] = Field(default_factory=list)
+    #: Why the run stopped before writing anything (exit 2); the catalog is unchanged.
+    fatal: str | None = None
 
     @property
     def errors(self) -> list[Problem]:
@@ -49,7 +51,10 @@ class IngestReport(BaseModel):
 
     @property
     def exit_code(self) -> int:
-        """1 when any error was found, else 0 (warnings and notes alone do not fail)."""
+        """2 for a fatal error, 1 when any error was found, else 0 (warnings and notes alone
+        do not fail)."""
+        if self.fatal is not None:
+            return 2
         return 1 if self.errors else 0
 
     def summary(self, max_lines: int = 200) -> str:

@@ -4,15 +4,17 @@ SimpleITK loads truncated ``.nii``/``.nii.gz`` files without an error (zero-fill
 the payload is decompressed here, as a stream, and counted against what the header promises.
 The same pass hashes the source bytes. Geometry always comes from SimpleITK's own header reader,
 through a private symlink, because ITK silently opens ``x.nii`` when asked for ``x.nii.gz`` if
-both exist. When the header needs no intensity scaling, the voxels are the raw payload
+both exist. Every header is checked for consistency first (``_nifti_header``). When the header
+needs no intensity scaling and the payload holds no NaN/inf, the voxels are the raw payload
 reinterpreted (what ITK returns in that case); otherwise SimpleITK reads the checked,
-decompressed copy.
+decompressed copy (it reads NaN/inf as 0; they are counted).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -25,6 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from mamamia import MamamiaError
+from mamamia_ingest._nifti_header import NIFTI_DTYPES, header_refusal
 
 _decompressobj: Any = zlib.decompressobj
 _INFLATE_ERRORS: tuple[Any, ...] = (zlib.error,)
@@ -56,18 +59,7 @@ _MAX_HEADER_COPY = 1 << 20
 #: Bytes of trailing data after the payload that are still read to check the gzip CRC.
 _MAX_TRAILING = 64 << 20
 
-_NIFTI_DTYPES: dict[int, str] = {
-    2: "u1",
-    4: "i2",
-    8: "i4",
-    16: "f4",
-    64: "f8",
-    256: "i1",
-    512: "u2",
-    768: "u4",
-    1024: "i8",
-    1280: "u8",
-}
+_NIFTI_DTYPES = NIFTI_DTYPES
 
 _SITK_DTYPES: dict[int, np.dtype[Any]] = {
     sitk.sitkUInt8: np.dtype(np.uint8),
@@ -123,6 +115,10 @@ class LoadedVolume:
     array: np.ndarray[Any, Any]
     info: HeaderInfo
     sha256: str
+    #: NaN/+-inf voxels in the file; SimpleITK (and so the catalog) reads each of them as 0.
+    non_finite: int = 0
+    #: Where the file's voxels are finite (``(z, y, x)``), only when ``non_finite`` > 0.
+    finite: np.ndarray[Any, np.dtype[np.bool_]] | None = None
 
 
 class PrivateDir:
@@ -226,6 +222,7 @@ def read_header_info(path: Path, private: PrivateDir, max_bytes: int) -> HeaderI
     inflate set-up per file, more than the rest of the header read. A header whose extensions
     are unusually large is read from the source, through a private link."""
     raw, head = _peek_header(path)
+    _check(path.name, head)  # again, now with the extensions
     if raw.payload_bytes > max_bytes:
         raise NiftiError(
             "voxel_budget",
@@ -250,8 +247,7 @@ def read_header_info(path: Path, private: PrivateDir, max_bytes: int) -> HeaderI
         # Say why when the stream itself is broken (truncated or corrupt gzip), not just
         # that ITK failed; the check is bounded by the same budget.
         _read_payload(path, max_bytes)
-        text = str(exc).strip().replace(str(link), path.name)
-        first = text.splitlines()[-1] if text else "unknown error"
+        first = _itk_text(exc, (link, path.name))
         raise NiftiError(
             "header", f"{path.name}: SimpleITK cannot read the header ({first})"
         ) from None
@@ -310,27 +306,23 @@ class _RawHeader:
         return n * max(self.bitpix, 8) // 8
 
 
+def _check(name: str, head: bytes) -> None:
+    refusal = header_refusal(name, head)
+    if refusal is not None:
+        raise NiftiError(*refusal)
+
+
 def _parse_header(name: str, head: bytes) -> _RawHeader:
     if len(head) < 348:
         raise NiftiError("truncated", f"{name}: file ends inside the NIfTI header")
+    _check(name, head)
     for order in ("<", ">"):
         (sizeof_hdr,) = struct.unpack_from(order + "i", head, 0)
         if sizeof_hdr == 348:
             dim = struct.unpack_from(order + "8h", head, 40)
             datatype, bitpix = struct.unpack_from(order + "2h", head, 70)
             vox_offset_f, slope, inter = struct.unpack_from(order + "3f", head, 108)
-            magic = head[344:348]
-            if magic not in (b"n+1\x00", b"n+2\x00"):
-                raise NiftiError("file_type", f"{name}: not a single-file NIfTI (magic {magic!r})")
-            vox_offset = max(int(vox_offset_f), 352)
-            break
-        if sizeof_hdr == 540:
-            if len(head) < 540:
-                raise NiftiError("truncated", f"{name}: file ends inside the NIfTI-2 header")
-            datatype, bitpix = struct.unpack_from(order + "2h", head, 12)
-            dim = struct.unpack_from(order + "8q", head, 16)
-            (vox_offset,) = struct.unpack_from(order + "q", head, 168)
-            slope, inter = struct.unpack_from(order + "2d", head, 176)
+            vox_offset = int(vox_offset_f)  # checked: whole, >= 352
             break
     else:
         raise NiftiError("file_type", f"{name}: not a NIfTI file (bad header size field)")
@@ -434,6 +426,31 @@ def _read_payload(
     return header, buf, h.hexdigest()
 
 
+def _itk_text(exc: BaseException, *paths: tuple[Path, str]) -> str:
+    """ITK's last error line without the object's pointer address or private paths, so that
+    two runs report the same text."""
+    text = str(exc).strip()
+    for path, name in paths:
+        text = text.replace(str(path), name)
+    text = _POINTER.sub("", text)
+    return text.splitlines()[-1].strip() if text else "unknown error"
+
+
+_POINTER = re.compile(r"\(0x[0-9a-fA-F]+\)")
+
+
+def _finite(
+    buf: np.ndarray[Any, np.dtype[np.uint8]], header: _RawHeader, info: HeaderInfo
+) -> np.ndarray[Any, np.dtype[np.bool_]] | None:
+    """Where the file's float voxels are finite, or None when all of them are (or ints)."""
+    code = _NIFTI_DTYPES.get(header.datatype)
+    if code is None or code[0] != "f":
+        return None
+    n = info.nbytes // info.dtype.itemsize
+    finite = np.isfinite(np.frombuffer(buf, header.byteorder + code, n, header.vox_offset))
+    return None if bool(finite.all()) else finite.reshape(info.shape_zyx)
+
+
 def load_volume(path: Path, info: HeaderInfo, private: PrivateDir, max_bytes: int) -> LoadedVolume:
     """The voxels of ``path`` exactly as ``sitk.GetArrayFromImage(sitk.ReadImage(path))``."""
     header, buf, digest = _read_payload(path, max_bytes)
@@ -442,7 +459,8 @@ def load_volume(path: Path, info: HeaderInfo, private: PrivateDir, max_bytes: in
     n_voxels = 1
     for s in info.size_xyz:
         n_voxels *= s
-    if code is not None and no_scaling and np.dtype(code) == info.dtype:
+    finite = _finite(buf, header, info)
+    if code is not None and no_scaling and np.dtype(code) == info.dtype and finite is None:
         count = header.payload_bytes // np.dtype(code).itemsize
         if count == n_voxels:
             raw = np.frombuffer(
@@ -451,7 +469,7 @@ def load_volume(path: Path, info: HeaderInfo, private: PrivateDir, max_bytes: in
             if not raw.dtype.isnative:
                 raw = raw.astype(raw.dtype.newbyteorder("="))
             return LoadedVolume(raw.reshape(info.shape_zyx), info, digest)
-    # Scaled, odd or mismatched types: let SimpleITK read the checked, decompressed copy.
+    # Scaled, non-finite, odd or mismatched: SimpleITK reads the checked, decompressed copy.
     tmp = private.path / "payload.nii"
     with tmp.open("wb") as f:
         f.write(buf.data)
@@ -460,7 +478,8 @@ def load_volume(path: Path, info: HeaderInfo, private: PrivateDir, max_bytes: in
         image = sitk.ReadImage(str(tmp))
     except RuntimeError as exc:
         raise NiftiError(
-            "corrupt", f"{path.name}: SimpleITK cannot read the voxels ({exc})"
+            "corrupt",
+            f"{path.name}: SimpleITK cannot read the voxels ({_itk_text(exc, (tmp, path.name))})",
         ) from None
     finally:
         tmp.unlink()
@@ -471,4 +490,5 @@ def load_volume(path: Path, info: HeaderInfo, private: PrivateDir, max_bytes: in
             f"{path.name}: voxels read as {array.dtype}{array.shape}, "
             f"the header said {info.dtype}{info.shape_zyx}",
         )
-    return LoadedVolume(array, info, digest)
+    non_finite = 0 if finite is None else finite.size - int(np.count_nonzero(finite))
+    return LoadedVolume(array, info, digest, non_finite, finite)

@@ -31,6 +31,11 @@ class VerifyReport(BaseModel):
     volumes_checked: int = 0
     arrays_checked: int = 0
     chunks_checked: int = 0
+    #: ``--deep``: preview phases compared with their full-resolution arrays, and source
+    #: files (with ``--raw``) whose voxels were compared with the catalog's.
+    deep: bool = False
+    previews_checked: int = 0
+    sources_checked: int = 0
     problems: list[Problem] = Field(default_factory=list)
 
     @property
@@ -47,6 +52,11 @@ class VerifyReport(BaseModel):
             f"  {self.tables_checked} tables, {self.volumes_checked} volumes, "
             f"{self.arrays_checked} arrays, {self.chunks_checked} chunks checked",
         ]
+        if self.deep:
+            lines.append(
+                f"  deep: {self.previews_checked} preview phases, "
+                f"{self.sources_checked} source files compared"
+            )
         if self.ok:
             lines.append("  OK: every table, array, chunk and checksum matches")
         for p in self.problems:
@@ -130,10 +140,17 @@ def _decode_all(
     return sums
 
 
-def verify(catalog: str | os.PathLike[str]) -> VerifyReport:
-    """Check a catalog folder end to end; problems are returned, never raised."""
+def verify(
+    catalog: str | os.PathLike[str],
+    *,
+    deep: bool = False,
+    raw: str | os.PathLike[str] | None = None,
+) -> VerifyReport:
+    """Check a catalog folder end to end; problems are returned, never raised. ``deep`` adds
+    the checks of ``_verify_deep`` (previews against full resolution; with ``raw``, every
+    volume against its source file's voxels)."""
     root = Path(catalog)
-    report = VerifyReport(catalog=str(catalog))
+    report = VerifyReport(catalog=str(catalog), deep=deep)
     manifest_path = root / "catalog.json"
     try:
         manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -225,6 +242,16 @@ def verify(catalog: str | os.PathLike[str]) -> VerifyReport:
             arr1 = _check_array(report, root, level1, case)
             if arr1 is not None:
                 _decode_all(report, arr1, level1, case, None)  # decoded, no checksum
+    if deep:
+        from mamamia_ingest._verify_deep import deep_checks
+
+        report.previews_checked, report.sources_checked = deep_checks(
+            root,
+            {name: tables[name] for name in good},
+            rows_by_array,
+            None if raw is None else Path(raw),
+            report.problems.append,
+        )
     return report
 
 

@@ -34,6 +34,7 @@ from mamamia_ingest._features import (
     masked_mean,
     voxel_checksum,
 )
+from mamamia_ingest._lifecycle import publish_refusal
 from mamamia_ingest._nifti import (
     DEFAULT_MAX_VOLUME_BYTES,
     HeaderInfo,
@@ -43,6 +44,7 @@ from mamamia_ingest._nifti import (
     load_volume,
     read_header_info,
 )
+from mamamia_ingest._volume_checks import lossy_mix_problem, non_finite_problems
 from mamamia_ingest._zarr_write import ChunkWriter, group_metadata, write_new_file
 from mamamia_schema import Problem, Severity
 
@@ -62,7 +64,8 @@ __all__ = [
 FORMAT_VERSION = 1
 #: Bumped whenever the bytes written for the same inputs and settings change.
 #: 2: voxel checksums ``crc32c+crc32:`` instead of ``sha256:``.
-LAYOUT_VERSION = 2
+#: 3: NaN/inf voxels stored as 0 (SimpleITK's values), statistics over the finite voxels.
+LAYOUT_VERSION = 3
 CODEC = "bytes|blosc:zstd:3:shuffle|crc32c"
 # Previews (level 1) are read whole for slice PNGs and are 1/8 of the data: lz4 compresses and
 # decodes them several times faster than zstd for a little more disk.
@@ -415,6 +418,10 @@ def _build(
             masks.pop(role)
     dtypes = {infos[f.role].dtype for f in phases}
     dtype = np.result_type(*sorted(dtypes, key=str))
+    lossy = lossy_mix_problem(case, dtypes)
+    if lossy is not None:
+        result.problems.append(lossy)
+        raise _CaseFailed()
     if len(dtypes) > 1:
         result.problems.append(
             _problem(
@@ -445,6 +452,7 @@ def _build(
             sha[role] = hash_file(f.path)
             continue
         sha[role] = vol.sha256
+        result.problems.extend(non_finite_problems(case, f.rel, vol.non_finite))
         bad = check_mask_values(vol.array)
         if bad:
             result.problems.append(
@@ -477,6 +485,7 @@ def _build(
         except NiftiError as exc:
             raise fail(f, exc.rule, f"{exc.message}; the case's volumes are skipped") from None
         sha[f.role] = vol.sha256
+        result.problems.extend(non_finite_problems(case, f.rel, vol.non_finite))
         data = vol.array if vol.array.dtype == dtype else vol.array.astype(dtype)
         full.write(p, data)
         half.write(p, data[::2, ::2, ::2])
@@ -493,7 +502,7 @@ def _build(
                 "dtype": str(dtype),
                 "acquisition_time_s": times[p] if times is not None else None,
                 "checksum": voxel_checksum(data),
-                **intensity_stats(data),
+                **intensity_stats(data if vol.finite is None else data[vol.finite]),
             }
         )
         del vol, data
@@ -590,6 +599,12 @@ def _build(
     }
     _write_group(tmp, attrs)
     final = case_dir / f"{gen}.zarr"
+    refusal = publish_refusal(job.catalog_root)
+    if refusal is not None:
+        result.problems.append(
+            _problem(Severity.ERROR, case, None, "lock", f"case {case}: {refusal}")
+        )
+        raise _CaseFailed()
     try:
         os.rename(tmp, final)
     except OSError:

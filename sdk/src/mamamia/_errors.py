@@ -4,7 +4,8 @@
     ├── CatalogError                 503 catalog-unavailable: the catalog is unusable
     │   ├── CatalogNotFound          no catalog.json at the path / URL
     │   ├── CatalogFormatError       a catalog newer than this SDK, or a damaged manifest
-    │   ├── ChunkCorruptError        a chunk fails its crc32c check or does not decode
+    │   ├── ChunkMissingError        503 catalog-damaged: a chunk is not where the catalog says
+    │   ├── ChunkCorruptError        503 catalog-damaged: a chunk fails its crc32c or decode
     │   └── CatalogVersionMismatch   409 catalog-version: a pinned version is no longer served
     ├── QueryError                   400 query-failed: a query could not run
     │   ├── QueryRejected            400 query-rejected: not one safe SELECT, bad parameters
@@ -16,7 +17,6 @@
     ├── InvalidRequest               422 invalid-parameter: a bad range or parameter
     ├── AuthenticationError          401 unauthorized: missing or wrong token
     ├── TransportError               the server could not be reached, after retries
-    ├── ChunkMissingError            500 catalog-damaged: an offline cache lacks a chunk
     ├── TableReadError               a raw table file cannot be read at all
     ├── ObjectStoreError             the object store refused or failed a request (mamamia.objstore)
     ├── SyncError                    a sync cannot start or go on (mamamia sync)
@@ -116,8 +116,18 @@ class CatalogFormatError(CatalogError):
     """The manifest is damaged or written by a newer format than this SDK reads."""
 
 
+class ChunkMissingError(CatalogError):
+    """A chunk is not where the catalog says (an offline cache lacks it, or a file is gone)."""
+
+    slug = "catalog-damaged"
+
+
 class ChunkCorruptError(CatalogError):
     """A chunk's bytes fail their crc32c check, or do not decode to the chunk's shape."""
+
+    # A damaged chunk is a data condition, never a server bug: missing and corrupt chunks
+    # answer the same 503 problem, which a client reads back as this class.
+    slug = "catalog-damaged"
 
 
 class CatalogVersionMismatch(CatalogError):
@@ -203,13 +213,6 @@ class AuthenticationError(MamamiaError):
 
 class TransportError(MamamiaError):
     """The server could not be reached or kept failing, after retries."""
-
-
-class ChunkMissingError(MamamiaError):
-    """A chunk needed offline is not in the local cache."""
-
-    status = 500
-    slug = "catalog-damaged"
 
 
 class TableReadError(MamamiaError):

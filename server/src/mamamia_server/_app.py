@@ -14,14 +14,15 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mamamia_server._auth import TOKEN_QUERY_NAMES, require_token
+from mamamia_server._body_limit import BodyLimit
 from mamamia_server._catalog_source import catalog_source
 from mamamia_server._catalog_state import CatalogHolder
 from mamamia_server._fast_crop import FastCrops
 from mamamia_server._formats import warm_up
 from mamamia_server._limits import QueryLimits
+from mamamia_server._preview_limits import PreviewGate, PreviewLimits
 from mamamia_server._problems import (
     PROBLEM_MEDIA_TYPE,
-    ApiError,
     ProblemDetails,
     install_problem_handlers,
     problem_response,
@@ -70,16 +71,6 @@ class _VersionHeader:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > _MAX_BODY_BYTES:
-                response = problem_response(
-                    Request(scope),
-                    413,
-                    f"the request body has {int(value)} bytes; the limit is {_MAX_BODY_BYTES}",
-                    slug="body-too-large",
-                )
-                await self._with_header(response, scope, receive, send)
-                return
         query = scope.get("query_string", b"").decode("latin-1")
         if query:
             names = {name.lower() for name, _ in parse_qsl(query, keep_blank_values=True)}
@@ -95,22 +86,6 @@ class _VersionHeader:
                 await self._with_header(response, scope, receive, send)
                 return
 
-        received = 0
-
-        async def limited_receive() -> Message:
-            # A chunked body has no Content-Length: stop reading it past the limit.
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > _MAX_BODY_BYTES:
-                    raise ApiError(
-                        413,
-                        f"the request body is over {_MAX_BODY_BYTES} bytes",
-                        slug="body-too-large",
-                    )
-            return message
-
         async def send_with_version(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state = scope.get("state") or {}
@@ -120,7 +95,7 @@ class _VersionHeader:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, limited_receive, send_with_version)
+        await self.app(scope, receive, send_with_version)
 
     async def _with_header(self, response: Any, scope: Scope, receive: Receive, send: Send) -> None:
         response.headers["X-Catalog-Version"] = self.holder.peek().version
@@ -156,7 +131,7 @@ def _problem_openapi(app: FastAPI) -> dict[str, Any]:
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             for code, response in list(responses.items()):
-                if code.isdigit() and int(code) >= 400 and code != "416":
+                if code.isdigit() and int(code) >= 400:
                     response["content"] = dict(problem_content)
             # Malformed requests and unknown parameters are refused before any route runs.
             for code, text in (("400", "Bad request."), ("422", "Invalid parameter.")):
@@ -208,6 +183,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         app.add_middleware(
             FastCrops, holder=holder, voxel_cap=settings.crop_voxel_cap, auth=bool(tokens)
         )
+    app.add_middleware(
+        PreviewGate,
+        limits=PreviewLimits(
+            settings.preview_concurrency, settings.preview_queue, settings.preview_wait_s
+        ),
+    )
+    app.add_middleware(BodyLimit, max_bytes=_MAX_BODY_BYTES)
     app.add_middleware(_VersionHeader, holder=holder)
     if settings.cors_origins:
         app.add_middleware(

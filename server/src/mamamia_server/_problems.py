@@ -207,10 +207,12 @@ _DESCRIPTIONS = {
     404: "Unknown case, volume, table or path.",
     406: "None of the accepted media types can be produced.",
     409: "The request is pinned to a catalog version this server no longer serves.",
-    413: "Over a size limit (crop voxels, rows, query length).",
+    413: "Over a size limit (crop voxels, preview pixels, rows, query length, request body).",
+    416: "The byte range lies outside the file.",
     422: "A parameter is invalid or a range lies outside the volume.",
     500: "Internal error.",
-    503: "The catalog cannot be read right now.",
+    503: "The catalog cannot be read right now (a missing or corrupt chunk: catalog-damaged), "
+    "or every preview slot is busy (preview-busy, with Retry-After).",
     504: "The query ran past the time limit.",
 }
 

@@ -73,6 +73,27 @@ class ServerSettings(BaseSettings):
     slice_max_size: int = Field(
         default=2048, ge=16, description="Largest slice.png edge in pixels a request may ask for."
     )
+    preview_max_pixels: int = Field(
+        default=2048 * 2048,
+        ge=256,
+        description="Most pixels (rows x columns) one slice.png may have (413 past it).",
+    )
+    preview_concurrency: int = Field(
+        default=2, ge=1, le=256, description="slice.png previews rendered at the same time."
+    )
+    preview_queue: int = Field(
+        default=8,
+        ge=0,
+        le=10_000,
+        description="Previews that may wait for a slot; past it a preview gets 503 with "
+        "Retry-After at once.",
+    )
+    preview_wait_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Longest wait of a queued preview for a slot (then 503 with Retry-After).",
+    )
 
     tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -176,7 +176,7 @@ def _plane_physical(
             "description": "A PNG preview.",
             "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
         },
-        **problem_responses(400, 401, 404, 409, 422),
+        **problem_responses(400, 401, 404, 409, 413, 422, 503),
     },
 )
 def slice_png(
@@ -253,6 +253,13 @@ def slice_png(
     phys_rows, phys_cols = _plane_physical(shape, image.spacing, layout.row_axis, layout.col_axis)
     scale = size / max(phys_rows, phys_cols)
     out_shape = (max(1, round(phys_rows * scale)), max(1, round(phys_cols * scale)))
+    if out_shape[0] * out_shape[1] > settings.preview_max_pixels:
+        raise ApiError(
+            413,
+            f"a {out_shape[1]}x{out_shape[0]} preview is over this server's "
+            f"{settings.preview_max_pixels} pixels; ask for a smaller size",
+            slug="preview-too-large",
+        )
 
     image_rows = sorted((r for r in case.volumes if r["kind"] == "image"), key=lambda r: r["phase"])
     zarr_path = str(image_rows[0]["zarr_path"])

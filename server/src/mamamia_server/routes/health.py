@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from mamamia_server._deps import HolderDep
@@ -24,9 +25,11 @@ class Health(BaseModel):
 
 
 @router.get("/v1/health", response_model=Health, responses=problem_responses(400, 500))
-def health(request: Request, holder: HolderDep) -> Health:
+async def health(request: Request, holder: HolderDep) -> Health:
     """Liveness and the served catalog version (no token needed)."""
-    state = holder.current()
+    # On the event loop, not in the worker threads busy previews and queries hold; only a
+    # due check of catalog.json (a stat, at most every poll interval) goes to a thread.
+    state = await run_in_threadpool(holder.current) if holder.due() else holder.peek()
     request.state.catalog_version = state.version
     error = holder.last_error
     return Health(

@@ -15,9 +15,10 @@ import stat
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
 from mamamia_server._deps import StateDep
+from mamamia_server._file_response import ProblemFileResponse
 from mamamia_server._problems import ApiError, problem_responses
 
 __all__ = ["router"]
@@ -57,11 +58,7 @@ def _not_found(relative: str) -> ApiError:
             },
         },
         304: {"description": "Not modified (If-None-Match matched the ETag)."},
-        416: {
-            "description": "The range lies outside the file.",
-            "content": {"text/plain": {"schema": {"type": "string"}}},
-        },
-        **problem_responses(400, 401, 404, 409, 422),
+        **problem_responses(400, 401, 404, 409, 416, 422),
     },
 )
 def zarr_file(
@@ -94,7 +91,7 @@ def zarr_file(
     ):
         return Response(status_code=304, headers=headers)
     media = "application/json" if parts[-1] == "zarr.json" else "application/octet-stream"
-    return FileResponse(target, media_type=media, headers=headers, stat_result=info)
+    return ProblemFileResponse(target, media_type=media, headers=headers, stat_result=info)
 
 
 # HEAD answers like GET without a body (zarr clients probe with it); one operation in the OpenAPI.

@@ -2,7 +2,7 @@
 // a crosshair that links the three planes, and the case's clinical fields.
 //
 // Geometry. The server shows every plane in radiological convention whatever the volume's
-// direction matrix (mamamia_server._volumes.plane_layout): axial = anterior up, patient right
+// direction matrix (mamamia_server._volume_reads.plane_layout): axial = anterior up, patient right
 // on the viewer's left; coronal = superior up, patient right on the left; sagittal = superior
 // up, anterior on the left. planeLayout() below is the same computation, so the page knows for
 // each plane which array axis (of z, y, x) runs down the rows and across the columns, and

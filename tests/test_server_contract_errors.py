@@ -1,0 +1,129 @@
+"""Every error body is problem+json, over a real uvicorn: bad Range headers (400, 416), request
+bodies over the limit with or without a Content-Length (413), missing and corrupt chunks (the
+same 503 type: a data condition, never a 500), previews over the pixel cap (413) and previews
+past the concurrency gate (503 with Retry-After)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import LiveServer, start_server
+
+PROBLEM = "application/problem+json"
+
+
+def _problem(response: httpx.Response, status: int, slug: str) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, object] = response.json()
+    assert body["status"] == status
+    assert body["type"] == f"urn:mamamia:problem:{slug}"
+    return body
+
+
+def _chunk_files(catalog: Path, case: str) -> list[Path]:
+    (gen,) = (catalog / "volumes" / case).glob("*.zarr")
+    return sorted(p for p in (gen / "0" / "c").rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory: pytest.TempPathFactory, catalog_dir: Path) -> Iterator[LiveServer]:
+    """A server over a copy of the catalog with one chunk missing and one corrupt."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("damaged") / "catalog"
+    shutil.copytree(catalog_dir, root)
+    _chunk_files(root, "DUKE_001")[0].unlink()
+    corrupt = _chunk_files(root, "DUKE_002")[0]
+    data = bytearray(corrupt.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    server = start_server(root, preview_max_pixels=300 * 300)
+    yield server
+    server.stop()
+
+
+def _chunk_url(server: LiveServer) -> str:
+    path = _chunk_files(server.catalog, "NACT_01")[0]
+    return "/v1/zarr/" + path.relative_to(server.catalog / "volumes").as_posix()
+
+
+@pytest.mark.parametrize("header", ["bytes=abc", "pages=0-10", "bytes=9-2", "bytes="])
+def test_malformed_range_is_a_problem(damaged: LiveServer, header: str) -> None:
+    response = httpx.get(damaged.url + _chunk_url(damaged), headers={"Range": header})
+    body = _problem(response, 400, "bad-range")
+    assert "Range header" in str(body["detail"])
+
+
+def test_unsatisfiable_range_is_a_problem(damaged: LiveServer) -> None:
+    url = damaged.url + _chunk_url(damaged)
+    size = len(httpx.get(url).content)
+    response = httpx.get(url, headers={"Range": f"bytes={size + 10}-"})
+    _problem(response, 416, "range-not-satisfiable")
+    assert response.headers["content-range"] == f"bytes */{size}"
+    # A good range still gets its 206.
+    assert httpx.get(url, headers={"Range": "bytes=0-3"}).status_code == 206
+
+
+def test_oversized_bodies_get_413(damaged: LiveServer) -> None:
+    def chunked() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b" " * (1 << 20)
+
+    response = httpx.post(
+        damaged.url + "/v1/query", content=chunked(), headers={"content-type": "application/json"}
+    )
+    assert "content-length" not in response.request.headers
+    _problem(response, 413, "body-too-large")
+    big = json.dumps({"where": "age > 1", "pad": "x" * (3 << 20)})
+    _problem(httpx.post(damaged.url + "/v1/query", content=big), 413, "body-too-large")
+    # A small chunked body still reaches the route.
+    small = httpx.post(
+        damaged.url + "/v1/query",
+        content=iter([b'{"where": ', b'"age > 1"}']),
+        headers={"content-type": "application/json"},
+    )
+    assert small.status_code == 200, small.text
+
+
+@pytest.mark.parametrize(
+    "route", ["crop?z=0:2&y=0:2&x=0:2", "slice.png?axis=axial&index=0&size=256"]
+)
+def test_missing_and_corrupt_chunks_answer_alike(damaged: LiveServer, route: str) -> None:
+    missing = httpx.get(f"{damaged.url}/v1/cases/DUKE_001/{route}")
+    corrupt = httpx.get(f"{damaged.url}/v1/cases/DUKE_002/{route}")
+    _problem(missing, 503, "catalog-damaged")
+    _problem(corrupt, 503, "catalog-damaged")
+
+
+def test_preview_pixel_cap(damaged: LiveServer) -> None:
+    response = httpx.get(damaged.url + "/v1/cases/NACT_01/slice.png?size=1024")
+    body = _problem(response, 413, "preview-too-large")
+    assert "90000 pixels" in str(body["detail"])
+    assert httpx.get(damaged.url + "/v1/cases/NACT_01/slice.png?size=256").status_code == 200
+
+
+def test_preview_gate_refuses_past_the_queue(catalog_dir: Path) -> None:
+    server = start_server(catalog_dir, preview_concurrency=1, preview_queue=0)
+    try:
+
+        async def storm() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+                url = "/v1/cases/DUKE_001/slice.png?size=1024&phase=sub&overlay=expert"
+                return list(await asyncio.gather(*(client.get(url) for _ in range(6))))
+
+        answers = asyncio.run(storm())
+    finally:
+        server.stop()
+    statuses = sorted(r.status_code for r in answers)
+    assert 200 in statuses and 503 in statuses, statuses
+    for r in answers:
+        if r.status_code == 503:
+            _problem(r, 503, "preview-busy")
+            assert r.headers["retry-after"].isdigit()
