@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from mamamia_server._deps import HolderDep
-from mamamia_server._problems import problem_responses
+from mamamia_server._problem_responses import problem_responses
 
 __all__ = ["Health", "router"]
 

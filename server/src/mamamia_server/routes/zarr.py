@@ -18,7 +18,7 @@ from fastapi import APIRouter, Path, Request
 from starlette.responses import FileResponse, Response
 
 from mamamia_server._deps import StateDep
-from mamamia_server._problems import ApiError, problem_responses
+from mamamia_server._problem_responses import ApiError, problem_responses
 
 __all__ = ["router"]
 
