@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import json
 import math
 import multiprocessing
 import os
@@ -32,6 +31,7 @@ from mamamia import (
     read_splits,
     write_atomic,
 )
+from mamamia.manifest import manifest_text
 from mamamia.objstore import ObjectStore, is_store_url
 from mamamia.progress import progress_bar
 from mamamia.raw import CLINICAL_TABLE_NAMES, CaseFiles, RawLayout, discover
@@ -298,8 +298,7 @@ def _run(raw: Path, catalog: Path, options: IngestOptions) -> IngestReport:
             source_files=source_files,
             tables=refs,
         )
-        text = json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
-        write_atomic(catalog / "catalog.json", text, fsync=True)
+        write_atomic(catalog / "catalog.json", manifest_text(manifest), fsync=True)
         report.published = True
     # Keep what the new manifest and the one before it name (readers of either keep working).
     keep_tables = {ref.path for ref in refs.values()} | prev.table_paths

@@ -68,7 +68,7 @@ class RemoteBackend(CachedBackend):
         if not isinstance(manifest, Mapping):
             raise CatalogFormatError(f"{url}: /v1/catalog has no manifest")
         checked = check_manifest(manifest, url)
-        served = str(checked["catalog_version"])
+        served = checked.catalog_version
         if version is not None and version != served:
             self.api.close()
             raise CatalogVersionMismatch(
