@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from mamamia import MamamiaError
 from mamamia_schema import ClinicalRecord
 
 __all__ = [
@@ -35,7 +36,7 @@ DIRECTION_SAGITTAL: tuple[float, ...] = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.
 DEFAULT_PHASE_STEP_S = 90.0
 
 
-class PhantomError(ValueError):
+class PhantomError(MamamiaError, ValueError):
     """Bad input to the phantom writer; the message names the case, column or parameter."""
 
     def __init__(self, message: str, *, case: str | None = None, column: str | None = None):
