@@ -26,7 +26,7 @@ from mamamia._cached import CachedBackend, cache_root
 from mamamia._errors import CatalogFormatError, CatalogNotFound, MamamiaError
 from mamamia._local import LocalBackend
 from mamamia._manifest import parse_manifest
-from mamamia._store import ChunkCache
+from mamamia._store import DEFAULT_CACHE_MAX_BYTES, ChunkCache
 from mamamia_schema import CatalogManifest
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ class ObjectStoreBackend(CachedBackend):
         url: str,
         *,
         cache_dir: str | Path | None = None,
-        cache_max_bytes: int = 20 * 2**30,
+        cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
         store: ObjectStore | None = None,
     ) -> None:
         url = url.rstrip("/")
