@@ -8,6 +8,7 @@ content-addressed copies named by catalog.json, and Zarr v3 arrays laid out as i
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -20,8 +21,14 @@ import pyarrow.parquet as pq
 import zarr
 from zarr.codecs import BloscCodec
 
+from mamamia.manifest import manifest_text
 from mamamia_ingest._tables_out import FEATURE_SCHEMA
-from mamamia_schema import clinical_arrow_schema, volumes_arrow_schema
+from mamamia_schema import (
+    CatalogManifest,
+    TableRef,
+    clinical_arrow_schema,
+    volumes_arrow_schema,
+)
 
 
 @dataclass
@@ -186,12 +193,13 @@ def build_catalog(root: Path, cases: list[PhantomCase] = CASES) -> dict[str, Pha
             root, "volumes", pa.Table.from_pylist(volume_rows, schema=volumes_schema)
         ),
     }
-    manifest = {
-        "format_version": 1,
-        "catalog_version": hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest()[
+    manifest = CatalogManifest(
+        catalog_version=hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest()[
             :16
         ],
-        "tables": tables,
-    }
-    (root / "catalog.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        dataset_release=2,
+        created_at=dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+        tables={name: TableRef(**ref) for name, ref in tables.items()},
+    )
+    (root / "catalog.json").write_text(manifest_text(manifest), encoding="utf-8")
     return {case.patient_id: case for case in cases}

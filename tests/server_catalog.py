@@ -8,6 +8,7 @@ has no images at all.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -22,7 +23,8 @@ import SimpleITK as sitk
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from mamamia_schema import volumes_arrow_schema
+from mamamia.manifest import manifest_text
+from mamamia_schema import CatalogManifest, TableRef, volumes_arrow_schema
 
 LPS = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 RAS = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
@@ -182,19 +184,16 @@ def write_manifest(root: Path, tables: dict[str, dict[str, Any]], note: str = ""
     digest = hashlib.sha256(
         json.dumps({k: v["sha256"] for k, v in sorted(tables.items())}).encode() + note.encode()
     ).hexdigest()[:16]
-    manifest = {
-        "format_version": 1,
-        "catalog_version": digest,
-        "tables": tables,
-        "licence": "CC BY-NC 4.0",
-        "citations": [
-            {"text": "Garrucho et al. MAMA-MIA (2025)", "doi": "10.1038/s41597-025-04707-4"}
-        ],
-        "source": {"raw_root": str(root.parent / "raw")},
-        "created": "2026-12-01T00:00:00Z",
-    }
+    # What ingest writes, plus an extra key holding a server path (which /v1/catalog must hide).
+    manifest = CatalogManifest(
+        catalog_version=digest,
+        dataset_release=2,
+        created_at=dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+        tables={name: TableRef(**ref) for name, ref in tables.items()},
+        source={"raw_root": str(root.parent / "raw")},
+    )
     tmp = root / "catalog.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
+    tmp.write_text(manifest_text(manifest))
     os.replace(tmp, root / "catalog.json")
     return digest
 

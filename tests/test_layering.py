@@ -247,7 +247,7 @@ def test_the_checker_sees_private_modules_and_names() -> None:
     server = _fake(
         "mamamia_server.x",
         "def f():\n    from mamamia._objstore import ObjectStore\n"
-        "from mamamia._errors import _BY_SLUG\nfrom . import _problems\n",
+        "from mamamia._errors import _BY_SLUG\nfrom . import _problem_responses\n",
     )
     assert private_module_offences("mamamia_server", {server.name: server}) == [
         "x.py:2 imports mamamia._objstore",
@@ -266,3 +266,86 @@ def test_the_checker_sees_a_cycle_through_a_function_local_import() -> None:
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from mamamia._a import g\n",
     )
     assert import_cycles({m.name: m for m in (a, b, c)}) == [["mamamia._a", "mamamia._b"]]
+
+
+# ------------------------------------------------------------------------------ unique names
+# A module stem or a public class name means one thing across the four packages, so a reader
+# (and a traceback) never has to ask which ``_errors`` or which ``Report`` is meant.
+
+MAX_MODULE_LINES = 650
+
+
+def stem_collisions(paths: list[Path]) -> dict[str, list[str]]:
+    """File stems that two modules share (``__init__`` and ``__main__`` apart)."""
+    by_stem: dict[str, list[str]] = {}
+    for path in paths:
+        if path.stem not in {"__init__", "__main__"}:
+            by_stem.setdefault(path.stem, []).append(str(path.relative_to(ROOT)))
+    return {stem: sorted(found) for stem, found in sorted(by_stem.items()) if len(found) > 1}
+
+
+def public_classes(source: str) -> list[str]:
+    """The public classes a module defines (re-exports and aliases are not definitions)."""
+    return [
+        node.name
+        for node in ast.parse(source).body
+        if isinstance(node, ast.ClassDef) and not node.name.startswith("_")
+    ]
+
+
+def class_collisions(defined: dict[str, dict[str, list[str]]]) -> dict[str, list[str]]:
+    """Class names defined in more than one package; ``defined[package][module]`` lists the
+    classes of each module."""
+    by_name: dict[str, dict[str, list[str]]] = {}
+    for package, modules in defined.items():
+        for module, names in modules.items():
+            for name in names:
+                by_name.setdefault(name, {}).setdefault(package, []).append(module)
+    return {
+        name: sorted(m for found in packages.values() for m in found)
+        for name, packages in sorted(by_name.items())
+        if len(packages) > 1
+    }
+
+
+def _defined_classes() -> dict[str, dict[str, list[str]]]:
+    return {
+        package: {
+            name: public_classes(module.path.read_text(encoding="utf-8"))
+            for name, module in ALL_MODULES.items()
+            if name.split(".")[0] == package
+        }
+        for package in SOURCES
+    }
+
+
+def test_no_two_modules_share_a_file_stem() -> None:
+    assert stem_collisions([m.path for m in ALL_MODULES.values()]) == {}
+
+
+def test_no_two_packages_define_a_class_of_one_name() -> None:
+    assert class_collisions(_defined_classes()) == {}
+
+
+def test_no_module_is_over_the_size_limit() -> None:
+    sizes = {
+        str(m.path.relative_to(ROOT)): len(m.path.read_text(encoding="utf-8").splitlines())
+        for m in ALL_MODULES.values()
+    }
+    assert {path: n for path, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_the_checker_sees_shared_stems_and_class_names() -> None:
+    paths = [
+        ROOT / "a/_errors.py",
+        ROOT / "b/_errors.py",
+        ROOT / "a/__init__.py",
+        ROOT / "b/__init__.py",
+    ]
+    assert stem_collisions(paths) == {"_errors": ["a/_errors.py", "b/_errors.py"]}
+    assert public_classes("class Report: ...\nclass _Hidden: ...\nAlias = Report\n") == ["Report"]
+    defined = {
+        "mamamia": {"mamamia._x": ["Report", "Volume"]},
+        "mamamia_server": {"mamamia_server._y": ["Report"], "mamamia_server._z": ["Volume2"]},
+    }
+    assert class_collisions(defined) == {"Report": ["mamamia._x", "mamamia_server._y"]}

@@ -29,7 +29,7 @@ from mamamia import (
     read_splits,
 )
 from mamamia_ingest import PhantomError, PhantomReport, write_phantom
-from mamamia_ingest._cli import phantom_command
+from mamamia_ingest._commands import phantom_command
 from mamamia_schema import ClinicalRecord
 
 REAL_TABLE = Path(__file__).parent / "data" / "clinical_and_imaging_info.xlsx"
@@ -512,7 +512,7 @@ def test_synthetic_table(synthetic_phantom: PhantomReport) -> None:
 
 
 def test_synthetic_table_is_plausible_and_seeded(tmp_path: Path) -> None:
-    from mamamia_ingest.phantom._columns import COLUMNS_R2
+    from mamamia_ingest.phantom._phantom_columns import COLUMNS_R2
     from mamamia_ingest.phantom._synthetic import synthetic_rows
 
     header, rows = synthetic_rows(0)

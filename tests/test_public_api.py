@@ -79,3 +79,31 @@ def test_sdk_errors_form_one_tree() -> None:
     errors += [mamamia.QueryTooLarge, mamamia.InvalidRequest]
     for error in errors:
         assert issubclass(error, mamamia.MamamiaError), error
+
+
+def test_the_error_tree_drawing_names_every_error_class() -> None:
+    """The drawing in ``mamamia._errors`` names every ``MamamiaError`` of the four packages."""
+    import mamamia
+    import mamamia._errors as errors_module
+    import mamamia.evaluate
+    import mamamia.objstore
+    import mamamia_ingest
+    import mamamia_ingest.phantom
+    import mamamia_server
+
+    def subclasses(cls: type) -> set[type]:
+        found = set(cls.__subclasses__())
+        for sub in list(found):
+            found |= subclasses(sub)
+        return found
+
+    # Imported for their classes: every package that defines errors is loaded.
+    assert mamamia.evaluate and mamamia.objstore and mamamia_ingest.phantom and mamamia_server
+    ours = {
+        cls
+        for cls in subclasses(mamamia.MamamiaError)
+        if cls.__module__.split(".")[0] in {"mamamia", "mamamia_ingest", "mamamia_server"}
+    }
+    assert {mamamia_ingest.IngestError, mamamia.evaluate.EvaluationError} <= ours
+    drawing = errors_module.__doc__ or ""
+    assert sorted(c.__name__ for c in ours if f"── {c.__name__} " not in drawing) == []

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ import SimpleITK as sitk
 
 import mamamia
 from conftest import LiveServer
+from mamamia_schema import CatalogManifest
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +186,37 @@ def test_newer_catalog_format_is_refused_plainly(catalog_copy: Path) -> None:
     (catalog_copy / "catalog.json").write_text(json.dumps(manifest))
     with pytest.raises(mamamia.CatalogFormatError, match="upgrade"):
         mamamia.open(catalog_copy)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda m: m.pop("dataset_release"), "dataset_release"),
+        (lambda m: m["tables"]["cases"].update(sha256="not-hex"), "tables.cases.sha256"),
+        (lambda m: m["citations"][0].pop("kind"), "citations.0.kind"),
+        (lambda m: m["tables"].pop("cases"), "'cases' table"),
+    ],
+)
+def test_a_malformed_manifest_names_the_file_and_field(
+    catalog_copy: Path, change: Callable[[dict[str, Any]], object], field: str
+) -> None:
+    manifest = json.loads((catalog_copy / "catalog.json").read_text())
+    change(manifest)
+    (catalog_copy / "catalog.json").write_text(json.dumps(manifest))
+    with pytest.raises(mamamia.CatalogFormatError) as raised:
+        mamamia.open(catalog_copy)
+    assert "catalog.json" in str(raised.value) and field in str(raised.value)
+
+
+def test_the_manifest_is_typed_and_its_mapping_is_its_json(catalog_dir: Path) -> None:
+    with mamamia.open(catalog_dir) as cat:
+        typed = cat.manifest_model
+        assert isinstance(typed, CatalogManifest)
+        assert cat.version == typed.catalog_version
+        on_disk = json.loads((catalog_dir / "catalog.json").read_text())
+        assert dict(cat.manifest) == on_disk
+        with pytest.raises(TypeError):
+            cat.manifest["catalog_version"] = "changed"  # type: ignore[index]
 
 
 def test_missing_catalog_says_how_to_make_one(tmp_path: Path) -> None:

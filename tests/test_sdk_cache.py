@@ -205,3 +205,17 @@ def test_transient_errors_are_retried_then_reported() -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_cache_info_names_each_version_and_a_damaged_manifest(catalog_copy: Path) -> None:
+    from click.testing import CliRunner
+
+    from mamamia._cli import main
+
+    version = mamamia.open(catalog_copy).version
+    shown = CliRunner().invoke(main, ["cache", "info", "--cache-dir", str(catalog_copy)])
+    assert shown.exit_code == 0 and f"catalog {version}" in shown.output
+    (catalog_copy / "catalog.json").write_text('{"format_version": 1}')
+    damaged = CliRunner().invoke(main, ["cache", "info", "--cache-dir", str(catalog_copy)])
+    assert damaged.exit_code == 0, damaged.output
+    assert "unreadable" in damaged.output and "catalog_version" in damaged.output

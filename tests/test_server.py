@@ -494,7 +494,7 @@ def test_fast_page_and_engine_page_agree(served_catalog: tuple[Path, Path]) -> N
 
 def test_scrub_and_cursor_units() -> None:
     from mamamia_server._cursor import decode_cursor, encode_cursor
-    from mamamia_server._problems import ApiError, scrub
+    from mamamia_server._problem_responses import ApiError, scrub
 
     text = "cannot read /srv/catalogs/mama/tables/x.parquet; see /v1/tables/cases/schema"
     assert scrub(text) == "cannot read <path>; see /v1/tables/cases/schema"

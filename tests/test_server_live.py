@@ -20,7 +20,7 @@ import pytest
 from pydantic import ValidationError
 
 from mamamia_server import ServerSettings, create_app
-from mamamia_server._cli import RedactTokens
+from mamamia_server._cli_serve import RedactTokens
 from mamamia_server._settings import is_loopback
 from mamamia_server._volume_reads import orient, plane_layout
 from server_catalog import LPS, RAS, LiveServer, rewrite_cases, session_catalog
@@ -285,7 +285,7 @@ def test_docker_entry_command_serves_health(pristine: Path) -> None:
 def test_serve_without_catalog_is_a_clear_error(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from mamamia_server._cli import serve_command
+    from mamamia_server._cli_serve import serve_command
 
     r = CliRunner().invoke(serve_command, [str(tmp_path), "--port", str(_free_port())])
     assert r.exit_code != 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from _sql_test_data import N_CASES, write_tables
-from mamamia_server._errors import QueryRejected, QueryTimeout, QueryTooLarge
+from mamamia import QueryRejected, QueryTimeout, QueryTooLarge
 from mamamia_server._limits import QueryLimits
 from mamamia_server._query_engine import QueryEngine, memory_bytes
 

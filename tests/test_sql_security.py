@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 
 from _sql_test_data import N_CASES, cases_table, volumes_table, write_tables
-from mamamia_server._errors import QueryError, QueryRejected, QueryTimeout, QueryTooLarge
+from mamamia import QueryError, QueryRejected, QueryTimeout, QueryTooLarge
 from mamamia_server._limits import QueryLimits
 from mamamia_server._query_engine import QueryEngine
 from mamamia_server._sql_guard import where_to_sql

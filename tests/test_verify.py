@@ -108,3 +108,15 @@ def test_not_a_catalog(tmp_path: Path) -> None:
     report = verify(tmp_path)
     assert report.exit_code == 1
     assert report.problems[0].rule == "manifest"
+
+
+def test_a_manifest_failing_its_model_is_reported_and_the_rest_still_checked(
+    catalog: Path,
+) -> None:
+    manifest = json.loads((catalog / "catalog.json").read_text())
+    del manifest["dataset_release"]
+    (catalog / "catalog.json").write_text(json.dumps(manifest))
+    report = verify(catalog)
+    assert [p.rule for p in report.problems] == ["manifest"]
+    assert "dataset_release" in report.problems[0].message
+    assert report.tables_checked == 3 and report.volumes_checked > 0

@@ -87,6 +87,9 @@ def generations_in(catalog: Path, volumes_ref: Mapping[str, Any] | None) -> set[
 
 
 def read_previous(catalog: Path) -> PreviousCatalog:
+    """What the current catalog.json names, read leniently on purpose: a damaged or older
+    manifest must not stop the ingest that replaces it, and whatever it still names is kept
+    from the garbage collection (its readers may still be using it)."""
     path = catalog / "catalog.json"
     if not path.is_file():
         return PreviousCatalog()

@@ -1,4 +1,4 @@
-"""``mamamia ingest`` and ``mamamia verify`` (registered through ``mamamia_ingest._cli``)."""
+"""``mamamia ingest`` and ``mamamia verify`` (registered through ``mamamia_ingest._commands``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``mamamia phantom`` (registered through ``mamamia_ingest._cli``)."""
+"""``mamamia phantom`` (registered through ``mamamia_ingest._commands``)."""
 
 from __future__ import annotations
 

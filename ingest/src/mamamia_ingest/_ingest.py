@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import json
 import math
 import multiprocessing
 import os
@@ -32,6 +31,7 @@ from mamamia import (
     read_splits,
     write_atomic,
 )
+from mamamia.manifest import manifest_text
 from mamamia.objstore import ObjectStore, is_store_url
 from mamamia.progress import progress_bar
 from mamamia.raw import CLINICAL_TABLE_NAMES, CaseFiles, RawLayout, discover
@@ -332,8 +332,7 @@ def _run(raw: Path, catalog: Path, options: IngestOptions) -> IngestReport:
             source_files=source_files,
             tables=refs,
         )
-        text = json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
-        write_atomic(catalog / "catalog.json", text, fsync=True)
+        write_atomic(catalog / "catalog.json", manifest_text(manifest), fsync=True)
         report.published = True
     # Keep what the new manifest and the one before it name (readers of either keep working).
     keep_tables = {ref.path for ref in refs.values()} | prev.table_paths
@@ -345,47 +344,31 @@ def _run(raw: Path, catalog: Path, options: IngestOptions) -> IngestReport:
 def _read_optional_tables(layout: RawLayout, problems: list[Problem]) -> dict[str, Any]:
     """Splits, quality scores and per-case JSON, each optional (their columns are then null)."""
     out: dict[str, Any] = {"splits": None, "quality": None, "patient_info": {}}
+
+    def unreadable(path: Path, message: str, case: str | None = None) -> None:
+        problems.append(_problem(Severity.ERROR, message, "file", case=case, file=layout.rel(path)))
+
     if layout.splits is not None:
+        rel = layout.rel(layout.splits)
         try:
-            splits = read_splits(layout.splits, relpath=layout.rel(layout.splits))
+            splits = read_splits(layout.splits, relpath=rel)
             problems.extend(splits.problems)
             out["splits"] = splits.splits
         except Exception as exc:
-            problems.append(
-                _problem(
-                    Severity.ERROR,
-                    f"{layout.rel(layout.splits)}: cannot be read ({exc}); split is null",
-                    "file",
-                    file=layout.rel(layout.splits),
-                )
-            )
+            unreadable(layout.splits, f"{rel}: cannot be read ({exc}); split is null")
     if layout.quality is not None:
+        rel = layout.rel(layout.quality)
         try:
-            quality = read_quality_scores(layout.quality, relpath=layout.rel(layout.quality))
+            quality = read_quality_scores(layout.quality, relpath=rel)
             problems.extend(quality.problems)
             out["quality"] = quality.rows
         except Exception as exc:
-            problems.append(
-                _problem(
-                    Severity.ERROR,
-                    f"{layout.rel(layout.quality)}: cannot be read ({exc}); quality columns are null",
-                    "file",
-                    file=layout.rel(layout.quality),
-                )
-            )
+            unreadable(layout.quality, f"{rel}: cannot be read ({exc}); quality columns are null")
     for case, path in sorted(layout.patient_info.items()):
         try:
             info, info_problems = read_patient_info(path, relpath=layout.rel(path))
         except Exception as exc:
-            problems.append(
-                _problem(
-                    Severity.ERROR,
-                    f"case {case}: {layout.rel(path)} cannot be read ({exc})",
-                    "file",
-                    case=case,
-                    file=layout.rel(path),
-                )
-            )
+            unreadable(path, f"case {case}: {layout.rel(path)} cannot be read ({exc})", case)
             continue
         problems.extend(info_problems)
         if info is not None:

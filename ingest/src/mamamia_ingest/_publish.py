@@ -17,7 +17,6 @@ One writer per catalog at a time (the staging folder's lock guards one machine o
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mamamia.manifest import parse_manifest
 from mamamia.objstore import ObjectStore, read_store_manifest, store_cache_dir
+from mamamia_schema import CatalogManifest
 
 __all__ = ["PublishReport", "generations_of", "publish", "staging_dir"]
 
@@ -62,15 +63,15 @@ def generations_of(volumes: pa.Table) -> set[str]:
     return out
 
 
-def _named_by(manifest: dict[str, Any], read: Any) -> tuple[set[str], set[str]]:
+def _named_by(manifest: CatalogManifest, read: Any) -> tuple[set[str], set[str]]:
     """(table paths, generation prefixes) that a manifest names; ``read(path) -> bytes|None``."""
-    tables = {str(ref["path"]) for ref in manifest["tables"].values()}
+    tables = {ref.path for ref in manifest.tables.values()}
     gens: set[str] = set()
-    ref = manifest["tables"].get("volumes")
+    ref = manifest.tables.get("volumes")
     if ref is not None:
-        data = read(str(ref["path"]))
+        data = read(ref.path)
         if data is None:
-            raise FileNotFoundError(f"the volumes table {ref['path']} is missing")
+            raise FileNotFoundError(f"the volumes table {ref.path} is missing")
         gens = generations_of(pq.read_table(pa.py_buffer(data), columns=["zarr_path"]))
     return tables, gens
 
@@ -98,14 +99,14 @@ def publish(
         store = ObjectStore(store)
     report = PublishReport()
     text = (staging / "catalog.json").read_bytes()
-    manifest = json.loads(text)
+    manifest = parse_manifest(text, str(staging))
 
     def read_local(path: str) -> bytes | None:
         target = staging / path
         return target.read_bytes() if target.is_file() else None
 
     tables, gens = _named_by(manifest, read_local)
-    previous: dict[str, Any] | None = None
+    previous: CatalogManifest | None = None
     if store.get("catalog.json") is not None:
         previous = read_store_manifest(store)
     existing = dict(store.list("volumes/")) | dict(store.list("tables/"))

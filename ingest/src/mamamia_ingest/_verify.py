@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 import zarr
 from pydantic import BaseModel, Field
 
+from mamamia import CatalogFormatError
+from mamamia.manifest import check_manifest
 from mamamia_ingest._features import CHECKSUM_ALGORITHMS, checksum_algorithm, voxel_checksum
 from mamamia_schema import Problem, Severity
 
@@ -153,14 +155,27 @@ def verify(
     report = VerifyReport(catalog=str(catalog), deep=deep)
     manifest_path = root / "catalog.json"
     try:
-        manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         _error(report, f"{manifest_path}: cannot read the manifest ({exc})", "manifest")
         return report
-    report.catalog_version = manifest.get("catalog_version")
-    tables = manifest.get("tables") or {}
+    if not isinstance(manifest, dict):
+        _error(report, f"{manifest_path}: the manifest is not a JSON object", "manifest")
+        return report
+    # Read leniently on purpose: a manifest that fails its model is reported, and whatever
+    # tables it still names are checked too, so one run shows all the damage.
+    try:
+        check_manifest(manifest, str(root))
+    except CatalogFormatError as exc:
+        _error(report, str(exc), "manifest", file="catalog.json")
+    version = manifest.get("catalog_version")
+    report.catalog_version = version if isinstance(version, str) else None
+    tables = manifest.get("tables")
+    tables = tables if isinstance(tables, dict) else {}
     good: set[str] = set()
     for name, ref in sorted(tables.items()):
+        if not isinstance(ref, dict):
+            continue  # reported above, by the manifest check
         path = root / str(ref.get("path"))
         if not path.is_file():
             _error(

@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import pyarrow as pa
 
 from mamamia._volume import ArrayLike
+from mamamia_schema import CatalogManifest
 
 __all__ = ["Backend", "SupportsPrefetch", "SupportsReopen"]
 
@@ -21,7 +22,7 @@ class Backend(Protocol):
     """One catalog version's tables and arrays. Every backend gives equal answers."""
 
     @property
-    def manifest(self) -> Mapping[str, Any]: ...
+    def manifest(self) -> CatalogManifest: ...
 
     @property
     def location(self) -> str: ...

@@ -10,7 +10,6 @@ themselves in another process. A subclass says only how one table and one object
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import threading
@@ -28,8 +27,10 @@ from mamamia._atomic import atomic_write, write_atomic
 from mamamia._backend import Backend
 from mamamia._chunks import open_chunk_array
 from mamamia._errors import CatalogFormatError, NotFoundError
+from mamamia._manifest import manifest_text
 from mamamia._store import ChunkCache, HttpCachedStore, prefetch_arrays
 from mamamia._volume import ArrayLike
+from mamamia_schema import CatalogManifest
 
 __all__ = ["CACHE_ENV", "CachedBackend", "cache_root", "link_or_copy"]
 
@@ -65,10 +66,10 @@ class CachedBackend(ABC):
     #: Threads ``prefetch`` uses by default (the network, not the CPU, is the limit).
     prefetch_threads: ClassVar[int] = 8
 
-    def __init__(self, location: str, manifest: Mapping[str, Any], cache: ChunkCache) -> None:
+    def __init__(self, location: str, manifest: CatalogManifest, cache: ChunkCache) -> None:
         self.url = location
-        self._manifest = dict(manifest)
-        self.version = str(self._manifest["catalog_version"])
+        self._manifest = manifest
+        self.version = manifest.catalog_version
         self.cache = cache
         self._arrays: dict[str, ArrayLike] = {}
         self._lock = threading.Lock()
@@ -102,7 +103,7 @@ class CachedBackend(ABC):
     # -- the Backend interface -----------------------------------------------------------
 
     @property
-    def manifest(self) -> Mapping[str, Any]:
+    def manifest(self) -> CatalogManifest:
         return self._manifest
 
     @property
@@ -113,16 +114,13 @@ class CachedBackend(ABC):
         """Tables into the cache (fetched when missing or stale), linked into each of
         ``views``; then the manifest of the mirror into each view and the cache root, last."""
         files: dict[str, Path] = {}
-        mirrored: dict[str, Any] = {}
-        for name, ref in self._manifest["tables"].items():
-            relative = str(ref["path"])
+        for name, ref in self._manifest.tables.items():
+            relative = ref.path
             target = self.cache.path(relative)
-            expected = ref.get("sha256")
             digest = _sha256(target.read_bytes()) if target.is_file() else None
-            if digest is None or (expected and digest != expected):
-                data = self.fetch_table(str(name), relative)
-                digest = _sha256(data)
-                if expected and digest != expected:
+            if digest != ref.sha256:
+                data = self.fetch_table(name, relative)
+                if _sha256(data) != ref.sha256:
                     raise CatalogFormatError(
                         f"{self.url}: table {name!r} file {relative} does not match the "
                         "manifest's sha256"
@@ -130,10 +128,8 @@ class CachedBackend(ABC):
                 write_atomic(target, data)
             for view in views:
                 link_or_copy(target, view / relative)
-            files[str(name)] = target
-            mirrored[str(name)] = {**dict(ref), "path": relative, "sha256": digest}
-        manifest = {**self._manifest, "tables": mirrored, "mirrored_from": self.url}
-        text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
+            files[name] = target
+        text = manifest_text(self._manifest.model_copy(update={"mirrored_from": self.url}))
         for folder in (*views, self.cache.root):
             current = folder / "catalog.json"
             if not current.is_file() or current.read_text(encoding="utf-8") != text:

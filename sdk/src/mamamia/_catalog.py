@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 import pyarrow as pa
@@ -17,7 +17,7 @@ from mamamia._cohort import Cohort, cohort_sql
 from mamamia._crops import CropOptions, CropStream, crop_stream
 from mamamia._errors import InvalidRequest, NotFoundError
 from mamamia._volume import ArrayLike
-from mamamia_schema import PATIENT_ID_PATTERN
+from mamamia_schema import PATIENT_ID_PATTERN, CatalogManifest
 
 __all__ = ["Catalog", "Citation", "CitationNotice"]
 
@@ -52,6 +52,7 @@ class Catalog:
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
+        self._manifest_view: Mapping[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"<Catalog {self.version} at {self._backend.location}>"
@@ -72,12 +73,21 @@ class Catalog:
 
     @property
     def manifest(self) -> Mapping[str, Any]:
+        """catalog.json as a read-only mapping of its JSON (``manifest_model`` is the typed
+        ``mamamia_schema.CatalogManifest``)."""
+        if self._manifest_view is None:
+            self._manifest_view = MappingProxyType(self._backend.manifest.model_dump(mode="json"))
+        return self._manifest_view
+
+    @property
+    def manifest_model(self) -> CatalogManifest:
+        """catalog.json, typed and validated when the catalog was opened."""
         return self._backend.manifest
 
     @property
     def version(self) -> str:
         """The catalog_version: equal for equal content, different after any change."""
-        return str(self._backend.manifest["catalog_version"])
+        return self._backend.manifest.catalog_version
 
     def tables(self) -> list[str]:
         return self._backend.table_names()
@@ -88,8 +98,8 @@ class Catalog:
     def citation(self) -> CitationNotice:
         manifest = self._backend.manifest
         return CitationNotice(
-            licence=str(manifest.get("licence") or manifest.get("license") or "CC BY-NC 4.0"),
-            citations=tuple(manifest.get("citations") or ()),
+            licence=manifest.licence,
+            citations=tuple(c.model_dump(mode="json") for c in manifest.citations),
         )
 
     def sql(self, query: str, /, **params: Any) -> pa.Table:

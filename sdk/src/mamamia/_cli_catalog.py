@@ -204,6 +204,8 @@ def cache_group() -> None:
 @click.option("--cache-dir", help="A cache folder or the cache root (default: $MAMAMIA_CACHE_DIR).")
 def cache_info(cache_dir: str | None) -> None:
     """Size, files and catalog version of each cache."""
+    from mamamia._errors import CatalogError
+    from mamamia._manifest import read_manifest
     from mamamia._store import ChunkCache
 
     root = _cache_root(cache_dir)
@@ -216,9 +218,11 @@ def cache_info(cache_dir: str | None) -> None:
         entries = cache.entries()
         size = sum(s for _p, s, _u in entries)
         version = "-"
-        manifest = folder / "catalog.json"
-        if manifest.is_file():
-            version = str(json.loads(manifest.read_text(encoding="utf-8")).get("catalog_version"))
+        if (folder / "catalog.json").is_file():
+            try:
+                version = read_manifest(folder).catalog_version
+            except CatalogError as exc:  # a listing goes on past one damaged cache
+                version = f"unreadable ({exc})"
         cases = len(list((folder / "volumes").glob("*"))) if (folder / "volumes").is_dir() else 0
         click.echo(
             f"{folder}: {size / 2**20:.1f} MiB in {len(entries)} files, {cases} cases, "

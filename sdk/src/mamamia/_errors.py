@@ -18,13 +18,26 @@
     ├── AuthenticationError          401 unauthorized: missing or wrong token
     ├── TransportError               the server could not be reached, after retries
     ├── TableReadError               a raw table file cannot be read at all
-    ├── ObjectStoreError             the object store refused or failed a request (mamamia.objstore)
+    ├── ObjectStoreError             the object store refused or failed a request
     ├── SyncError                    a sync cannot start or go on (mamamia sync)
     │   ├── RemoteError              a Synapse call failed after its retries
     │   └── DownloadFailed           one file could not be downloaded
-    ├── IngestError                  an ingest cannot run at all (mamamia_ingest)
+    ├── EvaluationError              predictions or options that cannot be scored
+    ├── IngestError                  an ingest cannot run at all (mamamia ingest)
     │   └── CatalogLocked            another ingest holds the catalog
-    └── NiftiError                   one volume cannot be ingested (mamamia_ingest)
+    ├── NiftiError                   one volume cannot be ingested
+    └── PhantomError                 a phantom cannot be written (mamamia phantom)
+        └── MissingValueError        a table row lacks a value the phantom needs
+
+The classes above ``ObjectStoreError`` live here. The others live beside the code that raises
+them: ``ObjectStoreError`` in ``mamamia._objstore`` (public as ``mamamia.objstore``),
+``SyncError`` in ``mamamia._sync._report`` (public as ``mamamia.SyncError``), ``RemoteError``
+in ``mamamia._sync._listing``, ``DownloadFailed`` in ``mamamia._sync._download``,
+``EvaluationError`` in ``mamamia.evaluate._evaluation_error`` (public as ``mamamia.evaluate``),
+``IngestError`` in ``mamamia_ingest._ingest_report``, ``CatalogLocked`` in
+``mamamia_ingest._catalog_writer``, ``NiftiError`` in ``mamamia_ingest._nifti``, and
+``PhantomError`` with ``MissingValueError`` in ``mamamia_ingest.phantom._spec`` (also a
+``ValueError``, as it always was).
 
 Each class carries its HTTP answer: ``status``, the problem ``slug`` (the problem+json ``type`` is
 ``urn:mamamia:problem:<slug>``) and ``title``. The server writes a Problem from these attributes;

@@ -25,6 +25,7 @@ from mamamia._errors import (
 from mamamia._manifest import read_manifest
 from mamamia._store import StrictLocalStore
 from mamamia._volume import ArrayLike
+from mamamia_schema import CatalogManifest
 
 __all__ = ["LocalBackend", "translate_duckdb_error"]
 
@@ -52,12 +53,12 @@ class LocalBackend:
         self.root = Path(root).expanduser().resolve()
         self._manifest = read_manifest(self.root)
         self._tables: dict[str, Path] = {}
-        for name, ref in self._manifest["tables"].items():
-            path = (self.root / ref["path"]).resolve()
+        for name, ref in self._manifest.tables.items():
+            path = (self.root / ref.path).resolve()
             if not path.is_relative_to(self.root):
                 raise CatalogFormatError(f"{self.root}: table {name!r} points outside the catalog")
             if not path.is_file():
-                raise CatalogFormatError(f"{self.root}: table file {ref['path']} is missing")
+                raise CatalogFormatError(f"{self.root}: table file {ref.path} is missing")
             self._tables[str(name)] = path
         self._connection = duckdb.connect(":memory:", config={"python_enable_replacements": False})
         for name, path in self._tables.items():
@@ -68,7 +69,7 @@ class LocalBackend:
         self._lock = threading.Lock()
 
     @property
-    def manifest(self) -> Mapping[str, Any]:
+    def manifest(self) -> CatalogManifest:
         return self._manifest
 
     @property
@@ -105,7 +106,7 @@ class LocalBackend:
             if not path.is_relative_to(self.root):
                 raise NotFoundError(f"{self.root}: no array at {zarr_path}")
             if not (path / "zarr.json").is_file():
-                source = self._manifest.get("mirrored_from")
+                source = (self._manifest.model_extra or {}).get("mirrored_from")
                 if source:
                     raise ChunkMissingError(
                         f"{zarr_path} was never fetched into this cache of {source}: "

@@ -13,7 +13,6 @@ Credentials, region and endpoint come from the usual AWS environment variables
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -26,8 +25,9 @@ import pyarrow as pa
 from mamamia._cached import CachedBackend, cache_root
 from mamamia._errors import CatalogFormatError, CatalogNotFound, MamamiaError
 from mamamia._local import LocalBackend
-from mamamia._manifest import check_manifest
-from mamamia._store import ChunkCache
+from mamamia._manifest import parse_manifest
+from mamamia._store import DEFAULT_CACHE_MAX_BYTES, ChunkCache
+from mamamia_schema import CatalogManifest
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig
@@ -134,20 +134,14 @@ class ObjectStore:
             raise self._fail("list", prefix, exc) from exc
 
 
-def read_store_manifest(store: ObjectStore) -> dict[str, Any]:
+def read_store_manifest(store: ObjectStore) -> CatalogManifest:
     """The catalog.json of a store, validated."""
     data = store.get("catalog.json")
     if data is None:
         raise CatalogNotFound(
             f"{store.url}: no catalog.json here; build one with: mamamia ingest RAW {store.url}"
         )
-    try:
-        manifest = json.loads(data)
-    except ValueError as exc:
-        raise CatalogFormatError(f"{store.url}/catalog.json: not JSON: {exc}") from exc
-    if not isinstance(manifest, dict):
-        raise CatalogFormatError(f"{store.url}/catalog.json: not a JSON object")
-    return dict(check_manifest(manifest, store.url))
+    return parse_manifest(data, store.url)
 
 
 class ObjectStoreBackend(CachedBackend):
@@ -160,7 +154,7 @@ class ObjectStoreBackend(CachedBackend):
         url: str,
         *,
         cache_dir: str | Path | None = None,
-        cache_max_bytes: int = 20 * 2**30,
+        cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
         store: ObjectStore | None = None,
     ) -> None:
         url = url.rstrip("/")

@@ -12,6 +12,7 @@ from mamamia._catalog import Catalog
 from mamamia._local import LocalBackend
 from mamamia._objstore import ObjectStoreBackend, is_store_url
 from mamamia._remote import RemoteBackend
+from mamamia._store import DEFAULT_CACHE_MAX_BYTES
 
 __all__ = ["connect", "open", "open_store"]
 
@@ -28,7 +29,7 @@ def open(path: str | Path, *, cache_dir: str | Path | None = None) -> Catalog:
 
 
 def open_store(
-    url: str, *, cache_dir: str | Path | None = None, cache_max_bytes: int = 20 * 2**30
+    url: str, *, cache_dir: str | Path | None = None, cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES
 ) -> Catalog:
     """A Catalog over ``s3://bucket/prefix``, pinned to the version its catalog.json names."""
     return Catalog(ObjectStoreBackend(url, cache_dir=cache_dir, cache_max_bytes=cache_max_bytes))
@@ -39,7 +40,7 @@ def connect(
     token: str | None = None,
     cache_dir: str | Path | None = None,
     *,
-    cache_max_bytes: int = 20 * 2**30,
+    cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
     timeout: float = 60.0,
     retries: int = 4,
     version: str | None = None,

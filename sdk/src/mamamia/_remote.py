@@ -22,7 +22,7 @@ from mamamia._cached import CACHE_ENV, CachedBackend, cache_root
 from mamamia._errors import CatalogFormatError, CatalogVersionMismatch, NotFoundError
 from mamamia._http import ApiClient
 from mamamia._manifest import check_manifest
-from mamamia._store import ChunkCache
+from mamamia._store import DEFAULT_CACHE_MAX_BYTES, ChunkCache
 
 __all__ = ["CACHE_ENV", "TOKEN_ENV", "RemoteBackend", "cache_root", "default_cache_dir"]
 
@@ -48,7 +48,7 @@ class RemoteBackend(CachedBackend):
         *,
         token: str | None = None,
         cache_dir: str | Path | None = None,
-        cache_max_bytes: int = 20 * 2**30,
+        cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
         timeout: float = 60.0,
         retries: int = 4,
         version: str | None = None,
@@ -68,7 +68,7 @@ class RemoteBackend(CachedBackend):
         if not isinstance(manifest, Mapping):
             raise CatalogFormatError(f"{url}: /v1/catalog has no manifest")
         checked = check_manifest(manifest, url)
-        served = str(checked["catalog_version"])
+        served = checked.catalog_version
         if version is not None and version != served:
             self.api.close()
             raise CatalogVersionMismatch(

@@ -33,6 +33,7 @@ from mamamia._atomic import ATOMIC_TEMP_PREFIX, write_atomic
 from mamamia._errors import ChunkMissingError
 
 __all__ = [
+    "DEFAULT_CACHE_MAX_BYTES",
     "ChunkCache",
     "HttpCachedStore",
     "StrictLocalStore",
@@ -120,10 +121,14 @@ class CacheStats:
     bytes_fetched: int = 0
 
 
+#: The chunk cache's size bound unless a caller sets one (20 GiB).
+DEFAULT_CACHE_MAX_BYTES = 20 * 2**30
+
+
 class ChunkCache:
     """A size-bounded folder of files keyed by catalog-relative path, shared across processes."""
 
-    def __init__(self, root: str | Path, max_bytes: int = 20 * 2**30) -> None:
+    def __init__(self, root: str | Path, max_bytes: int = DEFAULT_CACHE_MAX_BYTES) -> None:
         self.root = Path(root).expanduser().resolve()
         self.max_bytes = int(max_bytes)
         self.stats = CacheStats()

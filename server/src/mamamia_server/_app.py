@@ -21,7 +21,7 @@ from mamamia_server._fast_crop import FastCrops
 from mamamia_server._formats import warm_up
 from mamamia_server._limits import QueryLimits
 from mamamia_server._preview_limits import PreviewGate, PreviewLimits
-from mamamia_server._problems import (
+from mamamia_server._problem_responses import (
     PROBLEM_MEDIA_TYPE,
     ProblemDetails,
     install_problem_handlers,

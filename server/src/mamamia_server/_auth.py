@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from mamamia_server._problems import ApiError
+from mamamia_server._problem_responses import ApiError
 
 __all__ = ["TOKEN_QUERY_NAMES", "require_token"]
 

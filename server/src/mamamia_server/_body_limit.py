@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mamamia_server._problems import problem_response
+from mamamia_server._problem_responses import problem_response
 
 __all__ = ["BodyLimit"]
 

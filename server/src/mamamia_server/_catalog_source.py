@@ -72,16 +72,16 @@ class FolderSource:
             stamp = _stamp(self.root / "catalog.json")
             manifest = read_manifest(self.root)
             catalog = mamamia.open(self.root)
-            if catalog.version != manifest["catalog_version"]:
+            if catalog.version != manifest.catalog_version:
                 # catalog.json was replaced between the two reads; take the newer one whole.
                 catalog.close()
                 last = mamamia.CatalogError("catalog.json changed while it was being opened")
                 continue
-            manifest = catalog.manifest
+            manifest = catalog.manifest_model
             engine = QueryEngine(table_paths(self.root, manifest), limits)
             return CatalogState(
                 root=self.root,
-                version=str(manifest["catalog_version"]),
+                version=manifest.catalog_version,
                 manifest=manifest,
                 engine=engine,
                 catalog=catalog,
@@ -95,7 +95,7 @@ class FolderSource:
         stamp = _stamp(self.root / "catalog.json")
         if stamp is None or stamp == state.stamp:
             return False
-        if read_manifest(self.root)["catalog_version"] == state.version:
+        if read_manifest(self.root).catalog_version == state.version:
             state.stamp = stamp  # rewritten, same version: nothing to reload
             return False
         return True

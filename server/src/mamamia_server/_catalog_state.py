@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 import mamamia
+from mamamia_schema import CatalogManifest
 from mamamia_server._limits import QueryLimits
 from mamamia_server._query_engine import QueryEngine
 
@@ -53,7 +54,7 @@ class CatalogState:
 
     root: Path
     version: str
-    manifest: Mapping[str, Any]
+    manifest: CatalogManifest
     engine: QueryEngine
     catalog: mamamia.Catalog
     stamp: tuple[int, int, int] | None
@@ -140,11 +141,7 @@ class CatalogState:
         return array
 
     def table_rows(self) -> dict[str, int | None]:
-        out: dict[str, int | None] = {}
-        for name, ref in self.manifest["tables"].items():
-            rows = ref.get("rows") if isinstance(ref, Mapping) else None
-            out[str(name)] = int(rows) if isinstance(rows, int) else None
-        return out
+        return {name: ref.rows for name, ref in self.manifest.tables.items()}
 
     def schema(self, table: str) -> pa.Schema:
         return self.catalog.schema(table)
@@ -158,14 +155,14 @@ def level_path(zarr_path: str, level: int) -> str | None:
     return f"{head}/{level}"
 
 
-def table_paths(root: Path, manifest: Mapping[str, Any]) -> dict[str, Path]:
+def table_paths(root: Path, manifest: CatalogManifest) -> dict[str, Path]:
     paths: dict[str, Path] = {}
     resolved_root = root.resolve()
-    for name, ref in manifest["tables"].items():
-        path = (resolved_root / str(ref["path"])).resolve()
+    for name, ref in manifest.tables.items():
+        path = (resolved_root / ref.path).resolve()
         if not path.is_relative_to(resolved_root):
             raise mamamia.CatalogFormatError(f"table {name!r} points outside the catalog")
-        paths[str(name)] = path
+        paths[name] = path
     return paths
 
 

@@ -13,7 +13,7 @@ import hmac
 import json
 from typing import Any
 
-from mamamia_server._problems import ApiError
+from mamamia_server._problem_responses import ApiError
 
 __all__ = ["decode_cursor", "encode_cursor"]
 

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mamamia_schema import PATIENT_ID_PATTERN, VolumeKind
 from mamamia_server._catalog_state import CatalogHolder
-from mamamia_server._problems import ApiError
+from mamamia_server._problem_responses import ApiError
 from mamamia_server._volume_reads import crop_answer, parse_range
 
 __all__ = ["FastCrops"]

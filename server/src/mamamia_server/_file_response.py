@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable
 from starlette.types import Receive, Scope, Send
 
-from mamamia_server._problems import problem_response
+from mamamia_server._problem_responses import problem_response
 
 __all__ = ["ProblemFileResponse"]
 

@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from starlette.requests import Request
 
-from mamamia_server._problems import ApiError
+from mamamia_server._problem_responses import ApiError
 
 __all__ = [
     "FORMATS",

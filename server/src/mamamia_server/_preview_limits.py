@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mamamia_server._problems import problem_response
+from mamamia_server._problem_responses import problem_response
 
 __all__ = ["PreviewGate", "PreviewLimits"]
 

@@ -31,7 +31,8 @@ from typing import Any, Final, Literal
 import duckdb
 import pyarrow as pa
 
-from ._errors import QueryError, QueryFailed, QueryRejected, UnknownTable
+from mamamia import QueryError, QueryFailed, QueryRejected, UnknownTable
+
 from ._limits import QueryLimits
 from ._runner import columns, fetch, open_locked
 from ._sql_guard import CheckedQuery, ParamValue, check_params, check_query, same_tree

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 import duckdb
 import pyarrow as pa
 
-from ._errors import QueryError, QueryFailed, QueryRejected, QueryTimeout, QueryTooLarge
+from mamamia import QueryError, QueryFailed, QueryRejected, QueryTimeout, QueryTooLarge
+
 from ._limits import QueryLimits
 
 __all__ = ["ColumnSpec", "columns", "fetch", "open_locked", "translate"]

@@ -29,7 +29,8 @@ from typing import Final
 
 import duckdb
 
-from ._errors import QueryRejected, QueryTooLarge
+from mamamia import QueryRejected, QueryTooLarge
+
 from ._limits import QueryLimits
 from ._sql_allowlist import ALLOWED_FUNCTIONS, LOC, PARAM_NAME, TABLE_NAME
 from ._sql_walk import Node, QueryWalker

@@ -10,7 +10,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ._errors import QueryRejected, QueryTooLarge
+from mamamia import QueryRejected, QueryTooLarge
+
 from ._limits import QueryLimits
 from ._sql_allowlist import (
     AGGREGATES,

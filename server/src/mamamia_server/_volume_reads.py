@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 import mamamia
-from mamamia_server._problems import ApiError
+from mamamia_server._problem_responses import ApiError
 
 __all__ = [
     "RANGE_PATTERN",

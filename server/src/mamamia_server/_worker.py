@@ -27,8 +27,8 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from . import _errors
-from ._errors import QueryError, QueryFailed, QueryTimeout, QueryTooLarge
+from mamamia import QueryError, QueryFailed, QueryRejected, QueryTimeout, QueryTooLarge
+
 from ._limits import QueryLimits
 from ._runner import ColumnSpec, columns, fetch, open_locked
 
@@ -39,8 +39,7 @@ _MAX_HEADER: Final = 1 << 20
 _MAX_BODY: Final = 1 << 31
 _NO_MEMORY: Final = "the query needs more memory than the server allows"
 _ERRORS: Final[dict[str, type[QueryError]]] = {
-    name: getattr(_errors, name)
-    for name in ("QueryRejected", "QueryTooLarge", "QueryTimeout", "QueryFailed")
+    cls.__name__: cls for cls in (QueryRejected, QueryTooLarge, QueryTimeout, QueryFailed)
 }
 
 

@@ -29,7 +29,7 @@ from mamamia.raw import (
     SYNAPSE_MANIFEST,
 )
 
-from ._columns import builtin_legend
+from ._phantom_columns import builtin_legend
 from ._source import SourceTable, to_cell
 
 __all__ = [

@@ -21,7 +21,7 @@ import openpyxl
 
 from mamamia.raw import DATA_SHEET, LEGEND_SHEET
 
-from ._columns import BREAST_DENSITY_LEGEND, COLUMNS_R2, RELEASE2_MAX_PHASES, builtin_legend
+from ._phantom_columns import BREAST_DENSITY_LEGEND, COLUMNS_R2, RELEASE2_MAX_PHASES, builtin_legend
 from ._spec import PhantomError
 from ._synthetic import synthetic_order, synthetic_row
 

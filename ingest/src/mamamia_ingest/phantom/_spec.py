@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from mamamia import MamamiaError
 from mamamia_schema import ClinicalRecord
 
 __all__ = [
@@ -35,7 +36,7 @@ DIRECTION_SAGITTAL: tuple[float, ...] = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.
 DEFAULT_PHASE_STEP_S = 90.0
 
 
-class PhantomError(ValueError):
+class PhantomError(MamamiaError, ValueError):
     """Bad input to the phantom writer; the message names the case, column or parameter."""
 
     def __init__(self, message: str, *, case: str | None = None, column: str | None = None):
@@ -116,25 +117,24 @@ def _text(value: object) -> str | None:
     return text or None
 
 
-def _positive_int(case: str, column: str, value: object) -> int:
+def _number(case: str, column: str, value: object) -> float:
     if isinstance(value, bool) or value is None:
         raise _missing(case, column)
     try:
-        number = float(value)  # type: ignore[arg-type]
+        return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise PhantomError(f"case {case}: column {column} = {value!r} is not a number") from None
+
+
+def _positive_int(case: str, column: str, value: object) -> int:
+    number = _number(case, column, value)
     if not math.isfinite(number) or number < 1 or number != int(number):
         raise PhantomError(f"case {case}: column {column} = {value!r} is not a positive integer")
     return int(number)
 
 
 def _positive_float(case: str, column: str, value: object) -> float:
-    if isinstance(value, bool) or value is None:
-        raise _missing(case, column)
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise PhantomError(f"case {case}: column {column} = {value!r} is not a number") from None
+    number = _number(case, column, value)
     if not math.isfinite(number) or number <= 0:
         raise PhantomError(f"case {case}: column {column} = {value!r} is not a positive number")
     return number

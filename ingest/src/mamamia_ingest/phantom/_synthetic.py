@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ._columns import COLUMNS_R2
+from ._phantom_columns import COLUMNS_R2
 
 __all__ = ["COLLECTION_COUNTS", "synthetic_order", "synthetic_row", "synthetic_rows"]
 

@@ -34,10 +34,10 @@ from ._layout import (
     write_quality_scores,
     write_splits,
 )
-from ._records import read_records
+from ._phantom_records import read_records
+from ._phantom_volume import CaseModel, build_case, mask_image, phase_image, write_image
 from ._source import builtin_table, convert_release, read_source_table, select_rows
 from ._spec import CaseSpec, MissingValueError, PhantomError, spec_from_record
-from ._volume import CaseModel, build_case, mask_image, phase_image, write_image
 
 __all__ = ["DEFAULT_CASES", "PhantomCase", "PhantomReport", "write_phantom"]
 

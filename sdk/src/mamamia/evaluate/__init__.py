@@ -6,7 +6,7 @@ Needs the ``evaluate`` extra (SimpleITK, scipy, pandas): ``pip install 'mamamia[
 
 from __future__ import annotations
 
-from mamamia.evaluate._errors import EXTRA_HINT, EvaluationError
+from mamamia.evaluate._evaluation_error import EXTRA_HINT, EvaluationError
 
 try:
     import scipy.spatial  # noqa: F401

@@ -18,7 +18,7 @@ from typing import Literal
 
 import mamamia
 
-from ._errors import EvaluationError
+from ._evaluation_error import EvaluationError
 
 __all__ = [
     "AGE_GROUPS",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mamamia
 
-from ._errors import EvaluationError
+from ._evaluation_error import EvaluationError
 from ._groups import age_group, case_infos, menopause_group, open_catalog
 from ._results import PcrResult
 from ._scores import CasePcr, summarize_pcr

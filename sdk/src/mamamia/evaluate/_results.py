@@ -161,7 +161,7 @@ class SegmentationResult(_Common):
 
     def write_html(self, path: str | os.PathLike[str], *, web_url: str | None = None) -> None:
         """The self-contained HTML report; worst cases link to ``web_url``/#case=ID."""
-        from ._report import segmentation_html
+        from ._html_report import segmentation_html
 
         write_atomic(path, segmentation_html(self, web_url=web_url))
 
@@ -212,6 +212,6 @@ class PcrResult(_Common):
 
     def write_html(self, path: str | os.PathLike[str], *, web_url: str | None = None) -> None:
         """The self-contained HTML report of task 2."""
-        from ._report import pcr_html
+        from ._html_report import pcr_html
 
         write_atomic(path, pcr_html(self, web_url=web_url))

@@ -21,7 +21,7 @@ import SimpleITK as sitk
 
 import mamamia
 
-from ._errors import EvaluationError
+from ._evaluation_error import EvaluationError
 from ._groups import CaseInfo, age_group, case_infos, menopause_group, open_catalog
 from ._metrics import dice_hd95, norm_hd
 from ._results import SegmentationResult

@@ -16,7 +16,7 @@ from mamamia_schema import PATIENT_ID_PATTERN
 from mamamia_server._catalog_state import CatalogState
 from mamamia_server._deps import SettingsDep, StateDep
 from mamamia_server._formats import jsonable
-from mamamia_server._problems import ApiError, problem_responses
+from mamamia_server._problem_responses import ApiError, problem_responses
 from mamamia_server._volume_reads import (
     RANGE_PATTERN,
     crop_answer,

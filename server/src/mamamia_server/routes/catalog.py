@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import FileResponse, Response
 
 from mamamia_server._deps import StateDep
-from mamamia_server._problems import ApiError, problem_responses
+from mamamia_server._problem_responses import ApiError, problem_responses
 
 __all__ = ["router"]
 
@@ -79,10 +79,10 @@ def _is_abs_path(value: Any) -> bool:
 def catalog(state: StateDep) -> CatalogInfo:
     """The manifest of the served catalog version, row counts, licence and citations."""
     citation = state.catalog.citation()
-    manifest = _without_paths(state.manifest)
+    manifest = _without_paths(state.catalog.manifest)
     return CatalogInfo(
         catalog_version=state.version,
-        format_version=int(state.manifest["format_version"]),
+        format_version=state.manifest.format_version,
         manifest=manifest,
         counts=state.table_rows(),
         licence=citation.licence,
@@ -187,10 +187,10 @@ def table_file(
     name: str = Path(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", description="A table name."),
 ) -> Response:
     """The whole table as the catalog stores it (what the SDK mirrors into its cache)."""
-    ref = state.manifest["tables"].get(name)
-    if not isinstance(ref, Mapping):
+    ref = state.manifest.tables.get(name)
+    if ref is None:
         raise ApiError(404, f"no table {name!r} in catalog {state.version}", slug="unknown-table")
-    path = (state.root / str(ref["path"])).resolve()
+    path = (state.root / ref.path).resolve()
     if not path.is_relative_to(state.root.resolve()) or not path.is_file():
         raise ApiError(404, f"table {name!r} has no file in this catalog", slug="unknown-table")
     return FileResponse(
@@ -198,6 +198,6 @@ def table_file(
         media_type="application/vnd.apache.parquet",
         headers={
             "Cache-Control": "public, max-age=31536000, immutable",
-            "X-Table-Path": str(ref["path"]),
+            "X-Table-Path": ref.path,
         },
     )

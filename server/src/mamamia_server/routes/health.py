@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from mamamia_server._deps import HolderDep
-from mamamia_server._problems import problem_responses
+from mamamia_server._problem_responses import problem_responses
 
 __all__ = ["Health", "router"]
 

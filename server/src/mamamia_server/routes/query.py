@@ -21,7 +21,7 @@ from mamamia_server._formats import (
     table_bytes,
     table_rows,
 )
-from mamamia_server._problems import ApiError, problem_responses
+from mamamia_server._problem_responses import ApiError, problem_responses
 from mamamia_server._query import QuerySpec, facet_counts, run_page
 from mamamia_server._settings import ServerSettings
 

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from mamamia_server._deps import StateDep
 from mamamia_server._file_response import ProblemFileResponse
-from mamamia_server._problems import ApiError, problem_responses
+from mamamia_server._problem_responses import ApiError, problem_responses
 
 __all__ = ["router"]
 
