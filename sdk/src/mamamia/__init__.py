@@ -28,6 +28,7 @@ from mamamia._errors import (
     TableReadError,
     TransportError,
 )
+from mamamia._interop import ExportReport, NnunetOptions, nnunet_folds
 from mamamia._raw_files import RawFiles, find_raw_file, locate_raw_files
 from mamamia._sync import FileResult, SyncError, SyncReport, sync
 from mamamia._tables import (
@@ -59,11 +60,13 @@ __all__ = [
     "CohortChangedWarning",
     "CropOptions",
     "CropStream",
+    "ExportReport",
     "FileResult",
     "Geometry",
     "GridStitcher",
     "InvalidRequest",
     "MamamiaError",
+    "NnunetOptions",
     "NotFoundError",
     "QualityTable",
     "QueryError",
@@ -82,6 +85,7 @@ __all__ = [
     "find_raw_file",
     "load_cohort",
     "locate_raw_files",
+    "nnunet_folds",
     "open",
     "read_clinical_table",
     "read_patient_info",

@@ -18,6 +18,7 @@ from mamamia._errors import InvalidRequest, MamamiaError
 if TYPE_CHECKING:
     from mamamia._case import Case
     from mamamia._catalog import Catalog
+    from mamamia._interop import ExportReport, NnunetOptions
 
 __all__ = [
     "Cohort",
@@ -153,6 +154,20 @@ class Cohort:
         with tqdm(desc="prefetch", unit="chunk", disable=not progress) as bar:
             fetched: int = prefetch([str(p) for p in paths], on_chunk=bar.update)
         return fetched
+
+    def export_nnunet(
+        self, out: str | Path, options: NnunetOptions | None = None, **keywords: Any
+    ) -> ExportReport:
+        """Write this cohort as an nnU-Net v2 raw dataset under ``out`` (docs/interop.md).
+
+        Pass a ``mamamia.NnunetOptions`` or its keywords (``dataset_id``, ``name``, ``phases``,
+        ``subtraction``, ``label``, ``test_split``, ``jobs``, ``progress``).
+        """
+        from mamamia._interop import NnunetOptions, export_nnunet
+
+        if options is not None and keywords:
+            raise InvalidRequest("give a NnunetOptions or its keywords, not both")
+        return export_nnunet(self, out, options or NnunetOptions(**keywords))
 
     def save(self, path: str | Path) -> Path:
         """Write the cohort definition and its case ids as JSON (atomically)."""
