@@ -161,18 +161,20 @@ class Catalog:
         even: bool = False,
         threads: int | None = None,
         prefetch: int | None = None,
+        layout: str = "native",
     ) -> CropStream:
         """Stream crops of a cohort: dicts ``{patient_id, image, label, index, spacing}``.
 
         ``sampler`` is ``"tumor"`` (centred on an expert-mask voxel with probability
         ``pos_ratio``, anywhere otherwise), ``"uniform"`` or ``"grid"`` (tiles with ``overlap``
-        for inference). See docs/crops.md for channels, normalization, resampling and sharding.
+        for inference). See docs/crops.md for channels, normalization, resampling and sharding;
+        ``layout="monai"`` yields MONAI samples instead (docs/interop.md).
         """
         options = CropOptions(
             size=size, phases=phases, subtraction=subtraction, label=label, sampler=sampler,
             pos_ratio=pos_ratio, per_case=per_case, normalize=normalize, spacing=spacing,
             overlap=overlap, seed=seed, epoch=epoch, rank=rank, world_size=world_size, even=even,
-            threads=threads, prefetch=prefetch,
+            threads=threads, prefetch=prefetch, layout=layout,
         )  # fmt: skip
         return crop_stream(self, cohort, options)
 

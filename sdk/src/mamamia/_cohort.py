@@ -169,6 +169,28 @@ class Cohort:
             raise InvalidRequest("give a NnunetOptions or its keywords, not both")
         return export_nnunet(self, out, options or NnunetOptions(**keywords))
 
+    def monai_datalist(
+        self,
+        folder: str | Path,
+        *,
+        phases: Sequence[int] = (0, 1),
+        subtraction: bool = False,
+        label: str | None = "expert",
+        jobs: int = 2,
+        progress: bool = True,
+    ) -> list[dict[str, Any]]:
+        """NIfTI files of this cohort under ``folder``, listed for MONAI's ``Dataset``.
+
+        Items ``{"patient_id", "image": [one file per channel], "label": file}``; see
+        docs/interop.md.
+        """
+        from mamamia._interop._monai import monai_datalist
+
+        return monai_datalist(
+            self, folder, phases=phases, subtraction=subtraction, label=label, jobs=jobs,
+            progress=progress,
+        )  # fmt: skip
+
     def save(self, path: str | Path) -> Path:
         """Write the cohort definition and its case ids as JSON (atomically)."""
         target = Path(path)
