@@ -27,7 +27,7 @@ lint: venv
 	.venv/bin/ruff format --check .
 	.venv/bin/hadolint Dockerfile
 
-typecheck: venv
+typecheck: venv interop
 	.venv/bin/mypy
 
 # nnU-Net, MONAI and TorchIO (the sdk's optional extras) for their tests, pinned to the CPU torch.

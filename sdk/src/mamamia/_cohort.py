@@ -191,6 +191,18 @@ class Cohort:
             progress=progress,
         )  # fmt: skip
 
+    def torchio_subjects(
+        self,
+        phases: Sequence[int] = (0, 1),
+        label: str | None = "expert",
+        transform: Any = None,
+    ) -> Any:
+        """A ``torchio.SubjectsDataset`` of this cohort's lazy subjects (``Case.to_torchio``),
+        ready for ``tio.Queue``; see docs/interop.md."""
+        from mamamia._interop._torchio import cohort_subjects
+
+        return cohort_subjects(self, phases=phases, label=label, transform=transform)
+
     def save(self, path: str | Path) -> Path:
         """Write the cohort definition and its case ids as JSON (atomically)."""
         target = Path(path)
