@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 import pyarrow as pa
 
@@ -84,12 +84,24 @@ class Catalog:
     def schema(self, table: str) -> pa.Schema:
         return self._backend.table_schema(table)
 
-    def citation(self) -> CitationNotice:
+    @overload
+    def citation(self, format: None = None) -> CitationNotice: ...
+
+    @overload
+    def citation(self, format: str) -> str: ...
+
+    def citation(self, format: str | None = None) -> CitationNotice | str:
+        """The licence and works to cite; as text with ``format="bibtex" | "apa" | "json"``."""
         manifest = self._backend.manifest
-        return CitationNotice(
+        notice = CitationNotice(
             licence=str(manifest.get("licence") or manifest.get("license") or "CC BY-NC 4.0"),
             citations=tuple(manifest.get("citations") or ()),
         )
+        if format is None:
+            return notice
+        from mamamia._interop._cite import format_citations
+
+        return format_citations(notice.licence, notice.citations, format)
 
     def sql(self, query: str, /, **params: Any) -> pa.Table:
         """Run a SELECT (DuckDB dialect, ``$name`` parameters) over the catalog's tables."""

@@ -116,6 +116,10 @@ def _register_builtin_commands() -> None:
     main.add_command(case_command)
     main.add_command(sync_command)
     main.add_command(cache_group)
+    from mamamia._cli_interop import cite_command, export_group
+
+    main.add_command(export_group)
+    main.add_command(cite_command)
 
 
 _register_builtin_commands()

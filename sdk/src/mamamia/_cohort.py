@@ -169,6 +169,15 @@ class Cohort:
             raise InvalidRequest("give a NnunetOptions or its keywords, not both")
         return export_nnunet(self, out, options or NnunetOptions(**keywords))
 
+    def export_challenge(
+        self, out: str | Path, *, jobs: int = 2, progress: bool = True
+    ) -> ExportReport:
+        """Write this cohort in the challenge's input layout (``images/<ID>/<id>_000N.nii.gz``,
+        ``patient_info_files/<id>.json``); see docs/interop.md."""
+        from mamamia._interop._challenge import export_challenge
+
+        return export_challenge(self, out, jobs=jobs, progress=progress)
+
     def monai_datalist(
         self,
         folder: str | Path,
