@@ -78,6 +78,40 @@ def test_queue_over_our_subjects_yields_torchio_patches(
             assert a[key].affine == pytest.approx(b[key].affine, abs=1e-4)
 
 
+def test_window_sampler_reads_only_patches_and_matches_torchio(
+    catalog_dir: Path, nifti_subjects: list[Any]
+) -> None:
+    cat = mamamia.open(catalog_dir)
+    ours = cat.cohort("list_contains($ids, patient_id)", ids=list(IDS)).torchio_subjects(
+        phases=(0, 1), label="expert"
+    )
+    subject = ours[0]
+    assert subject.spatial_shape == nifti_subjects[0].spatial_shape
+    patch = mamamia.torchio_sampler(PATCH).extract_patch(subject, (1, 2, 3))
+    assert not subject["phase_0"]._loaded, "the window sampler loaded the whole volume"
+    theirs = tio.UniformSampler(PATCH).extract_patch(nifti_subjects[0], (1, 2, 3))
+    for key in ("phase_0", "phase_1", "label"):
+        assert torch.equal(patch[key].data, theirs[key].data), key
+        assert patch[key].affine == pytest.approx(theirs[key].affine, abs=1e-4)
+    assert torch.equal(patch[tio.LOCATION], theirs[tio.LOCATION])
+
+    def patches(dataset: Any, sampler: Any) -> list[Any]:
+        torch.manual_seed(1)
+        queue = tio.Queue(
+            dataset, max_length=6, samples_per_volume=3, sampler=sampler, num_workers=0,
+            shuffle_subjects=False, shuffle_patches=False,
+        )  # fmt: skip
+        return [queue[i] for i in range(len(queue))]
+
+    got = patches(ours, mamamia.torchio_sampler(PATCH))
+    expected = patches(tio.SubjectsDataset(nifti_subjects), tio.UniformSampler(PATCH))
+    assert len(got) == len(expected) == 3 * len(IDS)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.equal(a[tio.LOCATION], b[tio.LOCATION])
+        for key in ("phase_0", "phase_1", "label"):
+            assert torch.equal(a[key].data, b[key].data), key
+
+
 def test_queue_workers_reopen_the_catalog(catalog_dir: Path) -> None:
     cat = mamamia.open(catalog_dir)
     dataset = cat.cohort("patient_id = 'DUKE_001'").torchio_subjects(phases=(1,), label=None)

@@ -28,7 +28,7 @@ from mamamia._errors import (
     TableReadError,
     TransportError,
 )
-from mamamia._interop import ExportReport, NnunetOptions, nnunet_folds
+from mamamia._interop import ExportReport, NnunetOptions, nnunet_folds, torchio_sampler
 from mamamia._raw_files import RawFiles, find_raw_file, locate_raw_files
 from mamamia._sync import FileResult, SyncError, SyncReport, sync
 from mamamia._tables import (
@@ -92,5 +92,6 @@ __all__ = [
     "read_quality_scores",
     "read_splits",
     "sync",
+    "torchio_sampler",
     "write_atomic",
 ]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from mamamia._errors import InvalidRequest, MamamiaError
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from mamamia._case import Case
     from mamamia._catalog import Catalog
     from mamamia._cohort import Cohort
+    from mamamia._volume import Volume
 
 try:
     import torchio as tio
@@ -30,6 +32,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 __all__ = [
     "CatalogLabelMap",
     "CatalogScalarImage",
+    "CatalogUniformSampler",
     "CatalogVolumeReader",
     "case_subject",
     "cohort_subjects",
@@ -38,7 +41,36 @@ __all__ = [
 _LABELS = ("expert", "automatic")
 
 
-class CatalogScalarImage(tio.ScalarImage):
+class _CatalogImage:
+    """What both catalog image classes add to TorchIO's: shape and affine without a read.
+
+    TorchIO loads a custom-reader image whole to learn its shape or affine (samplers ask for
+    both before every patch); the catalog knows them already, so only voxels are ever read.
+    """
+
+    reader: Any
+    _loaded: bool
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        if not self._loaded and isinstance(self.reader, CatalogVolumeReader):
+            return (1, *self.reader.shape_whd)
+        shape: tuple[int, int, int, int] = super().shape  # type: ignore[misc]
+        return shape
+
+    @property
+    def affine(self) -> npt.NDArray[np.float64]:
+        if not self._loaded and isinstance(self.reader, CatalogVolumeReader):
+            return self.reader.affine.copy()
+        affine: npt.NDArray[np.float64] = super().affine  # type: ignore[misc]
+        return affine
+
+    @affine.setter
+    def affine(self, matrix: Any) -> None:
+        self["affine"] = self._parse_affine(matrix)  # type: ignore[index, attr-defined]
+
+
+class CatalogScalarImage(_CatalogImage, tio.ScalarImage):
     """A ``tio.ScalarImage`` whose "path" names a catalog volume, not a file.
 
     TorchIO rebuilds images with ``type(image)(path=image.path, ...)`` when it crops patches;
@@ -49,11 +81,53 @@ class CatalogScalarImage(tio.ScalarImage):
         super().__init__(*args, verify_path=verify_path, **kwargs)  # type: ignore[no-untyped-call]
 
 
-class CatalogLabelMap(tio.LabelMap):
+class CatalogLabelMap(_CatalogImage, tio.LabelMap):
     """A ``tio.LabelMap`` whose "path" names a catalog mask (see ``CatalogScalarImage``)."""
 
     def __init__(self, *args: Any, verify_path: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, verify_path=verify_path, **kwargs)  # type: ignore[no-untyped-call]
+
+
+class CatalogUniformSampler(tio.UniformSampler):
+    """``tio.UniformSampler`` that reads only each patch's window from the catalog.
+
+    Same draws as TorchIO's own (the same patches for the same torch seed); for the lazy images
+    of ``Case.to_torchio`` it slices the catalog's chunks instead of loading whole volumes.
+    Images already loaded, or of other kinds, are cropped as TorchIO does.
+    """
+
+    def extract_patch(self, subject: Any, index_ini: Any) -> Any:
+        si, sj, sk = (int(v) for v in self.patch_size.tolist())
+        i, j, k = (int(v) for v in index_ini)
+        size, start = (si, sj, sk), (i, j, k)
+        images = subject.get_images_dict(intensity_only=False)
+        lazy = {
+            name: image
+            for name, image in images.items()
+            if isinstance(image, _CatalogImage)
+            and not image._loaded
+            and isinstance(image.reader, CatalogVolumeReader)
+        }
+        if not lazy:
+            return super().extract_patch(subject, index_ini)
+        # TorchIO's Crop transform draws torch.rand(1) for its probability: draw it too, so
+        # the same seed gives the same patches as tio.UniformSampler.
+        torch.rand(1)
+        patch = {key: value for key, value in subject.items() if key not in images}
+        for name, image in images.items():
+            if name in lazy:
+                data, affine = image.reader.read_window(start, size)
+                patch[name] = type(image)(tensor=data, affine=affine, path=image.path)
+            else:  # already in memory: slice it (TorchIO's crop would draw again)
+                data = image.data[:, i : i + si, j : j + sj, k : k + sk].clone()
+                shift = np.eye(4)
+                shift[:3, 3] = start
+                patch[name] = type(image)(tensor=data, affine=image.affine @ shift, path=image.path)
+        out = tio.Subject(patch)
+        location = [*start, *(a + b for a, b in zip(start, size, strict=True))]
+        out[tio.LOCATION] = torch.as_tensor(location)
+        out.update_attributes()
+        return out
 
 
 class CatalogVolumeReader:
@@ -63,14 +137,17 @@ class CatalogVolumeReader:
     as the way to reopen its catalog (a folder; a server that says how), not as the catalog.
     """
 
-    def __init__(self, catalog: Catalog, patient_id: str, kind: str, phase: int | None) -> None:
+    def __init__(self, catalog: Catalog, volume: Volume, phase: int | None) -> None:
         from mamamia._crops._stream import catalog_opener
 
+        z, y, x = volume.spatial_shape
+        self.shape_whd = (x, y, z)
+        self.affine = volume.affine(ras=True)
         self._catalog: Catalog | None = catalog
         self._opener: Callable[[], Catalog] | None = catalog_opener(catalog)
         self._version = catalog.version
-        self.patient_id = patient_id
-        self.kind = kind
+        self.patient_id = volume.patient_id
+        self.kind = volume.kind
         self.phase = phase
 
     def __getstate__(self) -> dict[str, Any]:
@@ -93,16 +170,27 @@ class CatalogVolumeReader:
                 )
         return self._catalog
 
-    def __call__(self, path: Any) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]:
+    def _volume(self) -> Volume:
         case = self._open().case(self.patient_id)
-        if self.kind == "image":
-            volume = case.image
-            assert self.phase is not None
-            data = volume[self.phase]
-        else:
-            volume = case.mask(self.kind)
-            data = volume.to_numpy()
+        return case.image if self.kind == "image" else case.mask(self.kind)
+
+    def __call__(self, path: Any) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]:
+        volume = self._volume()
+        data = volume[self.phase] if self.kind == "image" else volume.to_numpy()
         return np.ascontiguousarray(data.transpose(2, 1, 0)[None]), volume.affine(ras=True)
+
+    def read_window(
+        self, start_whd: Sequence[int], size_whd: Sequence[int]
+    ) -> tuple[torch.Tensor, npt.NDArray[np.float64]]:
+        """The voxels and affine of one window, (1, W, H, D), reading only its chunks."""
+        (i, j, k), (si, sj, sk) = start_whd, size_whd
+        box = (slice(k, k + sk), slice(j, j + sj), slice(i, i + si))
+        volume = self._volume()
+        data = volume[(self.phase, *box)] if self.kind == "image" else volume[box]
+        shift = np.eye(4)
+        shift[:3, 3] = (i, j, k)
+        array = np.ascontiguousarray(data.transpose(2, 1, 0)[None])
+        return torch.from_numpy(array), self.affine @ shift
 
 
 def case_subject(
@@ -123,13 +211,13 @@ def case_subject(
     pid = case.patient_id
     images: dict[str, Any] = {}
     for phase in phases:
-        reader = CatalogVolumeReader(catalog, pid, "image", phase)
+        reader = CatalogVolumeReader(catalog, case.image, phase)
         images[f"phase_{phase}"] = CatalogScalarImage(
             path=Path(f"{pid}_{phase:04d}.mamamia"), reader=reader
         )
     if label is not None:
-        case.mask(label)  # a missing mask fails here, naming the case, not in a worker later
-        reader = CatalogVolumeReader(catalog, pid, label, None)
+        # A missing mask fails here, naming the case, not in a worker later.
+        reader = CatalogVolumeReader(catalog, case.mask(label), None)
         images["label"] = CatalogLabelMap(path=Path(f"{pid}_{label}.mamamia"), reader=reader)
     return tio.Subject(patient_id=pid, **images)
 
@@ -141,6 +229,10 @@ def cohort_subjects(
     label: str | None = "expert",
     transform: Any = None,
 ) -> Any:
-    """``tio.SubjectsDataset`` of the cohort's lazy subjects: what ``tio.Queue`` takes."""
+    """``tio.SubjectsDataset`` of the cohort's lazy subjects: what ``tio.Queue`` takes.
+
+    Subjects stay lazy when the dataset hands them out (``load_getitem=False``): with
+    ``CatalogUniformSampler`` only the patches' windows are read.
+    """
     subjects = [case_subject(case, phases=phases, label=label) for case in cohort]
-    return tio.SubjectsDataset(subjects, transform=transform)
+    return tio.SubjectsDataset(subjects, transform=transform, load_getitem=False)
