@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -126,3 +127,26 @@ def test_missing_phase_names_the_case(catalog_dir: Path, tmp_path: Path) -> None
     cat = mamamia.open(catalog_dir)
     with pytest.raises(mamamia.InvalidRequest, match=r"case DUKE_001 has .* phases"):
         cat.cohort("patient_id = 'DUKE_001'").export_nnunet(tmp_path, phases=(40,), progress=False)
+
+
+def test_export_over_a_server_equals_the_local_one(
+    live_server: Any, catalog_dir: Path, tmp_path: Path
+) -> None:
+    where = "patient_id = 'NACT_01'"
+    options = mamamia.NnunetOptions(
+        phases=(0, 1), subtraction=True, test_split=None, jobs=2, progress=False
+    )
+    mamamia.open(catalog_dir).cohort(where).export_nnunet(tmp_path / "local", options)
+    remote = mamamia.connect(live_server.url, cache_dir=tmp_path / "cache")
+    remote.cohort(where).export_nnunet(tmp_path / "remote", options)
+    local_dir, remote_dir = (tmp_path / side / "Dataset105_MAMAMIA" for side in ("local", "remote"))
+    names = sorted(p.relative_to(local_dir) for p in local_dir.rglob("*.nii.gz"))
+    assert names == sorted(p.relative_to(remote_dir) for p in remote_dir.rglob("*.nii.gz"))
+    assert len(names) == 4
+    for name in names:
+        a = SimpleITK.ReadImage(str(local_dir / name))
+        b = SimpleITK.ReadImage(str(remote_dir / name))
+        assert np.array_equal(SimpleITK.GetArrayFromImage(a), SimpleITK.GetArrayFromImage(b))
+        assert a.GetOrigin() == b.GetOrigin() and a.GetDirection() == b.GetDirection()
+    local_json = json.loads((local_dir / "dataset.json").read_text())
+    assert local_json == json.loads((remote_dir / "dataset.json").read_text())
