@@ -152,3 +152,18 @@ def test_bad_layout_names_the_parameter(catalog_dir: Path) -> None:
     cat = mamamia.open(catalog_dir)
     with pytest.raises(mamamia.InvalidRequest, match="layout"):
         cat.crops(list(IDS), layout="tensorflow")
+
+
+def test_monai_samples_through_the_torch_dataset(catalog_dir: Path) -> None:
+    from monai.data import DataLoader, MetaTensor
+
+    cat = mamamia.open(catalog_dir)
+    stream = cat.crops(list(IDS), size=SIZE, sampler="uniform", per_case=2, layout="monai")
+    batches = list(DataLoader(stream.torch(), batch_size=2, num_workers=0))
+    assert sum(len(b["patient_id"]) for b in batches) == 2 * len(IDS)
+    image = batches[0]["image"]
+    assert isinstance(image, MetaTensor)
+    assert tuple(image.shape) == (2, 3, SIZE[2], SIZE[1], SIZE[0])
+    assert tuple(image.affine.shape) == (2, 4, 4)
+    native = next(iter(cat.crops(list(IDS), size=SIZE, sampler="uniform").torch()))
+    assert tuple(native["affine"].shape) == (4, 4)
