@@ -127,6 +127,11 @@ def test_missing_phase_names_the_case(catalog_dir: Path, tmp_path: Path) -> None
     cat = mamamia.open(catalog_dir)
     with pytest.raises(mamamia.InvalidRequest, match=r"case DUKE_001 has .* phases"):
         cat.cohort("patient_id = 'DUKE_001'").export_nnunet(tmp_path, phases=(40,), progress=False)
+    # The refused export claimed nothing: the corrected one goes ahead in the same place.
+    report = cat.cohort("patient_id = 'DUKE_001'").export_nnunet(
+        tmp_path, phases=(0,), test_split=None, progress=False
+    )
+    assert report.written == 2
 
 
 def test_export_over_a_server_equals_the_local_one(

@@ -78,6 +78,13 @@ def export_challenge(
     ids = cohort.case_ids
     require_cases(catalog, ids)
     root = Path(out)
+    file_jobs: list[FileJob] = []
+    for pid in ids:
+        phases = catalog.case(pid).image.shape[0]
+        lower = pid.lower()
+        for phase in range(phases):
+            target = root / "images" / pid / f"{lower}_{phase:04d}.nii.gz"
+            file_jobs.append(FileJob(pid, "image", phase, target))
     claim_folder(
         root,
         {
@@ -86,13 +93,6 @@ def export_challenge(
             "layout": "challenge",
         },
     )
-    file_jobs: list[FileJob] = []
-    for pid in ids:
-        phases = catalog.case(pid).image.shape[0]
-        lower = pid.lower()
-        for phase in range(phases):
-            target = root / "images" / pid / f"{lower}_{phase:04d}.nii.gz"
-            file_jobs.append(FileJob(pid, "image", phase, target))
     report = write_files(
         catalog, file_jobs, root, threads=jobs, progress=progress, desc="challenge export"
     )

@@ -94,10 +94,6 @@ def monai_datalist(
     channels = [*phases, *((SUBTRACTION,) if subtraction else ())]
     if not channels:
         raise InvalidRequest("phases is empty and subtraction is off: no channel to write")
-    claim_folder(
-        root,
-        {"catalog_version": catalog.version, "layout": "monai-datalist"},
-    )
     jobs_list: list[FileJob] = []
     items: list[dict[str, Any]] = []
     for pid in ids:
@@ -111,5 +107,6 @@ def monai_datalist(
             jobs_list.append(FileJob(pid, label, None, target))
             item["label"] = str(target)
         items.append(item)
+    claim_folder(root, {"catalog_version": catalog.version, "layout": "monai-datalist"})
     write_files(catalog, jobs_list, root, threads=jobs, progress=progress, desc="monai files")
     return items

@@ -148,7 +148,6 @@ def export_nnunet(
         "label": opts.label,
         "test_split": opts.test_split,
     }
-    claim_folder(folder, provenance)
     splits = (
         cohort.table.column("split").to_pylist() if "split" in cohort.table.schema.names else []
     )
@@ -156,7 +155,8 @@ def export_nnunet(
     test = [
         pid for pid in ids if opts.test_split is not None and split_of.get(pid) == opts.test_split
     ]
-    train = [pid for pid in ids if pid not in set(test)]
+    test_ids = set(test)
+    train = [pid for pid in ids if pid not in test_ids]
     label_column = f"has_{opts.label}"
     has_label = dict(
         zip(ids, cohort.table.column(label_column).to_pylist(), strict=True)
@@ -173,12 +173,15 @@ def export_nnunet(
     channels = [*opts.phases, *((SUBTRACTION,) if opts.subtraction else ())]
     for pid in ids:
         check_phases(catalog.case(pid), opts.phases, opts.subtraction)
-        images = "imagesTs" if pid in set(test) else "imagesTr"
+        images = "imagesTs" if pid in test_ids else "imagesTr"
         for index, phase in enumerate(channels):
             target = folder / images / f"{pid}_{index:04d}.nii.gz"
             jobs.append(FileJob(pid, "image", phase, target))
         if images == "imagesTr":
             jobs.append(FileJob(pid, opts.label, None, folder / "labelsTr" / f"{pid}.nii.gz"))
+    # Claimed only once the cohort and options are known to be exportable: a refused export
+    # leaves no folder that a corrected rerun would then refuse as "another export".
+    claim_folder(folder, provenance)
     for sub in ("imagesTr", "labelsTr", "imagesTs"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     report = write_files(
