@@ -15,6 +15,8 @@ torch = pytest.importorskip("torch")
 
 # An axial and a sagittal case: the affine must hold for both orientations.
 IDS = ("DUKE_001", "NACT_01")
+# MONAI's own default axis letters, spelled out (leaving them implicit is deprecated).
+RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 SIZE = (8, 16, 12)
 
 
@@ -85,7 +87,7 @@ def test_samples_equal_monai_loaded_windows(catalog_dir: Path, loaded: dict[str,
         assert torch.allclose(image.affine.double(), window["image"].affine.double(), atol=1e-4)
         assert torch.allclose(label.affine.double(), window["label"].affine.double(), atol=1e-4)
         # ... and stays so after reorienting both to RAS.
-        orient = Orientationd(keys=["image", "label"], axcodes="RAS")
+        orient = Orientationd(keys=["image", "label"], axcodes="RAS", labels=RAS_LABELS)
         ours, theirs = orient({"image": image, "label": label}), orient(window)
         assert torch.equal(ours["image"].as_tensor(), theirs["image"].as_tensor().float())
         assert torch.allclose(
@@ -103,7 +105,7 @@ def test_whole_volume_affine_equals_load_and_orientation(
         volume = cat.case(pid).image
         whole = loaded[pid]
         assert np.allclose(whole["image"].affine.numpy(), volume.affine(ras=True), atol=1e-4)
-        ras = Orientationd(keys=["image"], axcodes="RAS")(dict(whole))
+        ras = Orientationd(keys=["image"], axcodes="RAS", labels=RAS_LABELS)(dict(whole))
         # Reoriented, the voxels keep their spacing (as a set: the axes may be permuted).
         spacing = monai.data.utils.affine_to_spacing(ras["image"].affine).tolist()
         assert sorted(spacing) == pytest.approx(sorted(volume.spacing_xyz), abs=1e-4)
