@@ -5,7 +5,7 @@ DEMO_DIR ?= demo
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv test lint typecheck pytest demo bench clean torch
+.PHONY: venv test lint typecheck pytest demo bench clean torch interop
 
 $(UV):
 	python3 -m pip install --quiet --target .tools/lib uv
@@ -27,10 +27,15 @@ lint: venv
 	.venv/bin/ruff format --check .
 	.venv/bin/hadolint Dockerfile
 
-typecheck: venv
+typecheck: venv interop
 	.venv/bin/mypy
 
-pytest: venv torch
+# nnU-Net, MONAI and TorchIO (the sdk's optional extras) for their tests, pinned to the CPU torch.
+INTEROP_PINS := torch==2.13.0 torchvision==0.28.0 nnunetv2==2.8.1 monai==1.6.1 torchio==1.2.1
+interop: torch
+	@$(PY) -c "import nnunetv2, monai, torchio" 2>/dev/null || $(PY) -m pip install --quiet $(INTEROP_PINS)
+
+pytest: venv torch interop
 	# Bytecode caching matters here: the suite starts many Python subprocesses.
 	env -u PYTHONDONTWRITEBYTECODE .venv/bin/pytest -q $(PYTEST_ARGS)
 

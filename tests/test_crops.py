@@ -53,7 +53,7 @@ def test_every_crop_has_the_asked_size_and_dtypes(cat: mamamia.Catalog) -> None:
         crops = list(stream)
         assert len(crops) == len(stream) > 0
         for crop in crops:
-            assert set(crop) == {"patient_id", "image", "label", "index", "spacing"}
+            assert set(crop) == {"patient_id", "image", "label", "index", "spacing", "affine"}
             assert crop["image"].shape == (3, *size)  # phases 0, 1 and the subtraction
             assert crop["image"].dtype == np.float32
             assert crop["label"].shape == size

@@ -37,6 +37,7 @@ PUBLIC: dict[str, set[str]] = {
         "locate_raw_files", "open", "read_clinical_table", "read_patient_info",
         "read_quality_scores", "read_splits", "sync",
         "ATOMIC_TEMP_PREFIX", "atomic_write", "write_atomic", "CropOptions",
+        "ExportReport", "NnunetOptions", "nnunet_folds", "torchio_sampler",
     },
     "mamamia_ingest": {
         "IngestError", "IngestReport", "PhantomCase", "PhantomError", "PhantomReport",

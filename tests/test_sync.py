@@ -859,3 +859,67 @@ def test_two_syncs_on_one_mirror_are_refused(world: World) -> None:
     with StateLock(world.dest), pytest.raises(SyncError, match="another mamamia sync"):
         world.sync()
     assert world.sync(include=["*.csv"]).ok
+
+
+# ---------------------------------------------------------------------------- sync by cohort
+def _cohort_files(world: World, chosen: list[str]) -> set[str]:
+    expected = {
+        "clinical_and_imaging_info.xlsx",
+        "train_test_splits.csv",
+        "preliminary_automatic_segmentations_quality_scores.csv",
+    }
+    for rel in tree_files(world.source):
+        parts = rel.split("/")
+        if (parts[0] == "images" and parts[1] in chosen) or (
+            parts[0] in ("segmentations", "patient_info_files")
+            and parts[-1].split(".")[0].upper() in chosen
+        ):
+            expected.add(rel)
+    return expected
+
+
+def test_a_list_of_ids_mirrors_exactly_those_cases(world: World) -> None:
+    chosen = sorted(world.cases)[:2]
+    report = world.sync(cohort=[c.lower() for c in chosen])
+    assert report.ok, report.summary()
+    assert report.cohort_cases == chosen
+    assert set(tree_files(world.dest)) == _cohort_files(world, chosen)
+
+
+def test_a_cohort_file_dry_run_reports_bytes_and_files_then_mirrors(
+    world: World, tmp_path: Path
+) -> None:
+    chosen = sorted(world.cases)[1:3]
+    cohort_file = tmp_path / "cohort.json"
+    cohort_file.write_text(
+        json.dumps({"mamamia_cohort": 1, "query": "q", "case_ids": chosen, "catalog_version": "x"})
+    )
+    code, out, _ = invoke(world, "--cohort-file", str(cohort_file), "--dry-run", "--no-progress")
+    assert code == 0, out
+    expected = _cohort_files(world, chosen)
+    sizes = {rel: len(body) for rel, body in tree_files(world.source).items()}
+    assert f"would download {len(expected)} files" in out
+    for rel in expected:
+        assert f"would download {rel} ({sizes[rel]} bytes)" in out
+    assert not world.dest.exists()
+    code, out, _ = invoke(world, "--cohort-file", str(cohort_file), "--no-progress")
+    assert code == 0, out
+    assert set(tree_files(world.dest)) == expected
+
+
+def test_a_cohort_object_is_taken_by_its_ids(world: World, catalog_dir: Path) -> None:
+    cohort = mamamia.open(catalog_dir).cohort("patient_id = 'DUKE_001'")
+    report = world.sync(cohort=cohort, dry_run=True)
+    assert report.cohort_cases == ["DUKE_001"]
+
+
+def test_bad_ids_and_files_are_named(world: World, tmp_path: Path) -> None:
+    with pytest.raises(SyncError, match=r"'\.\./x'"):
+        world.sync(cohort=["DUKE_001", "../x"])
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    code, out, err = invoke(world, "--cohort-file", str(bad))
+    assert code == 1
+    assert "not a mamamia cohort file" in out + err
+    code, out, err = invoke(world, "--cohort-file", str(bad), "--cohort", "pcr = 1")
+    assert code == 2

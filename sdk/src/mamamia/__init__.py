@@ -31,6 +31,7 @@ from mamamia._errors import (
     TransportError,
     UnknownTable,
 )
+from mamamia._interop import ExportReport, NnunetOptions, nnunet_folds, torchio_sampler
 from mamamia._open import connect, open
 from mamamia._sync import FileResult, SyncError, SyncReport, sync
 from mamamia._tables import (
@@ -64,11 +65,13 @@ __all__ = [
     "CohortChangedWarning",
     "CropOptions",
     "CropStream",
+    "ExportReport",
     "FileResult",
     "Geometry",
     "GridStitcher",
     "InvalidRequest",
     "MamamiaError",
+    "NnunetOptions",
     "NotFoundError",
     "QualityTable",
     "QueryError",
@@ -89,11 +92,13 @@ __all__ = [
     "find_raw_file",
     "load_cohort",
     "locate_raw_files",
+    "nnunet_folds",
     "open",
     "read_clinical_table",
     "read_patient_info",
     "read_quality_scores",
     "read_splits",
     "sync",
+    "torchio_sampler",
     "write_atomic",
 ]

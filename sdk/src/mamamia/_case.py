@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -106,3 +106,13 @@ class Case(Mapping[str, Any]):
         )
         self._opened[kind] = volume
         return volume
+
+    def to_torchio(self, phases: Sequence[int] = (0, 1), label: str | None = "expert") -> Any:
+        """A lazy ``torchio.Subject``: ``phase_<p>`` ScalarImages and a ``label`` LabelMap.
+
+        Voxels are read from the catalog when TorchIO loads them, with the RAS affine TorchIO
+        gives the same NIfTI file (docs/interop.md; ``pip install 'mamamia[torchio]'``).
+        """
+        from mamamia._interop._torchio import case_subject
+
+        return case_subject(self, phases=phases, label=label)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType, TracebackType
-from typing import Any
+from typing import Any, overload
 
 import pyarrow as pa
 
@@ -95,12 +95,24 @@ class Catalog:
     def schema(self, table: str) -> pa.Schema:
         return self._backend.table_schema(table)
 
-    def citation(self) -> CitationNotice:
+    @overload
+    def citation(self, format: None = None) -> CitationNotice: ...
+
+    @overload
+    def citation(self, format: str) -> str: ...
+
+    def citation(self, format: str | None = None) -> CitationNotice | str:
+        """The licence and works to cite; as text with ``format="bibtex" | "apa" | "json"``."""
         manifest = self._backend.manifest
-        return CitationNotice(
+        notice = CitationNotice(
             licence=manifest.licence,
             citations=tuple(c.model_dump(mode="json") for c in manifest.citations),
         )
+        if format is None:
+            return notice
+        from mamamia._interop._cite import format_citations
+
+        return format_citations(notice.licence, notice.citations, format)
 
     def sql(self, query: str, /, **params: Any) -> pa.Table:
         """Run a SELECT (DuckDB dialect, ``$name`` parameters) over the catalog's tables."""
@@ -197,18 +209,20 @@ class Catalog:
         even: bool = False,
         threads: int | None = None,
         prefetch: int | None = None,
+        layout: str = "native",
     ) -> CropStream:
         """Stream crops of a cohort: dicts ``{patient_id, image, label, index, spacing}``.
 
         ``sampler`` is ``"tumor"`` (centred on an expert-mask voxel with probability
         ``pos_ratio``, anywhere otherwise), ``"uniform"`` or ``"grid"`` (tiles with ``overlap``
-        for inference). See docs/crops.md for channels, normalization, resampling and sharding.
+        for inference). See docs/crops.md for channels, normalization, resampling and sharding;
+        ``layout="monai"`` yields MONAI samples instead (docs/interop.md).
         """
         options = CropOptions(
             size=size, phases=phases, subtraction=subtraction, label=label, sampler=sampler,
             pos_ratio=pos_ratio, per_case=per_case, normalize=normalize, spacing=spacing,
             overlap=overlap, seed=seed, epoch=epoch, rank=rank, world_size=world_size, even=even,
-            threads=threads, prefetch=prefetch,
+            threads=threads, prefetch=prefetch, layout=layout,
         )  # fmt: skip
         return crop_stream(self, cohort, options)
 

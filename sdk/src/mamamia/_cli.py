@@ -117,8 +117,11 @@ def _register_builtin_commands() -> None:
     main.add_command(sync_command)
     main.add_command(cache_group)
     from mamamia._cli_evaluate import evaluate_group  # light: imports the scoring on use
+    from mamamia._cli_interop import cite_command, export_group
 
     main.add_command(evaluate_group)
+    main.add_command(export_group)
+    main.add_command(cite_command)
 
 
 _register_builtin_commands()

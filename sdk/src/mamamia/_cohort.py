@@ -19,6 +19,7 @@ from mamamia_schema import VolumeKind
 if TYPE_CHECKING:
     from mamamia._case import Case
     from mamamia._catalog import Catalog
+    from mamamia._interop import ExportReport, NnunetOptions
 
 __all__ = [
     "Cohort",
@@ -157,6 +158,63 @@ class Cohort:
                 bar.update(chunks)
 
             return self.catalog.prefetch([str(p) for p in paths], on_chunk=tick)
+
+    def export_nnunet(
+        self, out: str | Path, options: NnunetOptions | None = None, **keywords: Any
+    ) -> ExportReport:
+        """Write this cohort as an nnU-Net v2 raw dataset under ``out`` (docs/interop.md).
+
+        Pass a ``mamamia.NnunetOptions`` or its keywords (``dataset_id``, ``name``, ``phases``,
+        ``subtraction``, ``label``, ``test_split``, ``jobs``, ``progress``).
+        """
+        from mamamia._interop import NnunetOptions, export_nnunet
+
+        if options is not None and keywords:
+            raise InvalidRequest("give a NnunetOptions or its keywords, not both")
+        return export_nnunet(self, out, options or NnunetOptions(**keywords))
+
+    def export_challenge(
+        self, out: str | Path, *, jobs: int = 2, progress: bool = True
+    ) -> ExportReport:
+        """Write this cohort in the challenge's input layout (``images/<ID>/<id>_000N.nii.gz``,
+        ``patient_info_files/<id>.json``); see docs/interop.md."""
+        from mamamia._interop._challenge import export_challenge
+
+        return export_challenge(self, out, jobs=jobs, progress=progress)
+
+    def monai_datalist(
+        self,
+        folder: str | Path,
+        *,
+        phases: Sequence[int] = (0, 1),
+        subtraction: bool = False,
+        label: str | None = "expert",
+        jobs: int = 2,
+        progress: bool = True,
+    ) -> list[dict[str, Any]]:
+        """NIfTI files of this cohort under ``folder``, listed for MONAI's ``Dataset``.
+
+        Items ``{"patient_id", "image": [one file per channel], "label": file}``; see
+        docs/interop.md.
+        """
+        from mamamia._interop._monai import monai_datalist
+
+        return monai_datalist(
+            self, folder, phases=phases, subtraction=subtraction, label=label, jobs=jobs,
+            progress=progress,
+        )  # fmt: skip
+
+    def torchio_subjects(
+        self,
+        phases: Sequence[int] = (0, 1),
+        label: str | None = "expert",
+        transform: Any = None,
+    ) -> Any:
+        """A ``torchio.SubjectsDataset`` of this cohort's lazy subjects (``Case.to_torchio``),
+        ready for ``tio.Queue``; see docs/interop.md."""
+        from mamamia._interop._torchio import cohort_subjects
+
+        return cohort_subjects(self, phases=phases, label=label, transform=transform)
 
     def save(self, path: str | Path) -> Path:
         """Write the cohort definition and its case ids as JSON (atomically)."""

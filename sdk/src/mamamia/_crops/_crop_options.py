@@ -10,11 +10,13 @@ from typing import Any
 from mamamia._errors import InvalidRequest
 from mamamia.raw import MASK_KINDS
 
-__all__ = ["LABEL_KINDS", "NORMALIZATIONS", "SAMPLERS", "CropOptions"]
+__all__ = ["LABEL_KINDS", "LAYOUTS", "NORMALIZATIONS", "SAMPLERS", "CropOptions"]
 
 SAMPLERS = ("tumor", "uniform", "grid")
 NORMALIZATIONS = ("zscore",)
 LABEL_KINDS: tuple[str, ...] = tuple(k.value for k in MASK_KINDS)
+#: "native": numpy (C, Z, Y, X) dicts; "monai": MetaTensors (C, H, W, D) with their affine.
+LAYOUTS = ("native", "monai")
 
 
 @dataclass(frozen=True, init=False)
@@ -44,6 +46,7 @@ class CropOptions:
     even: bool
     threads: int | None
     prefetch: int | None
+    layout: str
 
     def __init__(
         self,
@@ -65,6 +68,7 @@ class CropOptions:
         even: bool = False,
         threads: int | None = None,
         prefetch: int | None = None,
+        layout: str = "native",
     ) -> None:
         crop_size = _triple_int("size", size, 1)
         phase_list = _phases(phases, subtraction)
@@ -104,6 +108,8 @@ class CropOptions:
             prefetch = 2 * threads if prefetch is None else prefetch
         if prefetch is not None:
             _check_int("prefetch", prefetch, 1)
+        if layout not in LAYOUTS:
+            raise InvalidRequest(f"layout must be one of {LAYOUTS}, not {layout!r}")
         values = {
             "size": crop_size,
             "phases": phase_list,
@@ -122,6 +128,7 @@ class CropOptions:
             "even": bool(even),
             "threads": threads,
             "prefetch": prefetch,
+            "layout": layout,
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)  # frozen: set once, here

@@ -76,6 +76,7 @@ class CaseReader:
                 options.spacing[2] / self.source_spacing[2],
             )
         self._stats = self._phase_stats() if options.normalize == "zscore" else {}
+        self._affine = self.image.affine(ras=True)
         self._tumour: Tumour | None = None
         self._tumour_read = False
 
@@ -255,7 +256,22 @@ class CaseReader:
             crop["label"] = label
         crop["index"] = window.start
         crop["spacing"] = self.spacing
+        crop["affine"] = self.window_affine(window.start)
         return crop
+
+    def window_affine(self, start: Sequence[int]) -> npt.NDArray[np.float64]:
+        """The RAS 4x4 of a window's voxels, indexed (i, j, k) = (x, y, z) as nibabel does.
+
+        Target voxel ``i`` of an axis sits on source index ``start + i * ratio``, so the window's
+        affine is the volume's, scaled by the ratio and shifted to the start: what MONAI,
+        TorchIO and a stitcher need to put the crop back where it lies.
+        """
+        step = np.eye(4)
+        for column, axis in enumerate((2, 1, 0)):  # (x, y, z) columns from (z, y, x) axes
+            step[column, column] = self.ratio[axis]
+            step[column, 3] = float(start[axis])
+        affine: npt.NDArray[np.float64] = self._affine @ step
+        return affine
 
     def _channels(self, rows: dict[int, npt.NDArray[Any]], out: npt.NDArray[np.float32]) -> None:
         """Write the channels (C, z, y, x) of a source box into ``out``, normalised.

@@ -251,6 +251,7 @@ class CropStream:
     def __iter__(self) -> Iterator[Crop]:
         readers = _ReaderCache(self.options, keep=self._threads + 1)
         epoch, seed = self.epoch, self.options.seed
+        convert = _layout_converter(self.options.layout)
 
         def run(task: _Task) -> list[Crop]:
             try:
@@ -259,7 +260,7 @@ class CropStream:
                     starts = reader.random_starts(sample_rng(seed, epoch, task.slot))
                 else:
                     starts = list(task.starts)
-                return reader.read_many(starts)
+                return [convert(crop) for crop in reader.read_many(starts)]
             except MamamiaError:
                 raise
             except Exception as exc:
@@ -305,6 +306,8 @@ class CropStream:
         """
         if self.options.sampler != "grid":
             raise InvalidRequest("stitch() needs a stream made with sampler='grid'")
+        if self.options.layout != "native":
+            raise InvalidRequest("stitch() takes predictions in the native (Z, Y, X) layout")
         open_cases: dict[str, GridStitcher] = {}
         for crop, prediction in pairs:
             pid = str(crop["patient_id"])
@@ -363,6 +366,14 @@ class _ReaderCache:
             while len(self._readers) > self._keep:
                 self._readers.popitem(last=False)
         return reader
+
+
+def _layout_converter(layout: str) -> Callable[[Crop], Crop]:
+    if layout == "monai":
+        from mamamia._interop._monai import monai_sample
+
+        return monai_sample
+    return lambda crop: crop
 
 
 def catalog_opener(catalog: Catalog) -> Callable[[], Catalog] | None:

@@ -95,11 +95,14 @@ class CropDataset(IterableDataset[dict[str, Any]]):
 
 
 def _as_tensors(crop: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(crop["image"], torch.Tensor):
+        return crop  # layout="monai": MetaTensors already
     out: dict[str, Any] = {
         "patient_id": crop["patient_id"],
         "image": torch.from_numpy(crop["image"]),
         "index": torch.tensor(crop["index"], dtype=torch.int64),
         "spacing": torch.tensor(crop["spacing"], dtype=torch.float64),
+        "affine": torch.from_numpy(crop["affine"]),
     }
     if "label" in crop:
         out["label"] = torch.from_numpy(crop["label"])

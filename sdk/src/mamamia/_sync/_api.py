@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from mamamia._sync._download import RetryPolicy
 from mamamia._sync._report import SyncReport
@@ -17,7 +18,7 @@ def sync(
     dest: str | os.PathLike[str],
     source: str = DEFAULT_SOURCE,
     include: Iterable[str] = (),
-    cohort: str | None = None,
+    cohort: str | Iterable[str] | Any = None,
     jobs: int | None = None,
     dry_run: bool = False,
     delete: bool = False,
@@ -36,9 +37,9 @@ def sync(
         source: the Synapse project or folder id to mirror.
         include: globs on the '/'-separated path relative to ``source`` (case-insensitive;
             a glob naming a folder takes everything under it). Empty: everything.
-        cohort: a DuckDB WHERE clause on the clinical table (``"pcr = 1 AND age < 50"``).
-            The root tables are fetched first; then only the selected cases' images, masks
-            and patient JSON are.
+        cohort: a DuckDB WHERE clause on the clinical table (``"pcr = 1 AND age < 50"``), a
+            ``mamamia.Cohort`` or a list of patient ids. The root tables are fetched first;
+            then only the selected cases' images, masks and patient JSON are.
         jobs: concurrent downloads (threads); default 8.
         dry_run: list what would be fetched (``report.would_download``, ``bytes_planned``),
             write nothing.
@@ -61,11 +62,17 @@ def sync(
     """
     from mamamia._sync._run import run
 
+    where: str | None = cohort if isinstance(cohort, str) or cohort is None else None
+    ids: tuple[str, ...] | None = None
+    if cohort is not None and where is None:
+        listed = getattr(cohort, "case_ids", cohort)  # a Cohort, or any iterable of ids
+        ids = tuple(listed)
     options = SyncOptions(
         dest=Path(dest),
         source=source,
         include=(include,) if isinstance(include, str) else tuple(include),
-        cohort=cohort,
+        cohort=where,
+        cohort_ids=ids,
         jobs=jobs if jobs is not None else 8,
         dry_run=dry_run,
         delete=delete,

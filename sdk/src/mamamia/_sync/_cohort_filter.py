@@ -7,12 +7,24 @@ still closed to files and extensions so a clause cannot read or write anything e
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from mamamia._sync._report import SyncError
 from mamamia.raw import CLINICAL_TABLE_NAMES, RawKind, classify, find_raw_file
+from mamamia_schema import PATIENT_ID_PATTERN
 
-__all__ = ["case_of", "find_clinical_table", "is_clinical_table", "is_table_file", "select_cases"]
+__all__ = [
+    "case_of",
+    "check_case_ids",
+    "cohort_file_ids",
+    "find_clinical_table",
+    "is_clinical_table",
+    "is_table_file",
+    "select_cases",
+]
 
 
 def case_of(segments: tuple[str, ...]) -> str | None:
@@ -72,3 +84,34 @@ def select_cases(clinical_path: Path, where: str) -> list[str]:
     finally:
         con.close()
     return sorted({str(row[0]).upper() for row in rows if row[0] is not None})
+
+
+_CASE_ID = re.compile(PATIENT_ID_PATTERN)
+
+
+def check_case_ids(ids: Iterable[object]) -> list[str]:
+    """Uppercase, sorted, unique patient ids; a value that is not one is named."""
+    if isinstance(ids, str):
+        raise SyncError("cohort: pass a WHERE clause as text, or a list of patient ids")
+    checked: set[str] = set()
+    for value in ids:
+        if not isinstance(value, str) or not _CASE_ID.match(value):
+            raise SyncError(f"cohort: {value!r} is not a patient id like DUKE_001")
+        checked.add(value.upper())
+    if not checked:
+        raise SyncError("cohort: the list of patient ids is empty")
+    return sorted(checked)
+
+
+def cohort_file_ids(path: Path) -> list[str]:
+    """The case ids of a cohort file (``Cohort.save``): what ``--cohort-file`` mirrors."""
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SyncError(f"--cohort-file {path}: cannot read it: {exc}") from exc
+    if not isinstance(body, dict) or body.get("mamamia_cohort") != 1:
+        raise SyncError(f"--cohort-file {path}: not a mamamia cohort file (version 1)")
+    ids = body.get("case_ids")
+    if not isinstance(ids, list):
+        raise SyncError(f"--cohort-file {path}: it has no case_ids list")
+    return check_case_ids(ids)

@@ -35,6 +35,12 @@ __all__ = ["sync_command"]
     help='DuckDB WHERE clause on the clinical table, e.g. "pcr = 1": fetch only those cases.',
 )
 @click.option(
+    "--cohort-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A cohort saved with Cohort.save: fetch exactly its cases (and the tables).",
+)
+@click.option(
     "--jobs",
     type=click.IntRange(min=1, max=64),
     default=None,
@@ -84,6 +90,7 @@ def sync_command(
     source: str,
     include: tuple[str, ...],
     cohort: str | None,
+    cohort_file: Path | None,
     jobs: int | None,
     dry_run: bool,
     delete: bool,
@@ -105,12 +112,19 @@ def sync_command(
 
     if repair and not verify:
         raise click.UsageError("--repair goes with --verify")
+    if cohort is not None and cohort_file is not None:
+        raise click.UsageError("give --cohort or --cohort-file, not both")
     try:
+        selection: str | list[str] | None = cohort
+        if cohort_file is not None:
+            from mamamia._sync._cohort_filter import cohort_file_ids
+
+            selection = cohort_file_ids(cohort_file)
         report = sync(
             dest,
             source=source,
             include=include,
-            cohort=cohort,
+            cohort=selection,
             jobs=jobs,
             dry_run=dry_run,
             delete=delete,

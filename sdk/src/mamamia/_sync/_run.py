@@ -113,9 +113,10 @@ class _SyncRun:
         Offline: ``--include`` and ``--cohort`` select from the state (the cohort is evaluated on
         the local clinical table).
         """
-        if self.s.o.cohort is not None and self.s.cohort_cases is None:
+        if self.s.o.selects_cases and self.s.cohort_cases is None:
             self.s.cohort_cases = set(
-                select_cases(find_clinical_table(self.s.dest), self.s.o.cohort)
+                self.s.o.cohort_ids
+                or select_cases(find_clinical_table(self.s.dest), self.s.o.cohort or "")
             )
             self.s.report.cohort_cases = sorted(self.s.cohort_cases)
         items = sorted(
@@ -190,7 +191,7 @@ class _SyncRun:
                 f"{root} lists no files or folders (is it a project or folder you can read?)"
             )
         listed = list(top_files)
-        if self.s.o.cohort is not None:
+        if self.s.o.selects_cases:
             tables = [f for f in top_files if is_table_file(f.segments)]
             self.fetcher.process(tables, force)
             self.s.cohort_cases = set(self._cohort_cases())
@@ -206,13 +207,15 @@ class _SyncRun:
         self.s.report.files_listed = len(listed)
         self.s.report.files_selected = len(rest) + (
             len([f for f in top_files if is_table_file(f.segments)])
-            if self.s.o.cohort is not None
+            if self.s.o.selects_cases
             else 0
         )
         self.fetcher.process(rest, force)
         self.deletions({f.synapse_id for f in listed})
 
     def _cohort_cases(self) -> list[str]:
+        if self.s.o.cohort_ids is not None:
+            return list(self.s.o.cohort_ids)
         assert self.s.o.cohort is not None
         try:
             clinical = find_clinical_table(self.s.dest)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mamamia._sync._cohort_filter import check_case_ids
 from mamamia._sync._download import RetryPolicy
 from mamamia._sync._listing import check_synapse_id
 from mamamia._sync._report import SyncError
@@ -26,6 +27,7 @@ class SyncOptions:
     source: str = DEFAULT_SOURCE
     include: tuple[str, ...] = ()
     cohort: str | None = None
+    cohort_ids: tuple[str, ...] | None = None
     jobs: int = 8
     dry_run: bool = False
     delete: bool = False
@@ -45,8 +47,17 @@ class SyncOptions:
         if self.policy.backoff_s < 0:
             raise SyncError(f"backoff must not be negative, not {self.policy.backoff_s}")
         check_synapse_id(self.source)
+        if self.cohort is not None and self.cohort_ids is not None:
+            raise SyncError("give a cohort as a WHERE clause or as case ids, not both")
+        if self.cohort_ids is not None:
+            object.__setattr__(self, "cohort_ids", tuple(check_case_ids(self.cohort_ids)))
         include = (self.include,) if isinstance(self.include, str) else tuple(self.include)
         object.__setattr__(self, "include", include)
         object.__setattr__(self, "dest", Path(self.dest).expanduser().resolve())
         if self.synapse_config is not None:
             object.__setattr__(self, "synapse_config", Path(self.synapse_config).expanduser())
+
+    @property
+    def selects_cases(self) -> bool:
+        """Only some cases' files are mirrored (a WHERE clause or a list of ids)."""
+        return self.cohort is not None or self.cohort_ids is not None
