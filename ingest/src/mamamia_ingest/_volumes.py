@@ -33,6 +33,7 @@ from mamamia_ingest._features import (
     masked_mean,
     voxel_checksum,
 )
+from mamamia_ingest._kinetics import FEATURES_VERSION, KineticsAccumulator
 from mamamia_ingest._layout import SourceFile
 from mamamia_ingest._nifti import (
     DEFAULT_MAX_VOLUME_BYTES,
@@ -43,6 +44,7 @@ from mamamia_ingest._nifti import (
     load_volume,
     read_header_info,
 )
+from mamamia_ingest._shape import shape_features
 from mamamia_ingest._zarr_write import ChunkWriter, group_metadata, write_new_file
 from mamamia_schema import Problem, Severity
 
@@ -86,6 +88,8 @@ class VolumeSettings:
             "chunks": [1, *self.chunks_zyx],
             "codec": CODEC,
             "preview_codec": PREVIEW_CODEC,
+            # Generations of an older feature set are rebuilt, so every case gets the new ones.
+            "features_version": FEATURES_VERSION,
         }
 
 
@@ -469,6 +473,7 @@ def _build(
     full = _writer(tmp, "0", shape4, dtype, job)
     half = _writer(tmp, "1", _half(shape4), dtype, job)
     expert = mask_arrays.get("expert")
+    kinetics = KineticsAccumulator(mask_arrays, job.phase_times_s, len(phases), ref.spacing_xyz)
     rows: list[dict[str, Any]] = []
     tumour_means: list[float | None] = []
     for p, f in enumerate(phases):
@@ -482,6 +487,7 @@ def _build(
         half.write(p, data[::2, ::2, ::2])
         if p < 2:
             tumour_means.append(masked_mean(data, expert))
+        kinetics.add(p, data)
         times = job.phase_times_s
         rows.append(
             {
@@ -549,6 +555,12 @@ def _build(
     features["enhancement_ratio"] = (
         enhancement_ratio(tumour_means[1], tumour_means[0]) if len(tumour_means) == 2 else None
     )
+    features.update(kinetics.features())
+    features.update(shape_features(expert, ref.spacing_xyz))
+    for note in kinetics.notes:
+        result.problems.append(
+            _problem(Severity.NOTE, case, None, "kinetics", f"case {case}: {note}")
+        )
     for f in job.files:
         if f.role not in sha:  # a mask left out before it was read (e.g. its geometry)
             sha[f.role] = hash_file(f.path)

@@ -41,6 +41,7 @@ from mamamia_schema._enums import (
     View,
     VolumeKind,
 )
+from mamamia_schema._features import FEATURE_COLUMNS, FEATURE_DOCS, feature_arrow_schema
 from mamamia_schema._problems import Problem, Severity
 from mamamia_schema._records import (
     CITATIONS,
@@ -70,6 +71,8 @@ __all__ = [
     "CLINICAL_COLUMNS",
     "COLUMN_DOCS",
     "DERIVED_COLUMNS",
+    "FEATURE_COLUMNS",
+    "FEATURE_DOCS",
     "FORMAT_VERSION",
     "LICENCE",
     "AgeGroup",
@@ -106,6 +109,7 @@ __all__ = [
     "clinical_arrow_schema",
     "clinical_columns",
     "ethnicity_group",
+    "feature_arrow_schema",
     "model_arrow_schema",
     "normalise_column_name",
     "parse_number_list",

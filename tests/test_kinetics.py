@@ -1,0 +1,349 @@
+"""Kinetic and shape features: against the phantom's closed-form truth, SimpleITK's shape
+statistics, random kinetic parameters (hypothesis), and the null cases."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import SimpleITK as sitk
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mamamia
+from conftest import PHANTOM_IDS, PHANTOM_SCALE
+from mamamia import read_clinical_table
+from mamamia_ingest._kinetics import (
+    BACKGROUND_FRACTION,
+    FTV_PE_THRESHOLD,
+    KINETIC_COLUMNS,
+    KineticsAccumulator,
+    choose_phases,
+)
+from mamamia_ingest._shape import SHAPE_COLUMNS, shape_features
+from mamamia_ingest.phantom._anatomy import bias_slab
+from mamamia_ingest.phantom._kinetics import CURVES, draw_kinetics
+from mamamia_ingest.phantom._spec import spec_from_record
+from mamamia_ingest.phantom._volume import CaseModel, build_case
+from mamamia_schema import FEATURE_COLUMNS, FEATURE_DOCS
+
+PHANTOM_SEED = 7  # conftest's phantom_raw_dir
+# Tolerances of docs/features.md: noise moves per-voxel PE by ~2 % and SER by ~3 %.
+PE_REL = 0.03
+SER_REL = 0.04
+FRACTION_ABS = 0.03
+
+
+def _isolated_removed(keep: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Independent of the ingest's SimpleITK labelling: count the 26 neighbours with numpy."""
+    padded = np.pad(keep, 1)
+    neighbours = np.zeros(keep.shape, dtype=np.int64)
+    z, y, x = keep.shape
+    for dz in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                if dz or dy or dx:
+                    neighbours += padded[
+                        1 + dz : 1 + dz + z, 1 + dy : 1 + dy + y, 1 + dx : 1 + dx + x
+                    ]
+    out: npt.NDArray[np.bool_] = keep & (neighbours > 0)
+    return out
+
+
+def _truth(model: CaseModel, early: int, late: int, background: float) -> dict[str, Any]:
+    """Closed-form PE, SER and FTV of the phantom tumour (noise-free)."""
+    lesions = model.lesions
+    inside = lesions.labels > 0
+    pe_v, ser_v = model.truth(early, late)
+    pe = np.full(inside.shape, np.nan)
+    ser = np.full(inside.shape, np.nan)
+    pe[inside] = pe_v
+    ser[inside] = ser_v
+    z0, y0, x0 = lesions.lo_zyx
+    z1, y1, x1 = lesions.hi_zyx
+    s0 = model.tumour_base * bias_slab(model.anatomy, z0, z1)[:, y0:y1, x0:x1]
+    keep = inside & (pe >= FTV_PE_THRESHOLD) & (s0 > background) & np.isfinite(ser) & (ser >= 0)
+    ftv = _isolated_removed(keep)
+    spacing = np.prod(model.spec.spacing_xyz) / 1000.0
+    # Per-voxel noise of PE and SER (each difference of two phases carries sqrt(2) sigma).
+    sigma = model.noise_sigma * math.sqrt(2)
+    s0_min = float(s0[inside].min())
+    up_early = s0_min * pe_v / 100
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ser_sigma = ser_v * sigma * np.sqrt(1 / up_early**2 + (ser_v / up_early) ** 2)
+    return {
+        "pe": pe[inside],
+        "ser": ser[ftv],
+        "ftv_voxels": int(ftv.sum()),
+        "voxel_cm3": spacing,
+        "pe_sigma": 100 * sigma * (1 + float(pe_v.max()) / 100) / s0_min,
+        "ser_sigma": float(np.nanmax(ser_sigma[pe_v >= FTV_PE_THRESHOLD], initial=0.0)),
+    }
+
+
+def _in_percentile_band(value: float, truth: npt.NDArray[Any], q: float, sigma: float) -> bool:
+    """``value`` lies within the truth's percentiles q -+ 3 (a few ranks move with noise),
+    widened by 2.5 noise sigmas (a percentile of a noisy constant moves by up to ~2 sigma)."""
+    lo = float(np.percentile(truth, max(q - 3, 0))) - 2.5 * sigma
+    hi = float(np.percentile(truth, min(q + 3, 100))) + 2.5 * sigma
+    return lo <= value <= hi
+
+
+@pytest.fixture(scope="module")
+def cases(catalog_dir: Path) -> dict[str, dict[str, Any]]:
+    cat = mamamia.open(catalog_dir)
+    rows = cat.sql("SELECT * FROM cases ORDER BY patient_id").to_pylist()
+    return {r["patient_id"]: r for r in rows}
+
+
+@pytest.fixture(scope="module")
+def models(phantom_raw_dir: Path) -> dict[str, CaseModel]:
+    records = read_clinical_table(phantom_raw_dir / "clinical_and_imaging_info.xlsx").by_id()
+    return {
+        pid: build_case(spec_from_record(records[pid], PHANTOM_SCALE), PHANTOM_SEED)
+        for pid in PHANTOM_IDS
+    }
+
+
+def test_kinetics_equal_the_phantom_truth(
+    cases: dict[str, dict[str, Any]], models: dict[str, CaseModel], phantom_raw_dir: Path
+) -> None:
+    checked = 0
+    for pid, model in models.items():
+        row = cases[pid]
+        choice = choose_phases(row["acquisition_times"], model.spec.num_phases)
+        assert choice is not None
+        assert (row["kinetic_early_phase"], row["kinetic_late_phase"]) == (
+            choice.early,
+            choice.late,
+        )
+        assert row["kinetic_phase_fallback"] == choice.fallback
+        pre = sitk.GetArrayFromImage(
+            sitk.ReadImage(str(phantom_raw_dir / "images" / pid / f"{pid}_0000.nii.gz"))
+        )
+        background = BACKGROUND_FRACTION * float(np.percentile(pre.reshape(-1), 95.0))
+        truth = _truth(model, choice.early, choice.late, background)
+        pe = truth["pe"]
+        assert row["pe_mean"] == pytest.approx(pe.mean(), rel=PE_REL), pid
+        assert _in_percentile_band(row["pe_median"], pe, 50, truth["pe_sigma"]), pid
+        assert _in_percentile_band(row["pe_p90"], pe, 90, truth["pe_sigma"]), pid
+        assert _in_percentile_band(row["pe_peak"], pe, 95, truth["pe_sigma"]), pid
+        n = truth["ftv_voxels"]
+        assert row["ftv_cm3"] == pytest.approx(
+            n * truth["voxel_cm3"], abs=(0.01 * n + 2) * truth["voxel_cm3"]
+        ), pid
+        ser = truth["ser"]
+        if n == 0:
+            assert row["ser_mean"] is None and row["washout_fraction"] is None
+            continue
+        assert row["ser_mean"] == pytest.approx(ser.mean(), rel=SER_REL), pid
+        assert _in_percentile_band(row["ser_median"], ser, 50, truth["ser_sigma"]), pid
+        assert _in_percentile_band(row["ser_p90"], ser, 90, truth["ser_sigma"]), pid
+        if not choice.fallback:  # SER classes are drawn clear of the bounds at these phases
+            fractions = {
+                "persistent_fraction": np.mean(ser < 0.9),
+                "plateau_fraction": np.mean((ser >= 0.9) & (ser <= 1.1)),
+                "washout_fraction": np.mean(ser > 1.1),
+            }
+            for key, want in fractions.items():
+                assert row[key] == pytest.approx(want, abs=FRACTION_ABS), (pid, key)
+        checked += 1
+    assert checked >= 4
+
+
+def test_kinetic_curve_is_the_mean_tumour_intensity(
+    cases: dict[str, dict[str, Any]], phantom_raw_dir: Path
+) -> None:
+    pid = "DUKE_001"
+    mask = sitk.GetArrayFromImage(
+        sitk.ReadImage(str(phantom_raw_dir / "segmentations" / "expert" / f"{pid}.nii.gz"))
+    ).astype(bool)
+    curve = cases[pid]["kinetic_curve"]
+    assert len(curve) == len(cases[pid]["acquisition_times"])
+    for p, value in enumerate(curve):
+        image = sitk.ReadImage(str(phantom_raw_dir / "images" / pid / f"{pid}_{p:04d}.nii.gz"))
+        assert value == pytest.approx(sitk.GetArrayFromImage(image)[mask].mean(), rel=1e-12)
+
+
+def test_shape_equals_simpleitk_on_the_same_mask(
+    cases: dict[str, dict[str, Any]], phantom_raw_dir: Path
+) -> None:
+    for pid in PHANTOM_IDS:
+        mask = sitk.ReadImage(
+            str(phantom_raw_dir / "segmentations" / "expert" / f"{pid}.nii.gz"), sitk.sitkUInt8
+        )
+        stats = sitk.LabelShapeStatisticsImageFilter()
+        stats.ComputePerimeterOn()
+        stats.ComputeFeretDiameterOn()
+        stats.Execute(mask)
+        row = cases[pid]
+        assert row["shape_volume_cm3"] == pytest.approx(stats.GetPhysicalSize(1) / 1000, rel=1e-9)
+        assert row["shape_volume_cm3"] == pytest.approx(row["tumor_volume_cm3"], rel=1e-9)
+        assert row["shape_surface_mm2"] == pytest.approx(stats.GetPerimeter(1), rel=1e-9)
+        assert row["shape_sphericity"] == pytest.approx(stats.GetRoundness(1), rel=1e-6)
+        assert row["shape_elongation"] == pytest.approx(stats.GetElongation(1), rel=1e-6)
+        assert row["shape_flatness"] == pytest.approx(stats.GetFlatness(1), rel=1e-6)
+        assert row["shape_feret_mm"] == pytest.approx(stats.GetFeretDiameter(1), rel=1e-9)
+        components = sitk.ConnectedComponentImageFilter()
+        components.FullyConnectedOn()
+        components.Execute(mask)
+        assert row["shape_components"] == components.GetObjectCount()
+
+
+def test_feature_columns_are_documented(catalog_dir: Path) -> None:
+    cat = mamamia.open(catalog_dir)
+    schema = cat.sql("SELECT * FROM cases LIMIT 0").schema
+    for name in FEATURE_COLUMNS:
+        assert name in schema.names
+        assert FEATURE_DOCS[name].description
+    assert set(KINETIC_COLUMNS) | set(SHAPE_COLUMNS) <= set(FEATURE_COLUMNS)
+    assert FEATURE_DOCS["washout_fraction"].maximum == 1.0
+    assert FEATURE_DOCS["ftv_cm3"].unit == "cm3"
+    rows = cat.sql(
+        "SELECT count(*) AS n FROM cases WHERE ftv_cm3 > 0 AND washout_fraction >= 0"
+    ).to_pylist()
+    assert rows[0]["n"] >= 1
+
+
+# ---------------------------------------------------------------- random kinetics
+
+
+def _series(
+    kinetics: list[Any], times: list[float], rng: np.random.Generator, sigma: float
+) -> tuple[list[npt.NDArray[np.int16]], npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """A 14x18x18 volume: tissue of 300, a two-compartment ellipsoid tumour (S0 600 under a
+    gentle bias), the given kinetics per compartment, Gaussian noise."""
+    z, y, x = np.ogrid[:14, :18, :18]
+    rho2 = ((z - 7) / 5.0) ** 2 + ((y - 9) / 6.5) ** 2 + ((x - 9) / 6.0) ** 2
+    mask = (rho2 <= 1).astype(np.uint8)
+    label = np.where(rho2 <= 0.35, 0, 1)
+    bias = 1.0 + 0.05 * (x - 9) / 9.0 + 0.0 * z
+    phases = []
+    for t in times:
+        value = np.full((14, 18, 18), 300.0) * bias
+        for c, k in enumerate(kinetics):
+            value = np.where((mask == 1) & (label == c), 600.0 * bias * k.relative(t), value)
+        value = value + rng.normal(0, sigma, value.shape)
+        phases.append(np.rint(value).astype(np.int16))
+    return phases, mask, label
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    curves=st.tuples(st.sampled_from(CURVES), st.sampled_from(CURVES)),
+    pe=st.floats(110.0, 300.0),
+    step=st.floats(45.0, 180.0),
+    num_phases=st.integers(3, 8),
+    seed=st.integers(0, 2**31),
+    with_times=st.booleans(),
+)
+def test_random_kinetics_against_closed_form(
+    curves: tuple[str, str],
+    pe: float,
+    step: float,
+    num_phases: int,
+    seed: int,
+    with_times: bool,
+) -> None:
+    rng = np.random.default_rng(seed)
+    times = [i * step for i in range(num_phases)]
+    choice = choose_phases(times if with_times else None, num_phases)
+    assert choice is not None and choice.fallback is not with_times
+    te, tl = times[choice.early], times[choice.late]
+    kinetics = [draw_kinetics(rng, c, (pe, pe), te, tl) for c in curves]
+    phases, mask, label = _series(kinetics, times, rng, sigma=2.0)
+    acc = KineticsAccumulator(
+        {"expert": mask}, times if with_times else None, num_phases, (1, 1, 1)
+    )
+    for p, data in enumerate(phases):
+        acc.add(p, data)
+    got = acc.features()
+    inside = mask.astype(bool)
+    n = [int(np.count_nonzero(inside & (label == c))) for c in (0, 1)]
+    pe_true = np.array([k.pe(te) for k in kinetics])
+    ser_true = np.array([k.ser(te, tl) for k in kinetics], dtype=float)
+    weights = np.array(n) / sum(n)
+    assert got["kinetic_early_phase"] == choice.early
+    assert got["pe_mean"] == pytest.approx(float(weights @ pe_true), rel=0.02)
+    assert got["ftv_cm3"] == pytest.approx(sum(n) / 1000.0, abs=2e-3)  # every voxel: PE >= 110
+    assert got["ser_mean"] == pytest.approx(float(weights @ ser_true), rel=0.03)
+    if with_times:
+        for key, cls in (
+            ("persistent_fraction", "persistent"),
+            ("plateau_fraction", "plateau"),
+            ("washout_fraction", "washout"),
+        ):
+            want = sum(w for w, c in zip(weights, curves, strict=True) if c == cls)
+            assert got[key] == pytest.approx(want, abs=FRACTION_ABS), key
+    else:
+        assert any("acquisition times" in note for note in acc.notes)
+    assert all(math.isfinite(v) for v in got["kinetic_curve"])
+
+
+# ---------------------------------------------------------------- phases and nulls
+
+
+def test_phase_choice() -> None:
+    assert choose_phases([0, 60, 120, 180, 300, 420, 540], 7) == (
+        choose_phases([0, 60, 120, 180, 300, 420, 540], 7)
+    )
+    c = choose_phases([0, 60, 120, 180, 300, 420, 540], 7)
+    assert c is not None and (c.early, c.late, c.fallback) == (2, 5, False)
+    c = choose_phases([10, 100, 200], 3)  # times relative to phase 0; late after early
+    assert c is not None and (c.early, c.late) == (1, 2)
+    c = choose_phases([0, 90, 90, 180], 4)  # not increasing: unusable
+    assert c is not None and (c.early, c.late, c.fallback) == (1, 3, True)
+    c = choose_phases([0, 90, 180], 4)  # one short
+    assert c is not None and c.fallback
+    assert choose_phases([0, 90], 2) is None
+
+
+def _phases(n: int, value: float = 500.0) -> list[npt.NDArray[np.int16]]:
+    return [np.full((6, 6, 6), value * (1 + 0.8 * (p > 0)), dtype=np.int16) for p in range(n)]
+
+
+def test_nulls_and_reasons() -> None:
+    mask = np.zeros((6, 6, 6), np.uint8)
+    acc = KineticsAccumulator({"expert": mask}, [0, 90, 180], 3, (1, 1, 1))
+    for p, d in enumerate(_phases(3)):
+        acc.add(p, d)
+    got = acc.features()
+    assert all(got[k] is None for k in KINETIC_COLUMNS)
+    assert any("empty" in note for note in acc.notes)
+
+    mask[2:4, 2:4, 2:4] = 1
+    acc = KineticsAccumulator({"expert": mask}, [0, 90], 2, (1, 1, 1))
+    for p, d in enumerate(_phases(2)):
+        acc.add(p, d)
+    got = acc.features()
+    assert got["pe_mean"] is None and got["ftv_cm3"] is None
+    assert got["kinetic_curve"] == [500.0, 900.0]
+    assert any("fewer than 3 phases" in note for note in acc.notes)
+
+    acc = KineticsAccumulator({"expert": mask}, [0, 90, 180], 3, (1, 1, 1))
+    for p, d in enumerate(_phases(3, value=0.0)):
+        acc.add(p, d)
+    got = acc.features()
+    assert got["pe_mean"] is None and got["ser_mean"] is None
+    assert any("zero pre-contrast" in note for note in acc.notes)
+
+    empty = shape_features(np.zeros((4, 4, 4), np.uint8), (1, 1, 1))
+    assert empty["shape_volume_cm3"] == 0.0 and empty["shape_components"] == 0
+    assert empty["shape_sphericity"] is None and empty["shape_feret_mm"] is None
+
+
+def test_phantom_truth_is_seeded_and_sized(models: dict[str, CaseModel]) -> None:
+    for model in models.values():
+        voxels = int((model.lesions.labels > 0).sum())
+        assert voxels >= 1
+        # Lesion volumes come from 0.5-100 cm3, capped to the breast and the volume.
+        volume = voxels * np.prod(model.spec.spacing_xyz) / 1000.0
+        assert volume < 150.0
+    again = build_case(next(iter(models.values())).spec, PHANTOM_SEED)
+    first = next(iter(models.values()))
+    assert np.array_equal(again.lesions.labels, first.lesions.labels)
+    assert again.lesions.kinetics == first.lesions.kinetics
