@@ -347,3 +347,21 @@ def test_phantom_truth_is_seeded_and_sized(models: dict[str, CaseModel]) -> None
     first = next(iter(models.values()))
     assert np.array_equal(again.lesions.labels, first.lesions.labels)
     assert again.lesions.kinetics == first.lesions.kinetics
+
+
+def test_features_doc_example_runs(
+    catalog_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (Path(__file__).parents[1] / "docs" / "features.md").read_text()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "catalog").symlink_to(catalog_dir)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "docs/features.md", "exec"), namespace)
+    cohort = namespace["large_washout"]
+    cat = mamamia.open(catalog_dir)
+    want = cat.sql(
+        "SELECT patient_id FROM cases WHERE ftv_cm3 > 1 AND washout_fraction > 0.3"
+    ).to_pylist()
+    assert sorted(cohort.case_ids) == sorted(r["patient_id"] for r in want)
