@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -15,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mamamia
-from conftest import PHANTOM_IDS, PHANTOM_SCALE
+from conftest import PHANTOM_IDS, PHANTOM_SCALE, LiveServer
 from mamamia import read_clinical_table
 from mamamia_ingest._kinetics import (
     BACKGROUND_FRACTION,
@@ -365,3 +366,20 @@ def test_features_doc_example_runs(
         "SELECT patient_id FROM cases WHERE ftv_cm3 > 1 AND washout_fraction > 0.3"
     ).to_pylist()
     assert sorted(cohort.case_ids) == sorted(r["patient_id"] for r in want)
+
+
+def test_schema_endpoint_serves_units_and_ranges(live_server: LiveServer) -> None:
+    schema = httpx.get(live_server.url + "/v1/tables/cases/schema", timeout=60).json()
+    columns = {c["name"]: c for c in schema["columns"]}
+    for name in FEATURE_COLUMNS:
+        doc = FEATURE_DOCS[name]
+        got = columns[name]
+        assert (got["unit"], got["description"], got["derived"]) == (
+            doc.unit,
+            doc.description,
+            True,
+        )
+        assert (got["minimum"], got["maximum"]) == (doc.minimum, doc.maximum)
+    assert columns["washout_fraction"]["maximum"] == 1.0
+    assert columns["pe_peak"]["unit"] == "%" and columns["pe_peak"]["minimum"] == -100.0
+    assert columns["age"]["minimum"] is None  # clinical columns carry no range

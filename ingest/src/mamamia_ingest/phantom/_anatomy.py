@@ -6,7 +6,7 @@ sagittal ones anteriorly (RAS, flipped y), so the breasts point to the top of an
 to the right of a sagittal one, as in a prone breast MRI.
 
 A breast is a half-ellipsoid in front of the chest wall; the torso behind it holds a layer of
-subcutaneous fat, the pectoral muscle and a dark thorax. Inside the breast the glandular fraction
+subcutaneous fat, the pectoral muscle, a dark thorax and the heart. Inside the breast the glandular fraction
 is a smooth texture of oblique plane waves, denser near the breast's core than at its surface.
 """
 
@@ -63,9 +63,11 @@ class TissueSignal:
     skin: float
     muscle: float
     thorax: float
+    blood: float
     fat_kinetics: Kinetics
     gland_kinetics: Kinetics
     muscle_kinetics: Kinetics
+    blood_kinetics: Kinetics
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Anatomy:
     torso_centre_x: float
     torso_half_width: float
     torso_depth: float
+    heart: tuple[float, float, float, float, float, float]  # centre x, d, z; radii x, d, z (mm)
     density: float  # shifts the glandular fraction (-0.2 fatty ... +0.2 dense)
     texture: tuple[tuple[F32, F32, F32], ...]  # plane-wave pairs: per-axis phase angles (x, y, z)
     bias: tuple[F32, F32, F32]  # multiplicative field = 1 + bx[x] + by[y] + bz[z]
@@ -161,10 +164,29 @@ def build_anatomy(
         torso_centre_x=ex / 2,
         torso_half_width=ex * (rng.uniform(0.46, 0.5) if axial else 5.0),
         torso_depth=(ey - wall if axial else wall) * rng.uniform(1.05, 1.2),
+        heart=_heart(rng, spec, ey - wall if axial else wall),
         density=rng.uniform(-0.2, 0.2),
         texture=tuple(waves),
         bias=_bias(rng, spec),
         signal=signal,
+    )
+
+
+def _heart(
+    rng: np.random.Generator, spec: CaseSpec, behind: float
+) -> tuple[float, float, float, float, float, float]:
+    """The heart: an ellipsoid behind the chest wall (in the middle of an axial volume, at the
+    medial edge of a sagittal one), bright after contrast like the blood pool of a real series."""
+    ex, _, ez = spec.extent_xyz
+    axial = spec.view == "axial"
+    depth = _MUSCLE_MM + behind * rng.uniform(0.35, 0.45)
+    return (
+        ex * (rng.uniform(0.45, 0.55) if axial else 0.0),
+        -depth,
+        ez * rng.uniform(0.4, 0.6),
+        ex * (rng.uniform(0.15, 0.2) if axial else 0.5),
+        behind * rng.uniform(0.25, 0.3),
+        ez * rng.uniform(0.35, 0.45),
     )
 
 
@@ -200,6 +222,13 @@ def tissue_slab(anatomy: Anatomy, spec: CaseSpec, z0: int, z1: int, t_s: float) 
     layer[d > _SUBCUT_MM] = np.float32(sig.skin)
     value = np.zeros((k, ny, nx), dtype=np.float32)
     value[:] = np.where(torso_yx, layer[:, None], np.float32(0.0))[None, :, :]
+    hx, hd, hz, rx, rd, rz = anatomy.heart
+    hq_z = ((z - hz) / rz) ** 2
+    if (hq_z <= 1.0).any():
+        hq_yx = ((d[:, None] - hd) / rd) ** 2 + ((x[None, :] - hx) / rx) ** 2
+        heart = (hq_z[:, None, None] + hq_yx[None, :, :] <= 1.0) & torso_yx[None, :, :]
+        blood = np.float32(sig.blood * sig.blood_kinetics.relative(t_s))
+        np.copyto(value, blood, where=heart)
 
     # Breasts: the smallest normalized radius over the breasts; skin where only the outer one
     # holds the voxel.
@@ -224,9 +253,13 @@ def tissue_slab(anatomy: Anatomy, spec: CaseSpec, z0: int, z1: int, t_s: float) 
         warp += cx[None, None, :]
         frac += np.cos(warp, out=warp)
     # Denser at the core (small q), fatty at the surface; warped plane-wave lobules in between.
-    np.multiply(frac, np.float32(0.3), out=frac)
-    frac += np.float32(0.9 + anatomy.density) - np.float32(1.1) * np.minimum(q, 1.0)
-    np.clip(frac, 0.0, 1.0, out=frac)
+    np.multiply(frac, np.float32(0.6), out=frac)
+    frac += np.float32(0.8 + 2 * anatomy.density) - np.float32(2.2) * np.minimum(q, 1.0)
+    # A soft step x / (1 + |x|) into (0, 1) rather than a clip: few voxels are pure gland, so
+    # the brightest percent of a post-contrast phase is the enhancing tumour, as in a real one.
+    np.divide(frac, np.abs(frac) + np.float32(1.0), out=tmp)
+    np.multiply(tmp, np.float32(0.5), out=frac)
+    frac += np.float32(0.5)
     tissue = fat + (gland - fat) * frac
     np.copyto(value, tissue, where=breast)
     np.copyto(value, np.float32(sig.skin), where=breast & (q_in > 1.0))

@@ -133,9 +133,11 @@ def build_case(spec: CaseSpec, seed: int) -> CaseModel:
         skin=gland * rng.uniform(0.75, 0.9),
         muscle=gland * rng.uniform(0.45, 0.6),
         thorax=gland * rng.uniform(0.05, 0.1),
+        blood=gland * rng.uniform(0.35, 0.45),
         fat_kinetics=Kinetics(rng.uniform(0.0, 0.05), 300.0, 0.0),
         gland_kinetics=Kinetics(rng.uniform(0.05, 0.2), rng.uniform(200.0, 400.0), 0.0),
         muscle_kinetics=Kinetics(rng.uniform(0.15, 0.3), rng.uniform(60.0, 120.0), 0.0),
+        blood_kinetics=Kinetics(rng.uniform(3.5, 4.5), rng.uniform(15.0, 25.0), 1e-3),
     )
     anatomy = build_anatomy(spec, rng, _case_rng(seed, spec.patient_id, 2), signal)
     lesions = build_lesions(spec, anatomy, _case_rng(seed, spec.patient_id, 3), t_early, t_late)
