@@ -23,15 +23,18 @@ from ._spec import CaseSpec
 __all__ = [
     "Anatomy",
     "Breast",
+    "TissueLayout",
     "TissueSignal",
     "bias_slab",
     "build_anatomy",
     "centres",
-    "tissue_slab",
+    "tissue_layout",
+    "tissue_values",
 ]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
+U8 = npt.NDArray[np.uint8]
 
 _SKIN_MM = 2.0
 _SUBCUT_MM = 8.0
@@ -198,37 +201,45 @@ def _breast_q(b: Breast, x: F64, z: F64, d: F64, shrink: float) -> tuple[F64, F6
     return qx, qd, qz
 
 
-def tissue_slab(anatomy: Anatomy, spec: CaseSpec, z0: int, z1: int, t_s: float) -> F32:
-    """Noise-free, bias-free signal of slab ``z0:z1`` at time ``t_s`` (zyx, float32; air 0)."""
+# Tissue classes of a TissueLayout: indices into the per-phase intensity table.
+AIR, THORAX, MUSCLE, FAT, SKIN, BLOOD, BREAST = range(7)
+
+
+@dataclass(frozen=True)
+class TissueLayout:
+    """What does not change between phases in a slab: each voxel's tissue class and, in the
+    breasts, its glandular fraction (0 elsewhere)."""
+
+    classes: U8
+    frac: F32
+
+
+def tissue_layout(anatomy: Anatomy, spec: CaseSpec, z0: int, z1: int) -> TissueLayout:
+    """The tissue classes and glandular fraction of slab ``z0:z1`` (zyx)."""
     nx, ny, _ = spec.size_xyz
     sx, sy, sz = spec.spacing_xyz
     x = centres(nx, sx)
     d = anatomy.anterior_mm(centres(ny, sy))
     z = centres(spec.size_xyz[2], sz)[z0:z1]
     k = z1 - z0
-    sig = anatomy.signal
-    fat = np.float32(sig.fat * sig.fat_kinetics.relative(t_s))
-    gland = np.float32(sig.gland * sig.gland_kinetics.relative(t_s))
-    muscle = np.float32(sig.muscle * sig.muscle_kinetics.relative(t_s))
 
     # Torso: an ellipse in the (x, y) plane whose front is the skin over the subcutaneous fat.
     u = ((x - anatomy.torso_centre_x) / anatomy.torso_half_width) ** 2
     front = _SUBCUT_MM + _SKIN_MM
     v = ((d - front) / anatomy.torso_depth) ** 2
     torso_yx = (u[None, :] + v[:, None] <= 1.0) & (d[:, None] <= front)
-    layer = np.full(ny, sig.thorax, dtype=np.float32)
-    layer[d > -_MUSCLE_MM] = muscle
-    layer[d > 0] = fat
-    layer[d > _SUBCUT_MM] = np.float32(sig.skin)
-    value = np.zeros((k, ny, nx), dtype=np.float32)
-    value[:] = np.where(torso_yx, layer[:, None], np.float32(0.0))[None, :, :]
+    layer = np.full(ny, THORAX, dtype=np.uint8)
+    layer[d > -_MUSCLE_MM] = MUSCLE
+    layer[d > 0] = FAT
+    layer[d > _SUBCUT_MM] = SKIN
+    classes = np.empty((k, ny, nx), dtype=np.uint8)
+    classes[:] = np.where(torso_yx, layer[:, None], np.uint8(AIR))[None, :, :]
     hx, hd, hz, rx, rd, rz = anatomy.heart
     hq_z = ((z - hz) / rz) ** 2
     if (hq_z <= 1.0).any():
         hq_yx = ((d[:, None] - hd) / rd) ** 2 + ((x[None, :] - hx) / rx) ** 2
         heart = (hq_z[:, None, None] + hq_yx[None, :, :] <= 1.0) & torso_yx[None, :, :]
-        blood = np.float32(sig.blood * sig.blood_kinetics.relative(t_s))
-        np.copyto(value, blood, where=heart)
+        classes[heart] = BLOOD
 
     # Breasts: the smallest normalized radius over the breasts; skin where only the outer one
     # holds the voxel.
@@ -240,8 +251,10 @@ def tissue_slab(anatomy: Anatomy, spec: CaseSpec, z0: int, z1: int, t_s: float) 
             qx, qd, qz = _breast_q(b, x, z, d, shrink)
             np.add(qz[:, None, None] + qd[None, :, None], qx[None, None, :], out=tmp)
             np.minimum(target, tmp, out=target)
-    in_front = (d > 0)[None, :, None]
-    breast = (q <= 1.0) & in_front
+    breast = (q <= 1.0) & (d > 0)[None, :, None]
+    skin = breast & (q_in > 1.0)
+    classes[breast] = BREAST
+    classes[skin] = SKIN
     frac = np.zeros((k, ny, nx), dtype=np.float32)
     warp = np.empty((k, ny, nx), dtype=np.float32)
     waves = anatomy.texture
@@ -260,9 +273,29 @@ def tissue_slab(anatomy: Anatomy, spec: CaseSpec, z0: int, z1: int, t_s: float) 
     np.divide(frac, np.abs(frac) + np.float32(1.0), out=tmp)
     np.multiply(tmp, np.float32(0.5), out=frac)
     frac += np.float32(0.5)
-    tissue = fat + (gland - fat) * frac
-    np.copyto(value, tissue, where=breast)
-    np.copyto(value, np.float32(sig.skin), where=breast & (q_in > 1.0))
+    np.copyto(frac, np.float32(0.0), where=classes != BREAST)
+    return TissueLayout(classes=classes, frac=frac)
+
+
+def tissue_values(layout: TissueLayout, signal: TissueSignal, t_s: float) -> F32:
+    """Noise-free, bias-free signal of a layout at time ``t_s`` (float32; air 0)."""
+    sig = signal
+    fat = sig.fat * sig.fat_kinetics.relative(t_s)
+    gland = sig.gland * sig.gland_kinetics.relative(t_s)
+    table = np.array(
+        [
+            0.0,
+            sig.thorax,
+            sig.muscle * sig.muscle_kinetics.relative(t_s),
+            fat,
+            sig.skin,
+            sig.blood * sig.blood_kinetics.relative(t_s),
+            fat,
+        ],
+        dtype=np.float32,
+    )
+    value: F32 = table[layout.classes]
+    value += np.float32(gland - fat) * layout.frac  # frac is 0 outside the breasts
     return value
 
 

@@ -29,7 +29,15 @@ import SimpleITK as sitk
 from mamamia import atomic_write
 
 from .._kinetics import EARLY_S, LATE_S, choose_phases
-from ._anatomy import Anatomy, TissueSignal, bias_slab, build_anatomy, tissue_slab
+from ._anatomy import (
+    Anatomy,
+    TissueLayout,
+    TissueSignal,
+    bias_slab,
+    build_anatomy,
+    tissue_layout,
+    tissue_values,
+)
 from ._kinetics import Kinetics
 from ._lesion import Lesions, build_lesions
 from ._spec import CaseSpec
@@ -46,6 +54,9 @@ _SLAB_VOXELS = 1_000_000
 # Phases up to this many voxels (32 MiB of int16) are built in numpy and copied into SimpleITK
 # once; larger ones are pasted slab by slab (slower per voxel, but no second copy).
 _COPY_MAX_VOXELS = 16 * 2**20
+# Cases up to this many voxels keep their tissue layout and bias field between phases (about
+# 9 bytes a voxel); larger ones recompute them for every phase, slab by slab.
+_CACHE_MAX_VOXELS = 4 * 2**20
 # Noise comes from one per-case int16 buffer of at most this many values (a prime, so the
 # repeat does not line up with rows or slices), read at a different offset for every phase.
 _NOISE_BUFFER = 4_194_301
@@ -67,6 +78,11 @@ class CaseModel:
     tumour_base: float  # pre-contrast tumour signal (before the bias field)
     noise_sigma: float
     noise_offsets: tuple[int, ...]
+    # Per-slab layout and bias, kept across the phases of a small case (the writer reuses one
+    # model for the files of a case it writes in one process).
+    slab_cache: dict[int, tuple[TissueLayout, F32]] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def box_lo_zyx(self) -> tuple[int, int, int]:
@@ -249,16 +265,23 @@ def phase_slabs(model: CaseModel, phase: int) -> Iterator[tuple[int, I16]]:
     plane = nx * ny
     zlo, ylo, xlo = lesions.lo_zyx
     zhi, yhi, xhi = lesions.hi_zyx
+    keep = nx * ny * spec.size_xyz[2] <= _CACHE_MAX_VOXELS
     for z0, z1 in _slabs(model):
         k = z1 - z0
-        value = tissue_slab(model.anatomy, spec, z0, z1, t)
+        cached = model.slab_cache.get(z0)
+        if cached is None:
+            cached = (tissue_layout(model.anatomy, spec, z0, z1), bias_slab(model.anatomy, z0, z1))
+            if keep:
+                model.slab_cache[z0] = cached
+        layout, bias = cached
+        value = tissue_values(layout, model.anatomy.signal, t)
         if z0 < zhi and z1 > zlo:
             a0, a1 = max(z0, zlo), min(z1, zhi)
             sub = value[a0 - z0 : a1 - z0, ylo:yhi, xlo:xhi]
             labels = lesions.labels[a0 - zlo : a1 - zlo]
             np.copyto(sub, lesion_now[labels], where=labels > 0)
         air = value == 0
-        value *= bias_slab(model.anatomy, z0, z1)
+        value *= bias
         value += _circular(buffer, model.noise_offsets[phase] + z0 * plane, k * plane).reshape(
             k, ny, nx
         )
