@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mamamia
-from conftest import PHANTOM_IDS, PHANTOM_SCALE, LiveServer
+from conftest import PHANTOM_IDS, PHANTOM_SCALE, REAL_TABLE, LiveServer
 from mamamia import read_clinical_table
 from mamamia_ingest._kinetics import (
     BACKGROUND_FRACTION,
@@ -383,3 +383,37 @@ def test_schema_endpoint_serves_units_and_ranges(live_server: LiveServer) -> Non
     assert columns["washout_fraction"]["maximum"] == 1.0
     assert columns["pe_peak"]["unit"] == "%" and columns["pe_peak"]["minimum"] == -100.0
     assert columns["age"]["minimum"] is None  # clinical columns carry no range
+
+
+def test_fallback_and_empty_mask_reasons_reach_the_report(tmp_path: Path) -> None:
+    """DUKE_406 has 6 phases but 5 acquisition times: fallback phases, flagged and noted; an
+    emptied expert mask nulls the expert's kinetic columns, with its reason in the report."""
+    from mamamia_ingest import ingest, write_phantom
+
+    raw = tmp_path / "raw"
+    write_phantom(raw, table=REAL_TABLE, ids="DUKE_406,NACT_01", scale=0.1, progress=False)
+    mask_path = raw / "segmentations" / "expert" / "NACT_01.nii.gz"
+    mask = sitk.ReadImage(str(mask_path))
+    empty = sitk.GetImageFromArray(np.zeros(sitk.GetArrayFromImage(mask).shape, np.uint8))
+    empty.CopyInformation(mask)
+    sitk.WriteImage(empty, str(mask_path), useCompression=True)
+    report = ingest(raw, tmp_path / "catalog", jobs=1, progress=False)
+    rows = {
+        r["patient_id"]: r
+        for r in mamamia.open(tmp_path / "catalog").sql("SELECT * FROM cases").to_pylist()
+    }
+    notes = {(p.case, p.message) for p in report.problems if p.rule == "kinetics"}
+    duke = rows["DUKE_406"]
+    assert duke["kinetic_phase_fallback"] is True
+    assert (duke["kinetic_early_phase"], duke["kinetic_late_phase"]) == (1, 5)
+    assert duke["pe_mean"] is not None
+    assert any(case == "DUKE_406" and "acquisition times" in m for case, m in notes)
+    nact = rows["NACT_01"]
+    per_phase = ("kinetic_early_phase", "kinetic_late_phase", "kinetic_phase_fallback")
+    expert_columns = [
+        c for c in KINETIC_COLUMNS if not c.startswith("auto_") and c not in per_phase
+    ]
+    assert all(nact[c] is None for c in expert_columns)
+    assert nact["auto_pe_mean"] is not None  # the automatic mask is not empty
+    assert nact["shape_volume_cm3"] == 0.0 and nact["shape_components"] == 0
+    assert any(case == "NACT_01" and "empty" in m for case, m in notes)

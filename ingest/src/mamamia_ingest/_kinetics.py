@@ -33,6 +33,7 @@ __all__ = [
     "PhaseChoice",
     "choose_phases",
     "ftv_region",
+    "mask_box",
 ]
 
 #: Version of the per-case feature set stored in a generation (kinetics and shape: 2).
@@ -98,7 +99,8 @@ def choose_phases(times_s: Sequence[float | None] | None, num_phases: int) -> Ph
     return PhaseChoice(early, late, False)
 
 
-def _box(mask: npt.NDArray[Any]) -> tuple[slice, slice, slice] | None:
+def mask_box(mask: npt.NDArray[Any]) -> tuple[slice, slice, slice] | None:
+    """The bounding box of a 0/1 mask's ones (z, y, x slices), None when it has none."""
     m = mask.view(np.bool_) if mask.dtype == np.uint8 else mask.astype(bool)
     hit = [np.flatnonzero(m.any(axis=a)) for a in ((1, 2), (0, 2), (0, 1))]
     if any(h.size == 0 for h in hit):
@@ -143,10 +145,10 @@ class KineticsAccumulator:
         for role, mask in masks.items():
             if mask is None:
                 continue
-            box = _box(mask)
+            box = mask_box(mask)
             if box is None:
                 if role == "expert":
-                    self.notes.append("the expert mask is empty: kinetic features are null")
+                    self.notes.append("the expert mask is empty: its kinetic features are null")
                 continue
             boxes.append((role, box))
         self._box: tuple[slice, slice, slice] | None = None

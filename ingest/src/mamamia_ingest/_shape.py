@@ -15,6 +15,7 @@ import numpy.typing as npt
 import SimpleITK as sitk
 
 from mamamia_ingest._features import finite
+from mamamia_ingest._kinetics import mask_box
 
 __all__ = ["SHAPE_COLUMNS", "shape_features"]
 
@@ -31,13 +32,11 @@ SHAPE_COLUMNS: tuple[str, ...] = (
 
 
 def _crop(mask: npt.NDArray[Any]) -> npt.NDArray[np.uint8] | None:
-    m = mask.view(np.bool_) if mask.dtype == np.uint8 else mask.astype(bool)
-    hit = [np.flatnonzero(m.any(axis=a)) for a in ((1, 2), (0, 2), (0, 1))]
-    if any(h.size == 0 for h in hit):
+    box = mask_box(mask)
+    if box is None:
         return None
-    box = tuple(slice(int(h[0]), int(h[-1]) + 1) for h in hit)
     # One voxel of background around the object, so its border is a real surface.
-    return np.pad(m[box].astype(np.uint8), 1)
+    return np.pad(mask[box].astype(np.uint8), 1)
 
 
 def shape_features(mask: npt.NDArray[Any] | None, spacing_xyz: Sequence[float]) -> dict[str, Any]:
