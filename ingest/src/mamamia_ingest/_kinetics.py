@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import SimpleITK as sitk
 
 from mamamia_ingest._features import EXACT_PERCENTILE_VOXELS, finite
 
@@ -102,14 +101,14 @@ def choose_phases(times_s: Sequence[float | None] | None, num_phases: int) -> Ph
 def mask_box(mask: npt.NDArray[Any]) -> tuple[slice, slice, slice] | None:
     """The bounding box of a 0/1 mask's ones (z, y, x slices), None when it has none."""
     m = mask.view(np.bool_) if mask.dtype == np.uint8 else mask.astype(bool)
-    hit = [np.flatnonzero(m.any(axis=a)) for a in ((1, 2), (0, 2), (0, 1))]
-    if any(h.size == 0 for h in hit):
+    hit_z = np.flatnonzero(m.any(axis=(1, 2)))
+    if hit_z.size == 0:
         return None
-    return (
-        slice(int(hit[0][0]), int(hit[0][-1]) + 1),
-        slice(int(hit[1][0]), int(hit[1][-1]) + 1),
-        slice(int(hit[2][0]), int(hit[2][-1]) + 1),
-    )
+    z = slice(int(hit_z[0]), int(hit_z[-1]) + 1)
+    slab = m[z]  # the other two projections only over the slices that hold the mask
+    hit_y = np.flatnonzero(slab.any(axis=(0, 2)))
+    hit_x = np.flatnonzero(slab.any(axis=(0, 1)))
+    return z, slice(int(hit_y[0]), int(hit_y[-1]) + 1), slice(int(hit_x[0]), int(hit_x[-1]) + 1)
 
 
 def ftv_region(pe: F64, ser_ok: B, s0_ok: B, region: B) -> B:
@@ -118,12 +117,14 @@ def ftv_region(pe: F64, ser_ok: B, s0_ok: B, region: B) -> B:
     keep = region & s0_ok & ser_ok & (pe >= FTV_PE_THRESHOLD)
     if not keep.any():
         return keep
-    image = sitk.GetImageFromArray(keep.astype(np.uint8))
-    labels = sitk.ConnectedComponent(image, True)
-    sizes = np.bincount(sitk.GetArrayViewFromImage(labels).ravel())
-    big = sizes >= 2
-    big[0] = False
-    out: B = big[sitk.GetArrayFromImage(labels)]
+    # Neighbour counts by 26 shifted adds over the (small) box: far cheaper than labelling.
+    z, y, x = keep.shape
+    padded = np.pad(keep, 1).view(np.uint8)
+    neighbours = np.zeros(keep.shape, dtype=np.uint8)
+    for dz, dy, dx in itertools.product((0, 1, 2), repeat=3):
+        if (dz, dy, dx) != (1, 1, 1):
+            neighbours += padded[dz : dz + z, dy : dy + y, dx : dx + x]
+    out: B = keep & (neighbours > 0)
     return out
 
 
