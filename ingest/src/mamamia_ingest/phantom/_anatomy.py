@@ -2,12 +2,13 @@
 
 Both views share one index-aligned frame (millimetres from the volume's outer corner): x runs
 left-right, y anterior-posterior and z inferior-superior. Axial rows grow y posteriorly (LPS),
-sagittal ones anteriorly (RAS, flipped y), so the breasts point to the top of an axial image and
-to the right of a sagittal one, as in a prone breast MRI.
+sagittal ones anteriorly (RAS, flipped y); either way the viewer's radiological planes show the
+breasts pointing anterior (up in an axial view, left in a sagittal one), as in a prone breast MRI.
 
 A breast is a half-ellipsoid in front of the chest wall; the torso behind it holds a layer of
-subcutaneous fat, the pectoral muscle, a dark thorax and the heart. Inside the breast the glandular fraction
-is a smooth texture of oblique plane waves, denser near the breast's core than at its surface.
+subcutaneous fat, the pectoral muscle, a dark thorax and the heart. Inside the breast the
+glandular fraction is a smooth texture of warped oblique plane waves, denser near the breast's
+core than at its surface.
 """
 
 from __future__ import annotations
