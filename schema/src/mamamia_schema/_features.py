@@ -212,7 +212,8 @@ _SPECS: list[_Spec] = [
         "shape_sphericity",
         "float",
         None,
-        "pi^(1/3) (6 V)^(2/3) / A: 1 for a sphere, smaller for other shapes.",
+        "pi^(1/3) (6 V)^(2/3) / A: about 1 for a sphere, less for other shapes (a coarse "
+        "voxel surface can give a little more than 1).",
         0,
         None,
     ),
