@@ -414,3 +414,40 @@ def test_fallback_and_empty_mask_reasons_reach_the_report(tmp_path: Path) -> Non
     assert nact["auto_pe_mean"] is not None  # the automatic mask is not empty
     assert nact["shape_volume_cm3"] == 0.0 and nact["shape_components"] == 0
     assert any(case == "NACT_01" and "empty" in m for case, m in notes)
+
+
+def test_phantom_lesions_over_many_real_rows() -> None:
+    """Every 10th row of the real table: lesions of 0.5-100 cm3 (capped to fit), masses and
+    non-mass ones, second foci, and compartments whose curve class holds at the I-SPY phases."""
+    records = list(read_clinical_table(REAL_TABLE).by_id().values())[::10]
+    non_mass = focus = checked = 0
+    for record in records:
+        try:
+            spec = spec_from_record(record, 0.1)
+        except ValueError:
+            continue  # a row the phantom refuses (its geometry columns are empty)
+        model = build_case(spec, PHANTOM_SEED)
+        lesions = model.lesions
+        assert (lesions.labels > 0).any(), spec.patient_id
+        volume = 4 / 3 * math.pi * float(np.prod(lesions.radii_mm)) / 1000
+        assert volume <= 100.0, spec.patient_id
+        non_mass += lesions.non_mass
+        focus += lesions.focus
+        choice = choose_phases(spec.times_s, spec.num_phases)
+        if choice is None:
+            continue
+        te, tl = spec.times_s[choice.early], spec.times_s[choice.late]
+        for label, k in enumerate(lesions.kinetics, start=1):
+            ser = k.ser(te, tl)
+            assert ser is not None
+            if label == 1:  # the necrotic core never reaches the FTV threshold
+                assert k.pe(te) <= 30.0 + 1e-9
+            else:
+                assert k.pe(te) >= 130.0 - 1e-9
+            band = {"persistent": (0.0, 0.8), "plateau": (0.97, 1.03), "washout": (1.25, 1.6)}
+            lo, hi = band[k.curve]
+            assert lo - 1e-9 <= ser <= hi + 1e-9, (spec.patient_id, label, k.curve, ser)
+        checked += 1
+    assert checked >= 100
+    assert 0.05 * checked < non_mass < 0.4 * checked
+    assert 0.1 * checked < focus < 0.45 * checked
