@@ -352,8 +352,10 @@ def test_voxels_masks_and_enhancement(real_phantom: PhantomReport) -> None:
         assert tissue.sum() > 0.2 * body.size, "mostly tissue, not air"
         assert post[inside].mean() > pre[inside].mean() + 150, "tumour enhances after contrast"
         assert post[inside].mean() > 1.5 * post[tissue].mean(), "tumour brighter than tissue"
-        # Background tissue barely changes between phases (noise differs, anatomy does not).
-        assert abs(post[tissue].mean() - pre[tissue].mean()) < 0.25 * pre[tissue].mean()
+        # Most background tissue barely changes between phases (noise differs, anatomy does
+        # not); the heart's blood pool, a small part of it, enhances strongly.
+        change = np.abs(post[tissue].astype(float) - pre[tissue]) / np.maximum(pre[tissue], 1)
+        assert np.median(change) < 0.25
         assert not np.array_equal(pre[tissue], post[tissue]), "each phase has its own noise"
 
 

@@ -25,6 +25,7 @@ PUBLIC: dict[str, set[str]] = {
         "quality_arrow_schema", "records_from_arrow", "records_to_arrow", "schema_docs",
         "splits_arrow_schema", "tumor_subtype_group", "validate_clinical_row",
         "validate_patient_info", "validate_quality_row", "volumes_arrow_schema",
+        "FEATURE_COLUMNS", "FEATURE_DOCS", "feature_arrow_schema",
     },
     "mamamia": {
         "AuthenticationError", "Case", "Catalog", "CatalogError", "CatalogFormatError",

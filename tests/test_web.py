@@ -288,6 +288,18 @@ def test_summary_charts_and_table1(
     assert f"{ages[1]:.1f} (" in table1  # mean (SD) of age
     for heading in ("Dataset", "pCR", "Menopause", "Ethnicity group", "Field strength (T)"):
         assert heading in table1
+    # Kinetic and shape rows: median [IQR] as the API computes it.
+    ftv = api.post(
+        "/v1/query",
+        json={
+            "sql": "SELECT median(ftv_cm3), quantile_cont(ftv_cm3, 0.25), "
+            "quantile_cont(ftv_cm3, 0.75) FROM cases",
+            "limit": 1,
+        },
+    ).json()["rows"][0]
+    ftv_row = page.inner_text("#table1 tr[data-column='ftv_cm3']")
+    assert f"{ftv[0]:.2f} [{ftv[1]:.2f}–{ftv[2]:.2f}]" in ftv_row
+    assert "Washout fraction, median [IQR]" in table1
     _shot(page, artifacts, "summary")
 
     # The summary follows the cohort: one dataset only, so one dataset bar.
@@ -534,6 +546,34 @@ def test_case_viewer(page: Page, web_url: str, api: httpx.Client, artifacts: Pat
     assert page.input_value("#level") != ""
     # A drag is not a click: the other planes stay where they were.
     assert page.get_attribute("#view-coronal .stage", "data-index") == point
+
+
+def test_case_viewer_kinetic_chart(
+    page: Page, web_url: str, api: httpx.Client, artifacts: Path
+) -> None:
+    rows = api.post(
+        "/v1/query",
+        json={
+            "sql": "SELECT patient_id, kinetic_curve, ftv_cm3, kinetic_early_phase, "
+            "kinetic_late_phase FROM cases WHERE kinetic_curve IS NOT NULL ORDER BY patient_id",
+            "limit": 1,
+        },
+    ).json()["rows"]
+    case_id, curve, ftv, early, late = rows[0]
+    page.goto(web_url + f"/#case={case_id}")
+    page.wait_for_selector("#kinetics-chart svg polyline.curve")
+    assert page.locator("#kinetics-chart svg circle.curve-point").count() == len(curve)
+    label = page.get_attribute("#kinetics-chart svg", "aria-label") or ""
+    assert all(str(round(v)) in label for v in curve)
+    assert page.locator("#kinetics-chart .phase-mark").count() == (2 if early != late else 1)
+    assert page.inner_text("#kinetics-values dd[data-column='ftv_cm3']") == f"{ftv:.2f}"
+    # The brightest point of the curve is drawn highest (smallest y).
+    ys = [
+        float(c.get_attribute("cy") or "nan")
+        for c in page.locator("#kinetics-chart svg circle.curve-point").all()
+    ]
+    assert ys.index(min(ys)) == curve.index(max(curve))
+    _shot(page, artifacts, "case-kinetics")
 
 
 def test_unknown_case_shows_the_problem(page: Page, web_url: str) -> None:

@@ -20,7 +20,12 @@ from pydantic import BaseModel
 
 from mamamia.raw import RawLayout
 from mamamia_ingest._volumes import CaseResult
-from mamamia_schema import PatientInfo, arrow_type_for, volumes_arrow_schema
+from mamamia_schema import (
+    PatientInfo,
+    arrow_type_for,
+    feature_arrow_schema,
+    volumes_arrow_schema,
+)
 
 __all__ = [
     "FEATURE_SCHEMA",
@@ -48,20 +53,8 @@ SOURCES_SCHEMA = pa.schema(
     ]
 )
 
-FEATURE_SCHEMA = pa.schema(
-    [
-        pa.field(f"{prefix}{name}", typ)
-        for prefix in ("", "auto_")
-        for name, typ in (
-            ("tumor_voxels", pa.int64()),
-            ("tumor_volume_cm3", _F64),
-            ("tumor_bbox_min_zyx", _LIST_I64),
-            ("tumor_bbox_max_zyx", _LIST_I64),
-            ("tumor_centroid_xyz_mm", _LIST_F64),
-        )
-    ]
-    + [pa.field("auto_expert_dice", _F64), pa.field("enhancement_ratio", _F64)]
-)
+#: The derived feature columns, with their docs as field metadata (``mamamia_schema``).
+FEATURE_SCHEMA = feature_arrow_schema()
 
 
 def _plain(value: Any) -> Any:
@@ -240,13 +233,11 @@ def build_tables(
         ],
         pa.string(),
     )
-    for f in FEATURE_SCHEMA:
-        columns[f.name] = pa.array(
-            [(results[pid].features.get(f.name) if pid in results else None) for pid in order],
-            f.type,
-        )
     for name, array in columns.items():
         cases = cases.append_column(name, array)
+    for f in FEATURE_SCHEMA:  # with their field metadata: units, descriptions, ranges
+        values = [(results[pid].features.get(f.name) if pid in results else None) for pid in order]
+        cases = cases.append_column(f, pa.array(values, f.type))
     cases = cases.replace_schema_metadata(
         {**(base.schema.metadata or {}), b"mamamia.table": b"cases"}
     )

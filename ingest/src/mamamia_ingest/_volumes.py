@@ -34,6 +34,7 @@ from mamamia_ingest._features import (
     masked_mean,
     voxel_checksum,
 )
+from mamamia_ingest._kinetic_features import FEATURES_VERSION, KineticsAccumulator
 from mamamia_ingest._lifecycle import publish_refusal
 from mamamia_ingest._nifti import (
     DEFAULT_MAX_VOLUME_BYTES,
@@ -44,6 +45,13 @@ from mamamia_ingest._nifti import (
     load_volume,
     read_header_info,
 )
+from mamamia_ingest._ome_metadata import (
+    DIRECTION_TOL,
+    geometry_row,
+    half_shape,
+    multiscale_block,
+)
+from mamamia_ingest._shape_features import shape_features
 from mamamia_ingest._volume_checks import lossy_mix_problem, non_finite_problems
 from mamamia_ingest._zarr_write import ChunkWriter, group_metadata, write_new_file
 from mamamia_schema import Problem, Severity
@@ -72,7 +80,6 @@ CODEC = "bytes|blosc:zstd:3:shuffle|crc32c"
 PREVIEW_CODEC = "bytes|blosc:lz4:5:shuffle|crc32c"
 DEFAULT_CHUNKS_ZYX: tuple[int, int, int] = (32, 128, 128)
 SPACING_TOL_MM = 1e-4
-DIRECTION_TOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,8 @@ class VolumeSettings:
             "chunks": [1, *self.chunks_zyx],
             "codec": CODEC,
             "preview_codec": PREVIEW_CODEC,
+            # Generations of an older feature set are rebuilt, so every case gets the new ones.
+            "features_version": FEATURES_VERSION,
         }
 
 
@@ -273,48 +282,6 @@ def _write_group(folder: Path, attributes: dict[str, Any]) -> None:
     write_new_file(str(folder / "zarr.json"), [group_metadata(attributes)])
 
 
-def _half(shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    t, z, y, x = shape
-    return (t, -(-z // 2), -(-y // 2), -(-x // 2))
-
-
-def _multiscale(name: str, info: HeaderInfo) -> dict[str, Any]:
-    sx, sy, sz = info.spacing_xyz
-    identity = all(
-        abs(d - e) <= DIRECTION_TOL
-        for d, e in zip(info.direction, (1, 0, 0, 0, 1, 0, 0, 0, 1), strict=True)
-    )
-    datasets = []
-    for level, factor in (("0", 1.0), ("1", 2.0)):
-        transforms: list[dict[str, Any]] = [
-            {"type": "scale", "scale": [1.0, sz * factor, sy * factor, sx * factor]}
-        ]
-        if identity:
-            ox, oy, oz = info.origin_xyz
-            transforms.append({"type": "translation", "translation": [0.0, oz, oy, ox]})
-        datasets.append({"path": level, "coordinateTransformations": transforms})
-    return {
-        "name": name,
-        "axes": [
-            {"name": "t", "type": "time", "unit": "second"},
-            {"name": "z", "type": "space", "unit": "millimeter"},
-            {"name": "y", "type": "space", "unit": "millimeter"},
-            {"name": "x", "type": "space", "unit": "millimeter"},
-        ],
-        "datasets": datasets,
-    }
-
-
-def _geometry_row(info: HeaderInfo) -> dict[str, Any]:
-    return {
-        "shape": list(info.shape_zyx),
-        "spacing_xyz": list(info.spacing_xyz),
-        "origin_xyz": list(info.origin_xyz),
-        "direction": list(info.direction),
-        "orientation": info.orientation,
-    }
-
-
 class _CaseFailed(Exception):
     pass
 
@@ -475,8 +442,9 @@ def _build(
     os.mkdir(tmp)  # its zarr.json (the root group, with ``complete``) is written last
     shape4 = (len(phases), *ref.shape_zyx)
     full = _writer(tmp, "0", shape4, dtype, job)
-    half = _writer(tmp, "1", _half(shape4), dtype, job)
+    half = _writer(tmp, "1", half_shape(shape4), dtype, job)
     expert = mask_arrays.get("expert")
+    kinetics = KineticsAccumulator(mask_arrays, job.phase_times_s, len(phases), ref.spacing_xyz)
     rows: list[dict[str, Any]] = []
     tumour_means: list[float | None] = []
     for p, f in enumerate(phases):
@@ -491,6 +459,7 @@ def _build(
         half.write(p, data[::2, ::2, ::2])
         if p < 2:
             tumour_means.append(masked_mean(data, expert))
+        kinetics.add(p, data)
         times = job.phase_times_s
         rows.append(
             {
@@ -498,7 +467,7 @@ def _build(
                 "kind": "image",
                 "phase": p,
                 "array": "0",
-                **_geometry_row(infos[f.role]),
+                **geometry_row(infos[f.role]),
                 "dtype": str(dtype),
                 "acquisition_time_s": times[p] if times is not None else None,
                 "checksum": voxel_checksum(data),
@@ -517,7 +486,7 @@ def _build(
         z, y, x = m.shape
         shape = (1, z, y, x)
         _writer(g, "0", shape, np.dtype(np.uint8), job).write(0, m)
-        _writer(g, "1", _half(shape), np.dtype(np.uint8), job).write(0, m[::2, ::2, ::2])
+        _writer(g, "1", half_shape(shape), np.dtype(np.uint8), job).write(0, m[::2, ::2, ::2])
         _write_group(
             g,
             {
@@ -528,7 +497,7 @@ def _build(
                         "colors": [{"label-value": 1, "rgba": [255, 0, 0, 255]}],
                         "source": {"image": "../../"},
                     },
-                    "multiscales": [_multiscale(f"{case}/{kind}", ref)],
+                    "multiscales": [multiscale_block(f"{case}/{kind}", ref)],
                 }
             },
         )
@@ -538,7 +507,7 @@ def _build(
                 "kind": kind,
                 "phase": None,
                 "array": f"labels/{kind}/0",
-                **_geometry_row(infos[kind]),
+                **geometry_row(infos[kind]),
                 "dtype": "uint8",
                 "acquisition_time_s": None,
                 "checksum": voxel_checksum(m),
@@ -558,6 +527,12 @@ def _build(
     features["enhancement_ratio"] = (
         enhancement_ratio(tumour_means[1], tumour_means[0]) if len(tumour_means) == 2 else None
     )
+    features.update(kinetics.features())
+    features.update(shape_features(expert, ref.spacing_xyz))
+    for note in kinetics.notes:
+        result.problems.append(
+            _problem(Severity.NOTE, case, None, "kinetics", f"case {case}: {note}")
+        )
     for f in job.files:
         if f.role not in sha:  # a mask left out before it was read (e.g. its geometry)
             sha[f.role] = hash_file(f.path)
@@ -594,7 +569,7 @@ def _build(
     }
     _check_json(block)
     attrs: dict[str, Any] = {
-        "ome": {"version": "0.5", "multiscales": [_multiscale(case, ref)]},
+        "ome": {"version": "0.5", "multiscales": [multiscale_block(case, ref)]},
         "mamamia": block,
     }
     _write_group(tmp, attrs)

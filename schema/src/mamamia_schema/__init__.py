@@ -42,6 +42,7 @@ from mamamia_schema._enums import (
     View,
     VolumeKind,
 )
+from mamamia_schema._feature_docs import FEATURE_COLUMNS, FEATURE_DOCS, feature_arrow_schema
 from mamamia_schema._problems import Problem, Severity
 from mamamia_schema._records import (
     CITATIONS,
@@ -71,6 +72,8 @@ __all__ = [
     "CLINICAL_COLUMNS",
     "COLUMN_DOCS",
     "DERIVED_COLUMNS",
+    "FEATURE_COLUMNS",
+    "FEATURE_DOCS",
     "FORMAT_VERSION",
     "LICENCE",
     "PATIENT_ID_PATTERN",
@@ -108,6 +111,7 @@ __all__ = [
     "clinical_arrow_schema",
     "clinical_columns",
     "ethnicity_group",
+    "feature_arrow_schema",
     "model_arrow_schema",
     "normalise_column_name",
     "parse_number_list",

@@ -295,5 +295,7 @@ def schema_docs(schema: pa.Schema) -> dict[str, ColumnDoc]:
             derived=meta.get(_DERIVED) == b"true",
             releases=[int(release)] if release else [1, 2],
             legend_field=meta[_EXTRA].decode() if _EXTRA in meta else None,
+            minimum=float(meta[b"minimum"]) if b"minimum" in meta else None,
+            maximum=float(meta[b"maximum"]) if b"maximum" in meta else None,
         )
     return docs

@@ -23,7 +23,7 @@ class ColumnDoc(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    type: str  # boolean | integer | float | string | enum | list[float] | date
+    type: str  # boolean | integer | float | string | enum | list[float] | list[integer] | date
     unit: str | None = None
     description: str
     values: list[str] | None = None  # closed value set (enums, 0/1 flags), None if open
@@ -31,6 +31,8 @@ class ColumnDoc(BaseModel):
     releases: list[int] = [1, 2]
     legend_field: str | None = None  # the legend sheet's name for it, where it differs
     correction: str | None = None  # what differs from the legend sheet
+    minimum: float | None = None  # the smallest possible value, if bounded
+    maximum: float | None = None  # the largest possible value, if bounded
 
 
 def _strip_optional(annotation: Any) -> Any:

@@ -72,6 +72,7 @@ class CaseSpec:
     num_phases: int
     times_s: tuple[float, ...]
     fat_suppressed: bool
+    bilateral: bool = True  # both breasts imaged (False: the row says bilateral_mri = 0)
 
     @property
     def extent_xyz(self) -> tuple[float, float, float]:
@@ -200,4 +201,5 @@ def spec_from_record(record: ClinicalRecord, scale: float) -> CaseSpec:
         num_phases=num_phases,
         times_s=phase_times(times, num_phases),
         fat_suppressed=bool(fat) if fat is not None else True,
+        bilateral=record.bilateral_mri is not False,
     )

@@ -52,6 +52,8 @@ class ColumnInfo(BaseModel):
     description: str | None = None
     values: list[str] | None = Field(default=None, description="The closed value set, if any.")
     derived: bool | None = Field(default=None, description="Computed by mamamia.")
+    minimum: float | None = Field(default=None, description="The smallest possible value.")
+    maximum: float | None = Field(default=None, description="The largest possible value.")
 
 
 class TableSchema(BaseModel):
@@ -108,6 +110,13 @@ def _meta(field_: pa.Field, key: str) -> str | None:
     return None if raw is None else raw.decode("utf-8", "replace")
 
 
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
 def _column(field_: pa.Field, docs: Mapping[str, Any]) -> ColumnInfo:
     doc = docs.get(field_.name)
     values_text = _meta(field_, "values")
@@ -128,6 +137,8 @@ def _column(field_: pa.Field, docs: Mapping[str, Any]) -> ColumnInfo:
         description=_meta(field_, "description"),
         values=values,
         derived=None if derived_text is None else derived_text == "true",
+        minimum=_number(_meta(field_, "minimum")),
+        maximum=_number(_meta(field_, "maximum")),
     )
     if doc is not None:  # the schema package's docs fill what the file's metadata lacks
         info.logical_type = info.logical_type or doc.type

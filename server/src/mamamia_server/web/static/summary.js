@@ -30,6 +30,17 @@ const TABLE1 = [
   ["bilateral_mri", "Bilateral MRI"],
 ];
 
+// Tumour kinetics and shape in Table 1, as median [IQR] (docs/features.md): [column, title, digits].
+const FEATURE_ROWS = [
+  ["ftv_cm3", "FTV (cm³)", 2],
+  ["pe_peak", "Peak PE (%)", 0],
+  ["ser_mean", "Mean SER", 2],
+  ["washout_fraction", "Washout fraction", 2],
+  ["shape_volume_cm3", "Tumour volume (cm³)", 2],
+  ["shape_feret_mm", "Maximum diameter (mm)", 1],
+  ["shape_sphericity", "Sphericity", 2],
+];
+
 function label(column, value) {
   if (value === null || value === undefined) return "missing";
   if (typeof value === "boolean") return value ? "yes" : "no";
@@ -198,6 +209,24 @@ export class Summary {
     return { stats: row, bins: binned.rows.map(([bin, n]) => ({ bin, n })) };
   }
 
+  // median, quartiles and count of each feature column the cohort has; null when it has none.
+  async features(cohort, available) {
+    const columns = FEATURE_ROWS.filter(([c]) => available.includes(c));
+    if (!columns.length) return null;
+    const from = cohort.sql === undefined ? `cases WHERE (\n${cohort.where || "TRUE"}\n)` : `(${cohort.sql.replace(/;\s*$/, "")}) AS cohort`;
+    const parts = columns.flatMap(([c], i) => [
+      `count("${c}") AS n${i}`,
+      `median("${c}") AS m${i}`,
+      `quantile_cont("${c}", 0.25) AS a${i}`,
+      `quantile_cont("${c}", 0.75) AS b${i}`,
+    ]);
+    const result = await postJSON("v1/query", { sql: `SELECT count(*) AS n, ${parts.join(", ")} FROM ${from}`, limit: 1 });
+    const row = Object.fromEntries(result.columns.map((c, i) => [c.name, result.rows[0][i]]));
+    return columns.map(([column, title, digits], i) => ({
+      column, title, digits, total: row.n, n: row[`n${i}`], median: row[`m${i}`], q1: row[`a${i}`], q3: row[`b${i}`],
+    }));
+  }
+
   async refresh(cohort, { force = false } = {}) {
     const key = JSON.stringify([cohort.where, cohort.sql]);
     if (!force && key === this.key) return;
@@ -216,12 +245,13 @@ export class Summary {
         available = probe.columns.map((c) => c.name);
       }
       const wanted = [...new Set([...CHARTS.map(([, c]) => c), ...TABLE1.map(([c]) => c)])].filter((c) => available.includes(c));
-      const [counts, ages] = await Promise.all([
+      const [counts, ages, features] = await Promise.all([
         this.counts(cohort, wanted),
         available.includes("age") ? this.ages(cohort) : Promise.resolve(null),
+        this.features(cohort, available),
       ]);
       if (generation !== this.generation) return;
-      this.render(cohort, counts, ages);
+      this.render(cohort, counts, ages, features);
     } catch (error) {
       if (generation !== this.generation) return;
       this.key = null;
@@ -232,7 +262,7 @@ export class Summary {
     }
   }
 
-  render(cohort, counts, ages) {
+  render(cohort, counts, ages, features) {
     const total = counts.total;
     $("summary-scope").textContent = `${total} ${total === 1 ? "case" : "cases"}: ${cohort.label}`;
     for (const [id, column] of CHARTS) {
@@ -248,10 +278,10 @@ export class Summary {
     const ageBody = $("chart-age").querySelector(".chart-body");
     if (ages) histogram(ageBody, ages.bins, "Age at diagnosis");
     else clear(ageBody).append(el("p", { class: "empty", text: "No age column in this cohort." }));
-    this.renderTable1(counts, ages);
+    this.renderTable1(counts, ages, features);
   }
 
-  renderTable1(counts, ages) {
+  renderTable1(counts, ages, features) {
     const table = $("table1");
     const total = counts.total;
     clear(table.tHead).append(
@@ -269,6 +299,16 @@ export class Summary {
       );
       if (s.n - s.n_age > 0) {
         body.append(el("tr", { class: "level" }, el("td", { text: "missing" }), el("td", { text: `${s.n - s.n_age} (${percent(s.n - s.n_age, s.n)})` })));
+      }
+    }
+    for (const f of features || []) {
+      body.append(
+        el("tr", { class: "group", dataset: { column: f.column } },
+          el("td", { text: `${f.title}, median [IQR]` }),
+          el("td", { text: `${num(f.median, f.digits)} [${num(f.q1, f.digits)}–${num(f.q3, f.digits)}]` })),
+      );
+      if (f.total - f.n > 0) {
+        body.append(el("tr", { class: "level" }, el("td", { text: "missing" }), el("td", { text: `${f.total - f.n} (${percent(f.total - f.n, f.total)})` })));
       }
     }
     for (const [column, title] of TABLE1) {

@@ -12,6 +12,7 @@
 // own mask outline in the PNG.
 
 import { ApiProblem, getBlob, getJSON } from "./api.js";
+import { renderKinetics } from "./kinetics.js";
 import { clear, el, formatValue, showInline, svg } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
@@ -627,6 +628,7 @@ export class Viewer {
     $("goto-tumour").disabled = !this.bbox;
     this.renderPhases(images);
     this.renderFields(fields.fields, first);
+    renderKinetics(fields.fields);
     const orientation = first.orientation ? ` · ${first.orientation}` : "";
     $("case-title").textContent = `${this.caseId} · ${shape.join("×")} (z×y×x)${orientation}`;
     $("case-title").dataset.case = this.caseId;
