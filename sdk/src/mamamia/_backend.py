@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from mamamia._volume import ArrayLike
 
-__all__ = ["Backend", "SupportsPrefetch", "SupportsReopen"]
+__all__ = ["Backend", "SupportsPrefetch", "SupportsRegister", "SupportsReopen"]
 
 
 class Backend(Protocol):
@@ -55,3 +55,10 @@ class SupportsReopen(Protocol):
     """A backend that can be opened again in another process (DataLoader workers)."""
 
     def reopener(self) -> Callable[[], Backend]: ...
+
+
+@runtime_checkable
+class SupportsRegister(Protocol):
+    """A backend that runs queries on this machine, so they can join the user's own tables."""
+
+    def register(self, name: str, data: object) -> None: ...

@@ -11,12 +11,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from mamamia._backend import Backend, SupportsPrefetch, SupportsReopen
+from mamamia._backend import Backend, SupportsPrefetch, SupportsRegister, SupportsReopen
 from mamamia._case import Case
 from mamamia._cohort import Cohort, cohort_sql
 from mamamia._crops import CropOptions, CropStream, crop_stream
 from mamamia._errors import InvalidRequest, NotFoundError
 from mamamia._volume import ArrayLike
+from mamamia.sqlguard import strip_statement
 from mamamia_schema import PATIENT_ID_PATTERN
 
 __all__ = ["Catalog", "Citation", "CitationNotice"]
@@ -96,6 +97,20 @@ class Catalog:
         """Run a SELECT (DuckDB dialect, ``$name`` parameters) over the catalog's tables."""
         return self._backend.sql(query, params)
 
+    def register(self, name: str, data: object, /) -> None:
+        """Make ``data`` a table ``name`` that ``sql`` and ``cohort`` can join with ``cases``.
+
+        ``data``: a pandas or polars DataFrame, an Arrow table, or a ``.csv``/``.parquet``
+        path (read here, not by the SQL, so the guard stays on). Registering a name again
+        replaces the table. Local catalogs only: a server's queries cannot see the user's data.
+        """
+        if not isinstance(self._backend, SupportsRegister):
+            raise InvalidRequest(
+                f"register({name!r}): {self._backend.location} is a server; join your own data "
+                "locally (mamamia.open on a catalog folder or its cache), or in pandas"
+            )
+        self._backend.register(name, data)
+
     def cohort(
         self, where: str | None = None, /, *, sql: str | None = None, **params: Any
     ) -> Cohort:
@@ -117,7 +132,10 @@ class Catalog:
     ) -> Cohort:
         """The cohort of a SELECT over ``cases`` (what ``cohort``, ``Cohort.where`` and
         ``load_cohort`` run); ``where_clauses`` and ``source_sql`` are kept for ``save``."""
-        table = self._backend.sql(f"SELECT * FROM ({query}) AS c ORDER BY patient_id", params)
+        # The query on its own lines: a trailing -- comment cannot swallow the ")".
+        table = self._backend.sql(
+            f"SELECT * FROM (\n{strip_statement(query)}\n) AS c ORDER BY patient_id", params
+        )
         return Cohort(
             catalog=self,
             query=query,

@@ -16,15 +16,20 @@ from mamamia._remote import RemoteBackend
 __all__ = ["connect", "open", "open_store"]
 
 
-def open(path: str | Path, *, cache_dir: str | Path | None = None) -> Catalog:
+def open(path: str | Path, *, cache_dir: str | Path | None = None, guard: bool = True) -> Catalog:
     """Open a local catalog folder (what ``mamamia ingest`` writes) or ``s3://bucket/prefix``.
+
+    Queries pass the server's SQL guard (one SELECT over the catalog's tables and registered
+    ones, allowed functions only), so local and remote answers and refusals agree.
+    ``guard=False`` is for a user who trusts the SQL they run: any single SELECT (reading
+    files with ``read_csv`` and the like), still never a statement that changes the catalog.
 
     For an object store, ``cache_dir`` (default ``$MAMAMIA_CACHE_DIR/s3_<bucket>_<prefix>``)
     holds the mirrored tables and the chunks read; see docs/scaling.md.
     """
     if is_store_url(path):
         return open_store(str(path), cache_dir=cache_dir)
-    return Catalog(LocalBackend(path))
+    return Catalog(LocalBackend(path, guard=guard))
 
 
 def open_store(

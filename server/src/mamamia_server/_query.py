@@ -9,10 +9,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from mamamia.sqlguard import check_query, same_tree, where_to_sql
 from mamamia_server._catalog_state import CatalogState
 from mamamia_server._errors import QueryError
 from mamamia_server._problems import ApiError
-from mamamia_server._sql_guard import check_query, same_tree, where_to_sql
 
 __all__ = ["Page", "QuerySpec", "facet_counts", "run_page", "spec_sql"]
 
