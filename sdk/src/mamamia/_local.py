@@ -18,6 +18,7 @@ import zarr
 from mamamia._chunks import open_chunk_array
 from mamamia._errors import (
     CatalogFormatError,
+    CatalogNotFound,
     ChunkMissingError,
     InvalidRequest,
     NotFoundError,
@@ -43,6 +44,11 @@ class LocalBackend:
         #: whether queries pass the server's guard (``guard=False``: any one SELECT, trusted)
         self.guard = guard
         self.limits = limits or QueryLimits()
+        if not (self.root / "catalog.json").is_file() and _is_raw_folder(self.root):
+            raise CatalogNotFound(
+                f"{self.root} is a raw folder; ingest it with: mamamia ingest {self.root} "
+                f"{self.root.parent / 'catalog'}"
+            )
         self._manifest = read_manifest(self.root)
         self._tables: dict[str, Path] = {}
         for name, ref in self._manifest["tables"].items():
@@ -151,6 +157,14 @@ class LocalBackend:
 
     def close(self) -> None:
         self._connection.close()
+
+
+def _is_raw_folder(root: Path) -> bool:
+    """Whether ``root`` holds a raw MAMA-MIA release (what ``mamamia ingest`` reads)."""
+    if not root.is_dir():
+        return False
+    names = {p.name.lower() for p in root.iterdir()}
+    return "clinical_and_imaging_info.xlsx" in names or {"images", "segmentations"} <= names
 
 
 def to_arrow(data: object, name: str) -> pa.Table:

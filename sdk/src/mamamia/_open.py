@@ -6,6 +6,7 @@ from here to the Catalog and each backend.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from mamamia._catalog import Catalog
@@ -13,11 +14,32 @@ from mamamia._local import LocalBackend
 from mamamia._objstore import ObjectStoreBackend, is_store_url
 from mamamia._remote import RemoteBackend
 
-__all__ = ["connect", "open", "open_store"]
+__all__ = ["connect", "open", "open_store", "server_url"]
+
+# host:port (a name or an IPv4 address), optionally followed by a path: a server, not a folder.
+_HOST_PORT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*:\d{1,5}(/.*)?$")
+
+
+def server_url(location: str | Path) -> str | None:
+    """The server URL ``location`` names, normalised, or None when it names a folder or store.
+
+    ``http(s)://host:port`` as given; ``host:port`` (no scheme, and no such local folder) gets
+    ``http://``; a trailing ``/v1`` (the API's prefix, which the SDK adds itself) is dropped.
+    """
+    text = str(location).strip()
+    if not text.startswith(("http://", "https://")):
+        if not _HOST_PORT.match(text) or Path(text).exists():
+            return None
+        text = "http://" + text
+    text = text.rstrip("/")
+    return text.removesuffix("/v1").rstrip("/")
 
 
 def open(path: str | Path, *, cache_dir: str | Path | None = None, guard: bool = True) -> Catalog:
     """Open a local catalog folder (what ``mamamia ingest`` writes) or ``s3://bucket/prefix``.
+
+    A server's URL (``http://host:port``, ``host:port``, with or without ``/v1``) is passed to
+    :func:`connect`. A raw MAMA-MIA folder is refused with the ``mamamia ingest`` line to run.
 
     Queries pass the server's SQL guard (one SELECT over the catalog's tables and registered
     ones, allowed functions only), so local and remote answers and refusals agree.
@@ -29,6 +51,9 @@ def open(path: str | Path, *, cache_dir: str | Path | None = None, guard: bool =
     """
     if is_store_url(path):
         return open_store(str(path), cache_dir=cache_dir)
+    url = server_url(path)
+    if url is not None:
+        return connect(url, cache_dir=cache_dir)
     return Catalog(LocalBackend(path, guard=guard))
 
 
@@ -61,7 +86,7 @@ def connect(
     """
     return Catalog(
         RemoteBackend(
-            url,
+            server_url(url) or url,
             token=token,
             cache_dir=cache_dir,
             cache_max_bytes=cache_max_bytes,
