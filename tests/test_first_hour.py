@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pyarrow.csv as pacsv
@@ -14,6 +15,8 @@ import mamamia
 from conftest import LiveServer
 from mamamia import CatalogNotFound
 from mamamia._cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_case_repr_counts_volumes_not_fields(catalog_dir: Path) -> None:
@@ -80,3 +83,33 @@ def test_server_locations_without_scheme_or_with_v1(
         assert len(json.loads(result.output)) == 6
     assert mamamia.open(host_port, cache_dir=tmp_path / "c").remote
     assert mamamia.connect(live_server.url + "/v1", cache_dir=tmp_path / "d").version
+
+
+def _make(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_make_demo_installs_no_development_group() -> None:
+    plan = _make("-n", "-B", "demo", "PORT=8765", "HOST=0.0.0.0").stdout
+    syncs = [line for line in plan.splitlines() if " sync " in line]
+    assert syncs and all("--no-dev" in line for line in syncs), syncs
+    assert "--port 8765" in plan and "--host 0.0.0.0" in plan
+
+
+def test_make_test_stops_at_once_without_the_browser(tmp_path: Path) -> None:
+    absent = tmp_path / "chromium"
+    result = _make("test", f"SYSTEM_TOOLS=/usr/bin/env {absent}")
+    assert result.returncode != 0
+    lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
+    assert lines == [
+        "make test needs: chromium; install with: sudo apt-get install -y chromium podman runc "
+        "debootstrap (or run .ci/run, which does)"
+    ]
+    assert "ruff" not in result.stdout + result.stderr  # nothing else ran
