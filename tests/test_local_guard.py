@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -119,3 +121,27 @@ def test_register_joins_own_data_under_the_guard(catalog_dir: Path, tmp_path: Pa
 def test_register_is_refused_on_a_server(remote: Catalog) -> None:
     with pytest.raises(InvalidRequest, match="server"):
         remote.register("p", pa.table({"a": [1]}))
+
+
+def test_values_outside_a_set_warn_local_and_remote(
+    local: Catalog, remote: Catalog, live_server: LiveServer
+) -> None:
+    for catalog in (local, remote):
+        with pytest.warns(mamamia.ValueSetWarning, match="did you mean 'DUKE'") as caught:
+            assert len(catalog.cohort("dataset = 'Duke'")) == 0
+        assert caught[0].filename == __file__  # points at the caller, not the SDK
+        with pytest.warns(mamamia.ValueSetWarning, match="tumor_subtype_group = 'TNBC'"):
+            catalog.sql("SELECT * FROM cases WHERE tumor_subtype_group IN ('TNBC', 'luminal')")
+        with pytest.warns(mamamia.ValueSetWarning, match="did you mean 'ISPY1'"):
+            catalog.cohort("dataset = $d", d="ispy1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(local.cohort("dataset = 'DUKE' AND tumor_subtype_group <> 'luminal'")) >= 0
+    answer = httpx.post(live_server.url + "/v1/query", json={"where": "dataset = 'Duke'"}).json()
+    assert answer["total"] == 0
+    assert answer["warnings"] == [
+        "dataset = 'Duke' matches no row: dataset is one of 'DUKE', 'ISPY1', 'ISPY2', 'NACT'; "
+        "did you mean 'DUKE'?"
+    ]
+    clean = httpx.post(live_server.url + "/v1/query", json={"where": "dataset = 'DUKE'"}).json()
+    assert clean["warnings"] == [] and clean["total"] >= 1

@@ -46,6 +46,7 @@ from mamamia._tables import (
 )
 from mamamia._volume import Geometry, Volume, box_range
 from mamamia.raw import RawFiles, find_raw_file, locate_raw_files
+from mamamia.sqlguard import ValueSetWarning
 
 __all__ = [
     "ATOMIC_TEMP_PREFIX",
@@ -87,6 +88,7 @@ __all__ = [
     "TableReadError",
     "TransportError",
     "UnknownTable",
+    "ValueSetWarning",
     "Volume",
     "atomic_write",
     "box_range",

@@ -22,12 +22,14 @@ from ._guard import (
 )
 from ._limits import QueryLimits
 from ._messages import explain, translate
+from ._valuesets import ValueSetWarning, value_sets, value_warnings
 
 __all__ = [
     "ALLOWED_FUNCTIONS",
     "CheckedQuery",
     "ParamValue",
     "QueryLimits",
+    "ValueSetWarning",
     "check_params",
     "check_query",
     "check_select",
@@ -35,5 +37,7 @@ __all__ = [
     "same_tree",
     "strip_statement",
     "translate",
+    "value_sets",
+    "value_warnings",
     "where_to_sql",
 ]
