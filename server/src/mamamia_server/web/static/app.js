@@ -225,6 +225,11 @@ async function loadPage() {
     if (result.next_cursor) cohort.cursors[cohort.page + 1] = result.next_cursor;
     renderResults();
   } catch (error) {
+    // No rows, pager or clickable cases of the previous query stay under this one's error.
+    Object.assign(cohort, { columns: [], rows: [], total: 0, offset: 0, nextCursor: null });
+    renderResults();
+    $("download-csv").disabled = true;
+    $("download-parquet").disabled = true;
     $("row-count").textContent = "The query failed.";
     showInline($("query-problem"), error);
     if (error instanceof ApiProblem && error.status === 401) showProblem(error);
@@ -314,6 +319,16 @@ function initResults() {
 // ---------- downloads ----------
 const CSV_PAGE = 10000;
 
+// A short hash of the query (FNV-1a, 32 bits): each cohort's downloads get their own name.
+function specHash(spec) {
+  let h = 0x811c9dc5;
+  for (const ch of JSON.stringify(spec ?? {})) {
+    h ^= ch.codePointAt(0);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, "0");
+}
+
 async function download(format) {
   if (!cohort.spec) return;
   const button = $(format === "csv" ? "download-csv" : "download-parquet");
@@ -344,7 +359,7 @@ async function download(format) {
       const response = await request("v1/query", { method: "POST", json: body, query, accept: "application/vnd.apache.parquet" });
       blob = await response.blob();
     }
-    saveBlob(blob, `mamamia-cohort-${cohort.version || "catalog"}.${format}`);
+    saveBlob(blob, `mamamia-cohort-${cohort.version || "catalog"}-${specHash(cohort.spec)}.${format}`);
   } catch (error) {
     showInline($("query-problem"), error);
   } finally {

@@ -278,7 +278,8 @@ class View {
     const n = g.shape[lay.normalAxis];
     this.slider.max = String(n - 1);
     this.slider.value = String(k);
-    this.label.textContent = `slice ${k + 1} / ${n}`;
+    // 0-based, as the readout, the API's index= and the arrays: slices 0 to n - 1.
+    this.label.textContent = `slice ${k} of 0–${n - 1}`;
     this.stage.dataset.index = String(k);
   }
 
@@ -599,10 +600,14 @@ export class Viewer {
     } catch (error) {
       if (seq !== this.openSeq) return;
       $("case-title").textContent = caseId;
+      // Never leave the previous case's pictures and fields under this case's error.
+      $("case-content").hidden = true;
+      clear($("fields"));
       showInline($("case-problem"), error);
       return;
     }
     if (seq !== this.openSeq) return;
+    $("case-content").hidden = false;
     this.caseId = fields.patient_id;
     this.version = fields.catalog_version;
     $("case-id").value = fields.patient_id;
