@@ -64,3 +64,28 @@ def test_downloads_are_named_per_cohort(page: Page, web_url: str) -> None:
         names.append(download.value.suggested_filename)
     assert all(re.fullmatch(r"mamamia-cohort-\w+-[0-9a-f]{8}\.csv", n) for n in names), names
     assert names[0] != names[1]
+
+
+def test_summary_only_for_one_row_per_case(page: Page, web_url: str) -> None:
+    page.goto(web_url + "/")
+    _wait_rows(page)
+    _run_query(page, "SELECT dataset, count(*) AS n FROM cases GROUP BY dataset", sql=True)
+    page.click("#tab-summary")
+    page.wait_for_function(
+        "() => document.querySelector('#summary-scope').textContent.startsWith('Not summarised')"
+    )
+    assert "no patient_id column" in page.inner_text("#summary-scope")
+    assert page.locator("#table1 tbody tr").count() == 0
+    page.click("#tab-cohort")
+    _run_query(page, "SELECT c.patient_id FROM cases c JOIN volumes v USING (patient_id)", sql=True)
+    page.click("#tab-summary")
+    page.wait_for_function(
+        "() => /rows for \\d+ cases/.test(document.querySelector('#summary-scope').textContent)"
+    )
+    page.click("#tab-cohort")
+    _run_query(page, "SELECT * FROM cases WHERE age > 0", sql=True)
+    page.click("#tab-summary")
+    page.wait_for_function(
+        "() => / cases?: the SQL result$/.test(document.querySelector('#summary-scope').textContent)"
+    )
+    assert page.locator("#table1 tbody tr").count() > 0
