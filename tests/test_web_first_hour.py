@@ -89,3 +89,26 @@ def test_summary_only_for_one_row_per_case(page: Page, web_url: str) -> None:
         "() => / cases?: the SQL result$/.test(document.querySelector('#summary-scope').textContent)"
     )
     assert page.locator("#table1 tbody tr").count() > 0
+
+
+def test_key_columns_first_and_value_set_notice(page: Page, web_url: str) -> None:
+    page.goto(web_url + "/")
+    _wait_rows(page)
+    _run_query(page, "dataset = 'DUKE'")
+    heads = [h.split("\n")[0] for h in page.locator("#results thead th").all_inner_texts()]
+    assert heads[:6] == ["patient_id", "dataset", "age", "pcr", "tumor_subtype_group", "split"]
+    assert page.locator("#query-warnings").is_hidden()
+    _run_query(page, "dataset = 'Duke'")
+    assert page.inner_text("#row-count") == "0 rows"
+    notice = page.inner_text("#query-warnings")
+    assert "dataset = 'Duke' matches no row" in notice and "did you mean 'DUKE'?" in notice
+
+
+def test_geometry_in_one_axis_order(page: Page, web_url: str) -> None:
+    page.goto(web_url + "/#case=DUKE_001")
+    page.wait_for_function(
+        "() => document.querySelector('#case-title').dataset.case === 'DUKE_001'"
+    )
+    terms = page.locator("#fields dt").all_inner_texts()
+    assert "shape (z, y, x)" in terms and "spacing (z, y, x) mm" in terms
+    assert not any("xyz" in t for t in terms[: terms.index("spacing (z, y, x) mm") + 1])

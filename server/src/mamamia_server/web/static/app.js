@@ -216,6 +216,7 @@ async function loadPage() {
     const limit = Number($("page-size").value);
     const body = cursor ? { cursor } : { ...cohort.spec, limit };
     const result = await postJSON("v1/query", body);
+    showWarnings(result.warnings || []);
     cohort.version = result.catalog_version;
     cohort.columns = result.columns;
     cohort.rows = result.rows;
@@ -225,6 +226,7 @@ async function loadPage() {
     if (result.next_cursor) cohort.cursors[cohort.page + 1] = result.next_cursor;
     renderResults();
   } catch (error) {
+    showWarnings([]);
     // No rows, pager or clickable cases of the previous query stay under this one's error.
     Object.assign(cohort, { columns: [], rows: [], total: 0, offset: 0, nextCursor: null });
     renderResults();
@@ -238,6 +240,21 @@ async function loadPage() {
   }
 }
 
+// The server's value-set warnings ("dataset = 'Duke' matches no row: ... did you mean 'DUKE'?").
+function showWarnings(texts) {
+  const list = clear($("query-warnings"));
+  for (const text of texts) list.append(el("li", { text }));
+  list.hidden = !texts.length;
+}
+
+// Key columns first (age and pCR on screen, not 40 columns to the right), the rest as returned.
+const KEY_COLUMNS = ["patient_id", "dataset", "age", "pcr", "tumor_subtype_group", "split"];
+function displayOrder(columns) {
+  const names = columns.map((c) => c.name);
+  const keys = KEY_COLUMNS.map((k) => names.indexOf(k)).filter((i) => i >= 0);
+  return [...keys, ...names.map((_, i) => i).filter((i) => !keys.includes(i))];
+}
+
 function idColumn() {
   return cohort.columns.findIndex((c) => c.name === "patient_id");
 }
@@ -247,17 +264,20 @@ function renderResults() {
   const thead = clear(table.tHead);
   const tbody = clear(table.tBodies[0]);
   const head = el("tr");
-  for (const column of cohort.columns) {
+  const order = displayOrder(cohort.columns);
+  for (const i of order) {
+    const column = cohort.columns[i];
     head.append(el("th", { scope: "col" }, column.name, el("span", { class: "th-type", text: column.type })));
   }
   thead.append(head);
   const id = idColumn();
   for (const row of cohort.rows) {
     const tr = el("tr");
-    row.forEach((value, i) => {
+    for (const i of order) {
+      const value = row[i];
       const numeric = typeof value === "number";
       tr.append(el("td", { class: value === null ? "null" : numeric ? "num" : "", text: formatValue(value) }));
-    });
+    }
     if (id >= 0 && row[id]) {
       tr.tabIndex = 0;
       tr.dataset.case = String(row[id]);

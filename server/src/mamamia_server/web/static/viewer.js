@@ -670,8 +670,9 @@ export class Viewer {
     list.append(el("div", { class: "group", text: "Key fields" }));
     for (const name of KEY_FIELDS) if (name in fields) add(name, fields[name]);
     list.append(el("div", { class: "group", text: "Image geometry" }));
+    // One axis order on screen: array order (z, y, x), as the slices and the readout's voxel.
     add("shape (z, y, x)", image.shape);
-    add("spacing_xyz (mm)", image.spacing_xyz);
+    add("spacing (z, y, x) mm", [...image.spacing_xyz].reverse());
     add("orientation", image.orientation);
     list.append(el("div", { class: "group", text: "All other fields" }));
     for (const [name, value] of Object.entries(fields)) if (!KEY_FIELDS.includes(name)) add(name, value);
