@@ -5,7 +5,9 @@ DEMO_DIR ?= demo
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv test lint typecheck pytest demo bench clean torch interop
+.PHONY: venv runtime test lint typecheck pytest demo bench clean torch interop system-check
+# What the suite drives besides Python (the web page in Chromium, the image with podman).
+SYSTEM_TOOLS := /usr/bin/chromium /usr/bin/podman /usr/sbin/runc /usr/sbin/debootstrap
 
 $(UV):
 	python3 -m pip install --quiet --target .tools/lib uv
@@ -16,6 +18,18 @@ $(UV):
 	touch $@
 
 venv: .venv/.synced
+
+# The demo needs the four packages only, not the development group (pytest, playwright, ...).
+.venv/.runtime: $(UV) uv.lock pyproject.toml schema/pyproject.toml sdk/pyproject.toml ingest/pyproject.toml server/pyproject.toml
+	$(UV) sync --locked --inexact --no-dev
+	touch $@
+
+runtime: .venv/.runtime
+
+# Stops at once, in one line, rather than with one setup error per browser or container test.
+system-check:
+	@missing=""; for t in $(SYSTEM_TOOLS); do [ -x "$$t" ] || missing="$$missing $$(basename $$t)"; done; \
+	[ -z "$$missing" ] || { echo "make test needs:$$missing; install with: sudo apt-get install -y chromium podman runc debootstrap (or run .ci/run, which does)"; exit 1; }
 
 # torch is not in the lock's default install (uv would fetch a multi-GB CUDA build); pip takes the
 # local CPU wheel instead. Only the tests and benchmarks that need torch use it.
@@ -35,13 +49,13 @@ INTEROP_PINS := torch==2.13.0 torchvision==0.28.0 nnunetv2==2.8.1 monai==1.6.1 t
 interop: torch
 	@$(PY) -c "import nnunetv2, monai, torchio" 2>/dev/null || $(PY) -m pip install --quiet $(INTEROP_PINS)
 
-pytest: venv torch interop
+pytest: system-check venv torch interop
 	# Bytecode caching matters here: the suite starts many Python subprocesses.
 	env -u PYTHONDONTWRITEBYTECODE .venv/bin/pytest -q $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: system-check lint typecheck pytest
 
-demo: venv
+demo: runtime
 	.venv/bin/mamamia phantom $(DEMO_DIR)/raw --cases 8 --scale 0.25
 	.venv/bin/mamamia ingest $(DEMO_DIR)/raw $(DEMO_DIR)/catalog
 	.venv/bin/mamamia serve $(DEMO_DIR)/catalog --host $(HOST) --port $(PORT)

@@ -16,9 +16,9 @@ import pytest
 
 from _sql_test_data import DATASETS, N_CASES, cases_table, volumes_table, write_tables
 from mamamia import QueryFailed, QueryRejected, QueryTooLarge, UnknownTable
-from mamamia_server._limits import QueryLimits
+from mamamia.sqlguard import ALLOWED_FUNCTIONS, check_params, check_query, where_to_sql
+from mamamia.sqlguard import QueryLimits
 from mamamia_server._query_engine import Column, QueryEngine, strip_statement
-from mamamia_server._sql_guard import ALLOWED_FUNCTIONS, check_params, check_query, where_to_sql
 
 MAX_ROWS = 50
 

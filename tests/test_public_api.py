@@ -39,6 +39,12 @@ PUBLIC: dict[str, set[str]] = {
         "read_quality_scores", "read_splits", "sync",
         "ATOMIC_TEMP_PREFIX", "atomic_write", "write_atomic", "CropOptions",
         "ExportReport", "NnunetOptions", "nnunet_folds", "torchio_sampler",
+        "BoxOutOfRange", "InvalidIndex", "box_range", "ValueSetWarning",
+    },
+    "mamamia.sqlguard": {
+        "ALLOWED_FUNCTIONS", "CheckedQuery", "ParamValue", "QueryLimits", "check_params",
+        "check_query", "check_select", "explain", "same_tree", "strip_statement", "translate",
+        "where_to_sql", "ValueSetWarning", "value_sets", "value_warnings",
     },
     "mamamia_ingest": {
         "IngestError", "IngestReport", "PhantomCase", "PhantomError", "PhantomReport",

@@ -3,7 +3,6 @@ duplicates, unknown files and invalid ids that `discover` applies."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -198,10 +197,3 @@ def test_locate_raw_files_is_discover_without_volumes(tmp_path: Path) -> None:
         ("missing_file", "train_test_splits.csv"),
         ("missing_file", "preliminary_automatic_segmentations_quality_scores.csv"),
     ]
-
-
-def test_the_dataset_doc_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    text = (Path(__file__).resolve().parents[1] / "docs" / "dataset.md").read_text("utf-8")
-    [block] = re.findall(r"```python\n(.*?)```", text, re.S)
-    exec(compile(block, "docs/dataset.md", "exec"), {})
-    assert capsys.readouterr().out.splitlines() == ["DUKE_001.json", "['duplicate_file']"]

@@ -15,7 +15,7 @@ import pytest
 
 from _sql_test_data import N_CASES, write_tables
 from mamamia import QueryRejected, QueryTimeout, QueryTooLarge
-from mamamia_server._limits import QueryLimits
+from mamamia.sqlguard import QueryLimits
 from mamamia_server._query_engine import QueryEngine, memory_bytes
 
 TIME_LIMIT_MS = 1_500

@@ -21,9 +21,9 @@ import pytest
 
 from _sql_test_data import N_CASES, cases_table, volumes_table, write_tables
 from mamamia import QueryError, QueryRejected, QueryTimeout, QueryTooLarge
-from mamamia_server._limits import QueryLimits
+from mamamia.sqlguard import where_to_sql
+from mamamia.sqlguard import QueryLimits
 from mamamia_server._query_engine import QueryEngine
-from mamamia_server._sql_guard import where_to_sql
 
 # A DataFrame in this module's globals: with Python replacement scans on, DuckDB would read it
 # for ``FROM secret_df``. The engine turns them off; the tests below prove it.

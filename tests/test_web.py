@@ -472,9 +472,11 @@ def test_case_viewer(page: Page, web_url: str, api: httpx.Client, artifacts: Pat
     _wait_loaded(page, "axial", n)
     assert not np.array_equal(phase1, _picture(page, "axial"))
 
-    # Expert overlay on: the outline appears, in the server's colour, inside the drawn box.
+    # Both overlays are on from the start; the expert outline alone, in the server's colour,
+    # lies inside the drawn box.
+    assert page.is_checked("#ov-expert") and page.is_checked("#ov-automatic")
     counts = {plane: _loaded(page, plane) for plane in PLANES}
-    page.check("#ov-expert")
+    page.uncheck("#ov-automatic")
     for plane in PLANES:
         _wait_loaded(page, plane, counts[plane])
     _check_box_against_outline(page, image, case_id)
@@ -636,6 +638,7 @@ def test_box_matches_the_mask_outline_in_every_case(
     orientations = set()
     page.goto(web_url + "/#case")
     page.check("#ov-expert")
+    page.uncheck("#ov-automatic")
     for (case_id,) in cases:
         image = next(
             v

@@ -13,12 +13,14 @@ from mamamia._crops import CropOptions, CropStream, GridStitcher
 from mamamia._errors import (
     PROBLEM_TYPE_BASE,
     AuthenticationError,
+    BoxOutOfRange,
     CatalogError,
     CatalogFormatError,
     CatalogNotFound,
     CatalogVersionMismatch,
     ChunkCorruptError,
     ChunkMissingError,
+    InvalidIndex,
     InvalidRequest,
     MamamiaError,
     NotFoundError,
@@ -43,13 +45,15 @@ from mamamia._tables import (
     read_quality_scores,
     read_splits,
 )
-from mamamia._volume import Geometry, Volume
+from mamamia._volume import Geometry, Volume, box_range
 from mamamia.raw import RawFiles, find_raw_file, locate_raw_files
+from mamamia.sqlguard import ValueSetWarning
 
 __all__ = [
     "ATOMIC_TEMP_PREFIX",
     "PROBLEM_TYPE_BASE",
     "AuthenticationError",
+    "BoxOutOfRange",
     "Case",
     "Catalog",
     "CatalogError",
@@ -69,6 +73,7 @@ __all__ = [
     "FileResult",
     "Geometry",
     "GridStitcher",
+    "InvalidIndex",
     "InvalidRequest",
     "MamamiaError",
     "NnunetOptions",
@@ -86,8 +91,10 @@ __all__ = [
     "TableReadError",
     "TransportError",
     "UnknownTable",
+    "ValueSetWarning",
     "Volume",
     "atomic_write",
+    "box_range",
     "connect",
     "find_raw_file",
     "load_cohort",

@@ -15,7 +15,7 @@ import pyarrow as pa
 from mamamia._volume import ArrayLike
 from mamamia_schema import CatalogManifest
 
-__all__ = ["Backend", "SupportsPrefetch", "SupportsReopen"]
+__all__ = ["Backend", "SupportsPrefetch", "SupportsRegister", "SupportsReopen"]
 
 
 class Backend(Protocol):
@@ -56,3 +56,10 @@ class SupportsReopen(Protocol):
     """A backend that can be opened again in another process (DataLoader workers)."""
 
     def reopener(self) -> Callable[[], Backend]: ...
+
+
+@runtime_checkable
+class SupportsRegister(Protocol):
+    """A backend that runs queries on this machine, so they can join the user's own tables."""
+
+    def register(self, name: str, data: object) -> None: ...

@@ -42,7 +42,17 @@ class Case(Mapping[str, Any]):
         self._opened: dict[str, Volume] = {}  # kind -> Volume: arrays are opened once
 
     def __repr__(self) -> str:
-        return f"<Case {self.patient_id} {self._fields.get('dataset')} volumes={len(self)}>"
+        # Counted from the volumes table: len(case) is the number of fields, not of volumes.
+        kinds: dict[str, int] = {}
+        for kind in self._volumes.column("kind").to_pylist():
+            kinds[str(kind)] = kinds.get(str(kind), 0) + 1
+        held = ", ".join(
+            f"{n} phases" if kind == "image" else f"{kind} mask" for kind, n in kinds.items()
+        )
+        return (
+            f"<Case {self.patient_id} {self._fields.get('dataset')} fields={len(self)} "
+            f"volumes=[{held}]>"
+        )
 
     def __getitem__(self, key: str) -> Any:
         return self._fields[key]

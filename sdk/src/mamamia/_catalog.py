@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -11,12 +13,19 @@ from typing import Any, overload
 
 import pyarrow as pa
 
-from mamamia._backend import Backend, SupportsPrefetch, SupportsReopen
+from mamamia._backend import Backend, SupportsPrefetch, SupportsRegister, SupportsReopen
 from mamamia._case import Case
 from mamamia._cohort import Cohort, cohort_sql
 from mamamia._crops import CropOptions, CropStream, crop_stream
-from mamamia._errors import InvalidRequest, NotFoundError
+from mamamia._errors import InvalidRequest, MamamiaError, NotFoundError
 from mamamia._volume import ArrayLike
+from mamamia.sqlguard import (
+    ValueSetWarning,
+    check_select,
+    strip_statement,
+    value_sets,
+    value_warnings,
+)
 from mamamia_schema import PATIENT_ID_PATTERN, CatalogManifest
 
 __all__ = ["Catalog", "Citation", "CitationNotice"]
@@ -53,6 +62,7 @@ class Catalog:
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
         self._manifest_view: Mapping[str, Any] | None = None
+        self._value_sets: dict[str, tuple[str, ...]] | None = None
 
     def __repr__(self) -> str:
         return f"<Catalog {self.version} at {self._backend.location}>"
@@ -115,8 +125,39 @@ class Catalog:
         return format_citations(notice.licence, notice.citations, format)
 
     def sql(self, query: str, /, **params: Any) -> pa.Table:
-        """Run a SELECT (DuckDB dialect, ``$name`` parameters) over the catalog's tables."""
-        return self._backend.sql(query, params)
+        """Run a SELECT (DuckDB dialect, ``$name`` parameters) over the catalog's tables.
+
+        A comparison of a categorical column with a value outside its set (``dataset =
+        'Duke'``) warns with :class:`mamamia.ValueSetWarning`, naming the nearest values.
+        """
+        table = self._backend.sql(query, params)
+        self._warn_values(query, params)
+        return table
+
+    def _warn_values(self, query: str, params: Mapping[str, Any]) -> None:
+        """Warn for each comparison with a value outside its column's set (it matches nothing)."""
+        if self._value_sets is None:
+            self._value_sets = value_sets(self.schema(t) for t in ("cases", "volumes"))
+        try:
+            node = check_select(query).node
+        except MamamiaError:
+            return  # the query ran, so this cannot happen; never fail a good answer over a hint
+        for text in value_warnings(node, self._value_sets, params):
+            warnings.warn(text, ValueSetWarning, stacklevel=_caller_level())
+
+    def register(self, name: str, data: object, /) -> None:
+        """Make ``data`` a table ``name`` that ``sql`` and ``cohort`` can join with ``cases``.
+
+        ``data``: a pandas or polars DataFrame, an Arrow table, or a ``.csv``/``.parquet``
+        path (read here, not by the SQL, so the guard stays on). Registering a name again
+        replaces the table. Local catalogs only: a server's queries cannot see the user's data.
+        """
+        if not isinstance(self._backend, SupportsRegister):
+            raise InvalidRequest(
+                f"register({name!r}): {self._backend.location} is a server; join your own data "
+                "locally (mamamia.open on a catalog folder or its cache), or in pandas"
+            )
+        self._backend.register(name, data)
 
     def cohort(
         self, where: str | None = None, /, *, sql: str | None = None, **params: Any
@@ -139,7 +180,11 @@ class Catalog:
     ) -> Cohort:
         """The cohort of a SELECT over ``cases`` (what ``cohort``, ``Cohort.where`` and
         ``load_cohort`` run); ``where_clauses`` and ``source_sql`` are kept for ``save``."""
-        table = self._backend.sql(f"SELECT * FROM ({query}) AS c ORDER BY patient_id", params)
+        # The query on its own lines: a trailing -- comment cannot swallow the ")".
+        table = self._backend.sql(
+            f"SELECT * FROM (\n{strip_statement(query)}\n) AS c ORDER BY patient_id", params
+        )
+        self._warn_values(query, params)
         return Cohort(
             catalog=self,
             query=query,
@@ -225,6 +270,16 @@ class Catalog:
             threads=threads, prefetch=prefetch, layout=layout,
         )  # fmt: skip
         return crop_stream(self, cohort, options)
+
+
+def _caller_level() -> int:
+    """The stacklevel of the first frame outside this package: the warning points at user code."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith("mamamia."):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 def _reopen(open_backend: Callable[[], Backend]) -> Catalog:

@@ -29,10 +29,11 @@ def open_location(location: str | None) -> Catalog:
     target = location or os.environ.get(CATALOG_ENV)
     if not target:
         raise click.UsageError(f"no catalog given: pass --catalog PATH|URL or set ${CATALOG_ENV}")
-    if target.startswith(("http://", "https://")):
-        from mamamia._open import connect
+    from mamamia._open import connect, server_url
 
-        catalog: Catalog = connect(target)
+    url = server_url(target)
+    if url is not None:
+        catalog: Catalog = connect(url)
         return catalog
     from mamamia._open import open as open_folder
 
@@ -66,6 +67,17 @@ def _print_table(table: pa.Table) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
+def _csv_ready(table: pa.Table) -> pa.Table:
+    # CSV has no nested values: lists and structs are written as JSON text, as the server does.
+    columns = []
+    for column in table.columns:
+        if pa.types.is_nested(column.type):
+            texts = [None if v is None else json.dumps(_jsonable(v)) for v in column.to_pylist()]
+            column = pa.chunked_array([pa.array(texts, type=pa.string())])
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
 def emit(table: pa.Table, fmt: str, output: str | None) -> None:
     """Write an Arrow table to stdout or ``output`` in a CLI format."""
     if fmt == "parquet":
@@ -75,7 +87,7 @@ def emit(table: pa.Table, fmt: str, output: str | None) -> None:
         return
     if fmt == "csv":
         sink = output or sys.stdout.buffer
-        pacsv.write_csv(table, sink)
+        pacsv.write_csv(_csv_ready(table), sink)
         return
     if fmt == "json":
         text = json.dumps([_jsonable(row) for row in table.to_pylist()], indent=1, default=str)
@@ -100,8 +112,8 @@ def emit(table: pa.Table, fmt: str, output: str | None) -> None:
 )
 @click.option(
     "--columns",
-    help="Comma-separated columns to show for a WHERE query "
-    f"(default: {','.join(_DEFAULT_COLUMNS)}; '*' for all).",
+    help="Comma-separated columns of a WHERE query's answer (default: all for csv, json and "
+    f"parquet; {','.join(_DEFAULT_COLUMNS)} for the table on screen; '*' for all).",
 )
 @click.option("--param", "params", multiple=True, help="NAME=VALUE for $NAME (JSON values).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to a file.")
@@ -136,7 +148,9 @@ def query_command(
             else:
                 cohort = catalog.cohort(where, **values)
                 table = cohort.to_arrow()
-                wanted = [c.strip() for c in (columns or ",".join(_DEFAULT_COLUMNS)).split(",")]
+                # Files carry every column; only the on-screen table shows the short default.
+                default = ",".join(_DEFAULT_COLUMNS) if fmt == "table" else "*"
+                wanted = [c.strip() for c in (columns or default).split(",")]
                 if wanted != ["*"]:
                     present = [c for c in wanted if c in table.column_names]
                     missing = [c for c in wanted if c not in table.column_names]

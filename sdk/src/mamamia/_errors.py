@@ -55,12 +55,14 @@ from typing import ClassVar
 __all__ = [
     "PROBLEM_TYPE_BASE",
     "AuthenticationError",
+    "BoxOutOfRange",
     "CatalogError",
     "CatalogFormatError",
     "CatalogNotFound",
     "CatalogVersionMismatch",
     "ChunkCorruptError",
     "ChunkMissingError",
+    "InvalidIndex",
     "InvalidRequest",
     "MamamiaError",
     "NotFoundError",
@@ -214,6 +216,18 @@ class InvalidRequest(MamamiaError):
     status = 422
     slug = "invalid-parameter"
     read_from = (400, 416, 422)
+
+
+class BoxOutOfRange(InvalidRequest, IndexError):
+    """An index or range leaves the volume (wholly or partly), or is empty; names the axis."""
+
+    slug = "invalid-range"
+
+
+class InvalidIndex(InvalidRequest, ValueError):
+    """An index a Volume cannot take (too many indices, two ellipses, a step other than 1)."""
+
+    slug = "invalid-index"
 
 
 class AuthenticationError(MamamiaError):

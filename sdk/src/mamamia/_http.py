@@ -23,7 +23,8 @@ def error_for_problem(status: int, body: Mapping[str, Any], path: str) -> Mamami
     message = f"{detail} ({status} from {path})"
     kind = error_class(status, body.get("type"), query_route=path.startswith("/v1/query"))
     if issubclass(kind, QueryError):
-        return kind(message, rule=str(body.get("rule") or "query"))
+        # The query's own text only: the same mistake reads the same as on a local catalog.
+        return kind(detail, rule=str(body.get("rule") or "query"))
     return kind(message)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -10,47 +11,45 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import zarr
 
 from mamamia._chunks import open_chunk_array
 from mamamia._errors import (
     CatalogFormatError,
+    CatalogNotFound,
     ChunkMissingError,
+    InvalidRequest,
     NotFoundError,
-    QueryError,
     QueryRejected,
-    QueryTimeout,
 )
 from mamamia._manifest import read_manifest
 from mamamia._store import StrictLocalStore
 from mamamia._volume import ArrayLike
 from mamamia_schema import CatalogManifest
+from mamamia.sqlguard import QueryLimits, check_params, check_query, check_select, translate
 
-__all__ = ["LocalBackend", "translate_duckdb_error"]
+__all__ = ["LocalBackend", "to_arrow"]
 
-
-def translate_duckdb_error(exc: duckdb.Error, query: str) -> QueryError:
-    """The one place DuckDB's exceptions become the SDK's."""
-    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if isinstance(exc, duckdb.InterruptException):
-        return QueryTimeout(f"the query was stopped: {first_line}")
-    if isinstance(
-        exc,
-        duckdb.ParserException
-        | duckdb.BinderException
-        | duckdb.CatalogException
-        | duckdb.InvalidInputException,
-    ):
-        return QueryRejected(f"{first_line} (in: {query[:200]})")
-    return QueryError(f"{first_line} (in: {query[:200]})")
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 class LocalBackend:
     """One catalog version in a local folder: the manifest read once, at open time."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(
+        self, root: str | Path, *, guard: bool = True, limits: QueryLimits | None = None
+    ) -> None:
         self.root = Path(root).expanduser().resolve()
+        #: whether queries pass the server's guard (``guard=False``: any one SELECT, trusted)
+        self.guard = guard
+        self.limits = limits or QueryLimits()
+        if not (self.root / "catalog.json").is_file() and _is_raw_folder(self.root):
+            raise CatalogNotFound(
+                f"{self.root} is a raw folder; ingest it with: mamamia ingest {self.root} "
+                f"{self.root.parent / 'catalog'}"
+            )
         self._manifest = read_manifest(self.root)
         self._tables: dict[str, Path] = {}
         for name, ref in self._manifest.tables.items():
@@ -65,6 +64,7 @@ class LocalBackend:
             self._connection.execute(
                 f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{_sql_string(path)}')"
             )
+        self._registered: set[str] = set()
         self._arrays: dict[str, ArrayLike] = {}
         self._lock = threading.Lock()
 
@@ -77,20 +77,46 @@ class LocalBackend:
         return str(self.root)
 
     def sql(self, query: str, params: Mapping[str, Any]) -> pa.Table:
+        # One SELECT always (even trusted), so no query can drop or replace the views.
+        if self.guard:
+            checked = check_query(query, [*self._tables, *self._registered], self.limits)
+        else:
+            checked = check_select(query, self.limits)
+        values = check_params(checked, params, self.limits)
         cursor = self._connection.cursor()
         try:
             # A relation (not a DB-API result) hands Arrow over without an extra copy.
-            relation = cursor.sql(query, params=dict(params) if params else None)
+            relation = cursor.sql(checked.sql, params=values or None)
             if relation is None:
-                raise QueryRejected(f"not a query that returns rows: {query[:200]}")
+                raise QueryRejected("only SELECT queries are allowed", rule="statement")
             return relation.to_arrow_table()
         except duckdb.Error as exc:
-            raise translate_duckdb_error(exc, query) from exc
+            raise translate(exc, query, self.limits) from None
         finally:
             cursor.close()
 
+    def register(self, name: str, data: object) -> None:
+        """Make ``data`` a table ``name`` that queries can join with the catalog's tables."""
+        if not isinstance(name, str) or not _TABLE_NAME.match(name):
+            raise InvalidRequest(
+                f"table name {name!r} is not a plain identifier (letters, digits, _)"
+            )
+        if name.lower() in {t.lower() for t in self._tables}:
+            raise InvalidRequest(f"table name {name!r} is a catalog table; choose another name")
+        table = to_arrow(data, name)
+        with self._lock:
+            # A table of this connection, not a registered view: cursors see only tables.
+            self._connection.register("_mamamia_upload", table)
+            try:
+                self._connection.execute(
+                    f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _mamamia_upload'
+                )
+            finally:
+                self._connection.unregister("_mamamia_upload")
+            self._registered.add(name)
+
     def table_names(self) -> list[str]:
-        return sorted(self._tables)
+        return sorted({*self._tables, *self._registered})
 
     def table_schema(self, name: str) -> pa.Schema:
         if name not in self._tables:
@@ -127,10 +153,51 @@ class LocalBackend:
 
     def reopener(self) -> Callable[[], LocalBackend]:
         """A picklable callable that opens this folder again (in a DataLoader worker)."""
-        return partial(LocalBackend, str(self.root))
+        # Registered tables stay in this process: they are the user's data, not the catalog's.
+        return partial(LocalBackend, str(self.root), guard=self.guard, limits=self.limits)
 
     def close(self) -> None:
         self._connection.close()
+
+
+def _is_raw_folder(root: Path) -> bool:
+    """Whether ``root`` holds a raw MAMA-MIA release (what ``mamamia ingest`` reads)."""
+    if not root.is_dir():
+        return False
+    names = {p.name.lower() for p in root.iterdir()}
+    return "clinical_and_imaging_info.xlsx" in names or {"images", "segmentations"} <= names
+
+
+def to_arrow(data: object, name: str) -> pa.Table:
+    """A pandas or polars DataFrame, an Arrow table, or a .csv/.parquet path, as Arrow."""
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, str | Path):
+        path = Path(data).expanduser()
+        if not path.is_file():
+            raise InvalidRequest(f"register({name!r}): no file {path}")
+        suffix = "".join(path.suffixes[-2:]).lower()
+        try:
+            if suffix.endswith(".parquet"):
+                return pq.read_table(path)
+            if suffix.endswith((".csv", ".csv.gz")):
+                return pacsv.read_csv(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise InvalidRequest(f"register({name!r}): {path} could not be read: {exc}") from None
+        raise InvalidRequest(f"register({name!r}): {path} is not a .csv or .parquet file")
+    to_arrow_method = getattr(data, "to_arrow", None)  # polars
+    if callable(to_arrow_method) and type(data).__module__.startswith("polars"):
+        result = to_arrow_method()
+        if isinstance(result, pa.Table):
+            return result
+    if type(data).__module__.startswith("pandas"):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    raise InvalidRequest(
+        f"register({name!r}): expected a pandas or polars DataFrame, an Arrow table or a "
+        f".csv/.parquet path, got {type(data).__name__}"
+    )
 
 
 def _sql_string(path: Path) -> str:

@@ -180,6 +180,9 @@ class ObjectStoreBackend(CachedBackend):
     def sql(self, query: str, params: Mapping[str, Any]) -> pa.Table:
         return self._tables.sql(query, params)
 
+    def register(self, name: str, data: object) -> None:
+        self._tables.register(name, data)
+
     def table_names(self) -> list[str]:
         return self._tables.table_names()
 

@@ -6,6 +6,7 @@ from here to the Catalog and each backend.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from mamamia._catalog import Catalog
@@ -14,18 +15,47 @@ from mamamia._objstore import ObjectStoreBackend, is_store_url
 from mamamia._remote import RemoteBackend
 from mamamia._store import DEFAULT_CACHE_MAX_BYTES
 
-__all__ = ["connect", "open", "open_store"]
+__all__ = ["connect", "open", "open_store", "server_url"]
+
+# host:port (a name or an IPv4 address), optionally followed by a path: a server, not a folder.
+_HOST_PORT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*:\d{1,5}(/.*)?$")
 
 
-def open(path: str | Path, *, cache_dir: str | Path | None = None) -> Catalog:
+def server_url(location: str | Path) -> str | None:
+    """The server URL ``location`` names, normalised, or None when it names a folder or store.
+
+    ``http(s)://host:port`` as given; ``host:port`` (no scheme, and no such local folder) gets
+    ``http://``; a trailing ``/v1`` (the API's prefix, which the SDK adds itself) is dropped.
+    """
+    text = str(location).strip()
+    if not text.startswith(("http://", "https://")):
+        if not _HOST_PORT.match(text) or Path(text).exists():
+            return None
+        text = "http://" + text
+    text = text.rstrip("/")
+    return text.removesuffix("/v1").rstrip("/")
+
+
+def open(path: str | Path, *, cache_dir: str | Path | None = None, guard: bool = True) -> Catalog:
     """Open a local catalog folder (what ``mamamia ingest`` writes) or ``s3://bucket/prefix``.
+
+    A server's URL (``http://host:port``, ``host:port``, with or without ``/v1``) is passed to
+    :func:`connect`. A raw MAMA-MIA folder is refused with the ``mamamia ingest`` line to run.
+
+    Queries pass the server's SQL guard (one SELECT over the catalog's tables and registered
+    ones, allowed functions only), so local and remote answers and refusals agree.
+    ``guard=False`` is for a user who trusts the SQL they run: any single SELECT (reading
+    files with ``read_csv`` and the like), still never a statement that changes the catalog.
 
     For an object store, ``cache_dir`` (default ``$MAMAMIA_CACHE_DIR/s3_<bucket>_<prefix>``)
     holds the mirrored tables and the chunks read; see docs/scaling.md.
     """
     if is_store_url(path):
         return open_store(str(path), cache_dir=cache_dir)
-    return Catalog(LocalBackend(path))
+    url = server_url(path)
+    if url is not None:
+        return connect(url, cache_dir=cache_dir)
+    return Catalog(LocalBackend(path, guard=guard))
 
 
 def open_store(
@@ -57,7 +87,7 @@ def connect(
     """
     return Catalog(
         RemoteBackend(
-            url,
+            server_url(url) or url,
             token=token,
             cache_dir=cache_dir,
             cache_max_bytes=cache_max_bytes,

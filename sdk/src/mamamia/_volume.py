@@ -12,10 +12,10 @@ import numpy as np
 import numpy.typing as npt
 
 from mamamia._atomic import atomic_write
-from mamamia._errors import InvalidRequest
+from mamamia._errors import BoxOutOfRange, InvalidIndex, InvalidRequest
 from mamamia._geometry import affine_lps, affine_ras, crop_origin_xyz
 
-__all__ = ["ArrayLike", "Geometry", "Volume"]
+__all__ = ["ArrayLike", "Geometry", "Volume", "box_range"]
 
 
 class ArrayLike(Protocol):
@@ -40,18 +40,72 @@ class Geometry:
     orientation: str
 
 
-def _expand_key(key: Any, ndim: int) -> tuple[Any, ...]:
-    """Normalise a numpy-style key to one entry per axis (Ellipsis expanded)."""
+def box_range(axis: str, start: int | None, stop: int | None, size: int) -> tuple[int, int]:
+    """``[start, stop)`` of one axis of ``size`` voxels: the one box rule of the SDK and server.
+
+    A range must lie inside the volume and hold at least one voxel; a range that leaves it,
+    even partly, is refused (never clipped), so the box returned is always the box asked for.
+    Negative bounds count from the end, as in numpy; ``None`` means the axis's start or end.
+    """
+    lo = 0 if start is None else (start + size if start < 0 else start)
+    hi = size if stop is None else (stop + size if stop < 0 else stop)
+    shown = f"{axis}={'' if start is None else start}:{'' if stop is None else stop}"
+    if not 0 <= lo <= size or not 0 <= hi <= size:
+        inside_lo, inside_hi = max(lo, 0), min(hi, size)
+        part = (
+            f"; the part inside is {axis}={inside_lo}:{inside_hi}"
+            if inside_lo < inside_hi
+            else "; no part of it is inside"
+        )
+        raise BoxOutOfRange(
+            f"{shown} leaves the volume: axis {axis} has {size} voxels (valid 0:{size}){part}"
+        )
+    if lo >= hi:
+        raise BoxOutOfRange(
+            f"{shown} is empty: a range start:stop on axis {axis} needs start < stop"
+        )
+    return lo, hi
+
+
+def _check_item(item: Any, axis: str, size: int) -> Any:
+    """One axis's key entry checked against the box rule (integers and step-1 slices)."""
+    if isinstance(item, slice):
+        if item.step not in (None, 1):
+            raise InvalidIndex(f"axis {axis}: a step of {item.step} is not supported; use 1")
+        for bound in (item.start, item.stop):
+            if bound is not None and not isinstance(bound, int | np.integer):
+                raise InvalidIndex(f"axis {axis}: slice bound {bound!r} is not an integer")
+        start = None if item.start is None else int(item.start)
+        stop = None if item.stop is None else int(item.stop)
+        lo, hi = box_range(axis, start, stop, size)
+        return slice(lo, hi)
+    if isinstance(item, int | np.integer) and not isinstance(item, bool):
+        index = int(item)
+        if not -size <= index < size:
+            raise BoxOutOfRange(
+                f"index {index} is outside axis {axis}: it has {size} voxels "
+                f"(valid 0..{size - 1}, or -{size}..-1 from the end)"
+            )
+        return index + size if index < 0 else index
+    return item  # integer arrays and masks: zarr's own (fancy) indexing
+
+
+def _expand_key(key: Any, shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[Any, ...]:
+    """Normalise a numpy-style key to one checked entry per axis (Ellipsis expanded)."""
+    ndim = len(shape)
     items = key if isinstance(key, tuple) else (key,)
     if sum(1 for item in items if item is Ellipsis) > 1:
-        raise InvalidRequest("an index can only have a single ellipsis ('...')")
+        raise InvalidIndex("an index can only have a single ellipsis ('...')")
     if Ellipsis in items:
         at = items.index(Ellipsis)
         fill = ndim - (len(items) - 1)
         items = items[:at] + (slice(None),) * fill + items[at + 1 :]
     if len(items) > ndim:
-        raise InvalidRequest(f"too many indices: {len(items)} for a {ndim}-d volume")
-    return tuple(items) + (slice(None),) * (ndim - len(items))
+        raise InvalidIndex(
+            f"too many indices: {len(items)} for a {ndim}-d volume of axes {', '.join(axes)}"
+        )
+    items = tuple(items) + (slice(None),) * (ndim - len(items))
+    return tuple(_check_item(i, a, n) for i, a, n in zip(items, axes, shape, strict=True))
 
 
 class Volume:
@@ -93,6 +147,28 @@ class Volume:
     @property
     def ndim(self) -> int:
         return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        """Number of voxels (of all phases, for an image)."""
+        return int(np.prod(self.shape))
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """Axis names in array order: ("phase", "z", "y", "x") or ("z", "y", "x")."""
+        return ("z", "y", "x") if self._is_mask else ("phase", "z", "y", "x")
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> npt.NDArray[Any]:
+        """The whole volume, read, so that numpy functions take a Volume (``np.sum(mask)``)."""
+        if copy is False:
+            raise ValueError(
+                "a Volume is read from its chunks, so it cannot be viewed without a copy"
+            )
+        data = self.to_numpy()
+        return data if dtype is None else data.astype(dtype, copy=False)
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -142,14 +218,15 @@ class Volume:
         return crop_origin_xyz(g.spacing_xyz, g.origin_xyz, g.direction, start_zyx)
 
     def __getitem__(self, key: Any) -> npt.NDArray[Any]:
-        items = _expand_key(key, self.ndim)
+        """Numpy indexing within the box rule (:func:`box_range`): out-of-range is refused."""
+        items = _expand_key(key, self.shape, self.axes)
         if self._is_mask:
             items = (0, *items)
         return np.asarray(self._array[items])
 
     async def read_async(self, key: Any) -> npt.NDArray[Any]:
         """``volume[key]`` for async code: the chunk decodes run off the event loop."""
-        items = _expand_key(key, self.ndim)
+        items = _expand_key(key, self.shape, self.axes)
         if self._is_mask:
             items = (0, *items)
         reader = getattr(self._array, "getitem_async", None)

@@ -13,13 +13,14 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mamamia_server._api_docs import mount_api_docs
 from mamamia_server._auth import TOKEN_QUERY_NAMES, require_token
 from mamamia_server._body_limit import BodyLimit
 from mamamia_server._catalog_source import catalog_source
 from mamamia_server._catalog_state import CatalogHolder
 from mamamia_server._fast_crop import FastCrops
 from mamamia_server._formats import warm_up
-from mamamia_server._limits import QueryLimits
+from mamamia.sqlguard import QueryLimits
 from mamamia_server._preview_limits import PreviewGate, PreviewLimits
 from mamamia_server._problem_responses import (
     PROBLEM_MEDIA_TYPE,
@@ -157,7 +158,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         description="Cohorts (safe SQL), crops, slice previews and the Zarr store of a "
         "mamamia catalog of the MAMA-MIA breast DCE-MRI dataset (CC BY-NC 4.0).",
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served by mount_api_docs, from the package rather than a CDN
         redoc_url=None,
     )
     app.state.settings = settings
@@ -177,6 +178,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     for module in (catalog, query, cases, zarr):
         app.include_router(module.router, dependencies=data)
     mount_web(app)  # the browser page at / and /static/ (no token: it holds no data)
+    mount_api_docs(app, title=app.title)
 
     if settings.fast_crops:
         # Innermost of ours: the version header, body limits and CORS still wrap its answers.

@@ -21,7 +21,7 @@ import mamamia
 from mamamia.manifest import read_manifest
 from mamamia.objstore import ObjectStore, ObjectStoreBackend, is_store_url
 from mamamia_server._catalog_state import CatalogSource, CatalogState, table_paths
-from mamamia_server._limits import QueryLimits
+from mamamia.sqlguard import QueryLimits
 from mamamia_server._query_engine import QueryEngine
 
 __all__ = ["FolderSource", "StoreSource", "catalog_source", "store_url"]

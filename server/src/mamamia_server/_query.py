@@ -10,9 +10,9 @@ from typing import Any
 import pyarrow as pa
 
 from mamamia import QueryError
+from mamamia.sqlguard import check_query, same_tree, where_to_sql
 from mamamia_server._catalog_state import CatalogState
 from mamamia_server._problem_responses import ApiError
-from mamamia_server._sql_guard import check_query, same_tree, where_to_sql
 
 __all__ = ["Page", "QuerySpec", "facet_counts", "run_page", "spec_sql"]
 

@@ -32,10 +32,16 @@ import duckdb
 import pyarrow as pa
 
 from mamamia import QueryError, QueryFailed, QueryRejected, UnknownTable
-
-from ._limits import QueryLimits
+from mamamia.sqlguard import (
+    CheckedQuery,
+    ParamValue,
+    QueryLimits,
+    check_params,
+    check_query,
+    same_tree,
+    strip_statement,
+)
 from ._runner import columns, fetch, open_locked
-from ._sql_guard import CheckedQuery, ParamValue, check_params, check_query, same_tree
 from ._worker import WorkerPool
 
 __all__ = ["Column", "QueryEngine", "QueryResult", "memory_bytes", "strip_statement"]
@@ -403,23 +409,6 @@ class QueryEngine:
             return self._pool.columns(sql, params)
         with self._cursor() as cur:
             return columns(cur, sql, params, self.limits, self._path)
-
-
-def strip_statement(sql: str) -> str:
-    """``sql`` without trailing comments and semicolons (found by DuckDB's own tokenizer)."""
-    cut = len(sql)
-    try:
-        tokens = list(duckdb.tokenize(sql))
-    except duckdb.Error:
-        return sql.rstrip()
-    for pos, kind in reversed(tokens):
-        if kind == duckdb.token_type.comment or (
-            kind == duckdb.token_type.operator and sql[pos : pos + 1] == ";"
-        ):
-            cut = pos
-            continue
-        break
-    return sql[:cut].rstrip()
 
 
 def _inner(node: dict[str, Any]) -> object:

@@ -1,6 +1,6 @@
 """Low-level DuckDB steps of the engine, shared by the server process and its query workers.
 
-Nothing here checks SQL: callers pass only text that ``_sql_guard`` accepted.
+Nothing here checks SQL: callers pass only text that ``mamamia.sqlguard`` accepted.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import Mapping
 import duckdb
 import pyarrow as pa
 
-from mamamia import QueryError, QueryFailed, QueryRejected, QueryTimeout, QueryTooLarge
-
-from ._limits import QueryLimits
+from mamamia import QueryError, QueryRejected
+from mamamia.sqlguard import QueryLimits
+from mamamia.sqlguard import translate as sdk_translate
 
 __all__ = ["ColumnSpec", "columns", "fetch", "open_locked", "translate"]
 
@@ -66,7 +66,7 @@ def columns(
             raise QueryRejected("only SELECT queries are allowed", rule="statement")
         return [str(n) for n in rel.columns]
     except duckdb.Error as exc:
-        raise translate(exc, limits, path) from None
+        raise translate(exc, sql, limits, path) from None
 
 
 def fetch(
@@ -98,27 +98,14 @@ def fetch(
         finally:
             reader.close()  # frees the pending result: the rest of the query never runs
     except duckdb.Error as exc:
-        raise translate(exc, limits, path) from None
+        raise translate(exc, sql, limits, path) from None
     table = pa.Table.from_batches(batches, schema=schema).slice(0, max_rows)
     return table, specs
 
 
-def translate(exc: duckdb.Error, limits: QueryLimits, path: str) -> QueryError:
-    """The engine error for a DuckDB exception, with a message safe to show."""
-    if isinstance(exc, duckdb.InterruptException):
-        return QueryTimeout(
-            f"the query ran past the time limit of {limits.time_limit_ms} ms and was stopped",
-            rule="timeout",
-        )
-    if isinstance(exc, duckdb.OutOfMemoryException):
-        return QueryTooLarge(
-            f"the query needs more memory than the server allows ({limits.memory_limit})",
-            rule="memory",
-        )
-    if isinstance(exc, duckdb.PermissionException):
-        # The guard should have refused it already; say nothing about what was touched.
-        return QueryRejected("the query tried something that is not allowed", rule="permission")
-    return QueryFailed(f"the query failed: {scrub(str(exc), path)}", rule="duckdb")
+def translate(exc: duckdb.Error, sql: str, limits: QueryLimits, path: str) -> QueryError:
+    """The engine error for a DuckDB exception: the SDK's text, without the server's paths."""
+    return sdk_translate(exc, sql, limits, redact=lambda text: scrub(text, path))
 
 
 def scrub(message: str, path: str) -> str:

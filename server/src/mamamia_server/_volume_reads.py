@@ -43,27 +43,22 @@ _RANGE = re.compile(RANGE_PATTERN)
 
 
 def parse_range(text: str | None, size: int, axis: str) -> tuple[int, int]:
-    """``[start, stop)`` of one axis of length ``size``; 422 if it is empty or outside."""
+    """``[start, stop)`` of one axis of length ``size``; 422 if it is empty or leaves the volume."""
     if text is None or text == "":
         return 0, size
     match = _RANGE.match(text)
     if match is None:
         raise ApiError(422, f"{axis}={text!r} is not a range like 10:74", slug="invalid-range")
-    start = int(match.group(1)) if match.group(1) else 0
+    start = int(match.group(1)) if match.group(1) else None
     if match.group(2) is None:  # a single index
-        stop = start + 1
-    elif match.group(3):
-        stop = int(match.group(3))
+        stop: int | None = (start or 0) + 1
     else:
-        stop = size
-    if not 0 <= start < stop <= size:
-        raise ApiError(
-            422,
-            f"{axis}={text} lies outside the volume: {axis} has {size} voxels (0:{size}), and a "
-            "range start:stop must have start < stop",
-            slug="invalid-range",
-        )
-    return start, stop
+        stop = int(match.group(3)) if match.group(3) else None
+    try:
+        # The SDK's rule: a box that leaves the volume, even partly, is refused, never clipped.
+        return mamamia.box_range(axis, start, stop, size)
+    except mamamia.BoxOutOfRange as exc:
+        raise ApiError(422, str(exc), slug="invalid-range") from None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from mamamia import QueryError, QueryFailed, QueryRejected, QueryTimeout, QueryTooLarge
 
-from ._limits import QueryLimits
+from mamamia.sqlguard import QueryLimits
 from ._runner import ColumnSpec, columns, fetch, open_locked
 
 __all__ = ["WorkerPool"]

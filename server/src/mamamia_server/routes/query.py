@@ -9,6 +9,8 @@ from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from mamamia import MamamiaError
+from mamamia.sqlguard import check_select, value_sets, value_warnings
 from mamamia_server._catalog_state import CatalogState
 from mamamia_server._cursor import decode_cursor, encode_cursor
 from mamamia_server._deps import VERSION_PATTERN, SettingsDep, StateDep, take_state
@@ -92,6 +94,11 @@ class QueryResult(BaseModel):
     link: str | None = Field(
         default=None, description="A link that repeats this cohort at this catalog version."
     )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Comparisons with a value outside a column's value set (they match no row), "
+        "each with the nearest valid values.",
+    )
 
 
 def _query_responses() -> dict[int | str, dict[str, Any]]:
@@ -162,8 +169,20 @@ def _answer(
         "next_cursor": next_cursor,
         "offset": offset,
         "link": link,
+        "warnings": _value_warnings(state, spec),
     }
     return Response(json_bytes(body), media_type="application/json", headers=headers)
+
+
+def _value_warnings(state: CatalogState, spec: QuerySpec) -> list[str]:
+    """The SDK's value-set warnings (``mamamia.ValueSetWarning``) of this query, as texts."""
+    text = spec.sql if spec.sql is not None else f"SELECT * FROM cases WHERE (\n{spec.where}\n)"
+    try:
+        node = check_select(text).node
+    except MamamiaError:
+        return []  # the query ran, so it parses; a hint never fails an answer
+    sets = value_sets(state.schema(t) for t in ("cases", "volumes"))
+    return value_warnings(node, sets, spec.params)
 
 
 def _from_cursor(request: Request, cursor: str) -> tuple[QuerySpec, str, int, int]:

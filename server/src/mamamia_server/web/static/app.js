@@ -216,6 +216,7 @@ async function loadPage() {
     const limit = Number($("page-size").value);
     const body = cursor ? { cursor } : { ...cohort.spec, limit };
     const result = await postJSON("v1/query", body);
+    showWarnings(result.warnings || []);
     cohort.version = result.catalog_version;
     cohort.columns = result.columns;
     cohort.rows = result.rows;
@@ -225,12 +226,33 @@ async function loadPage() {
     if (result.next_cursor) cohort.cursors[cohort.page + 1] = result.next_cursor;
     renderResults();
   } catch (error) {
+    showWarnings([]);
+    // No rows, pager or clickable cases of the previous query stay under this one's error.
+    Object.assign(cohort, { columns: [], rows: [], total: 0, offset: 0, nextCursor: null });
+    renderResults();
+    $("download-csv").disabled = true;
+    $("download-parquet").disabled = true;
     $("row-count").textContent = "The query failed.";
     showInline($("query-problem"), error);
     if (error instanceof ApiProblem && error.status === 401) showProblem(error);
   } finally {
     button.disabled = false;
   }
+}
+
+// The server's value-set warnings ("dataset = 'Duke' matches no row: ... did you mean 'DUKE'?").
+function showWarnings(texts) {
+  const list = clear($("query-warnings"));
+  for (const text of texts) list.append(el("li", { text }));
+  list.hidden = !texts.length;
+}
+
+// Key columns first (age and pCR on screen, not 40 columns to the right), the rest as returned.
+const KEY_COLUMNS = ["patient_id", "dataset", "age", "pcr", "tumor_subtype_group", "split"];
+function displayOrder(columns) {
+  const names = columns.map((c) => c.name);
+  const keys = KEY_COLUMNS.map((k) => names.indexOf(k)).filter((i) => i >= 0);
+  return [...keys, ...names.map((_, i) => i).filter((i) => !keys.includes(i))];
 }
 
 function idColumn() {
@@ -242,17 +264,20 @@ function renderResults() {
   const thead = clear(table.tHead);
   const tbody = clear(table.tBodies[0]);
   const head = el("tr");
-  for (const column of cohort.columns) {
+  const order = displayOrder(cohort.columns);
+  for (const i of order) {
+    const column = cohort.columns[i];
     head.append(el("th", { scope: "col" }, column.name, el("span", { class: "th-type", text: column.type })));
   }
   thead.append(head);
   const id = idColumn();
   for (const row of cohort.rows) {
     const tr = el("tr");
-    row.forEach((value, i) => {
+    for (const i of order) {
+      const value = row[i];
       const numeric = typeof value === "number";
       tr.append(el("td", { class: value === null ? "null" : numeric ? "num" : "", text: formatValue(value) }));
-    });
+    }
     if (id >= 0 && row[id]) {
       tr.tabIndex = 0;
       tr.dataset.case = String(row[id]);
@@ -314,6 +339,16 @@ function initResults() {
 // ---------- downloads ----------
 const CSV_PAGE = 10000;
 
+// A short hash of the query (FNV-1a, 32 bits): each cohort's downloads get their own name.
+function specHash(spec) {
+  let h = 0x811c9dc5;
+  for (const ch of JSON.stringify(spec ?? {})) {
+    h ^= ch.codePointAt(0);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, "0");
+}
+
 async function download(format) {
   if (!cohort.spec) return;
   const button = $(format === "csv" ? "download-csv" : "download-parquet");
@@ -344,7 +379,7 @@ async function download(format) {
       const response = await request("v1/query", { method: "POST", json: body, query, accept: "application/vnd.apache.parquet" });
       blob = await response.blob();
     }
-    saveBlob(blob, `mamamia-cohort-${cohort.version || "catalog"}.${format}`);
+    saveBlob(blob, `mamamia-cohort-${cohort.version || "catalog"}-${specHash(cohort.spec)}.${format}`);
   } catch (error) {
     showInline($("query-problem"), error);
   } finally {

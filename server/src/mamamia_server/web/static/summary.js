@@ -243,6 +243,13 @@ export class Summary {
         // The SQL's own result columns: summarise only what it returns.
         const probe = await postJSON("v1/query", { sql: `SELECT * FROM (${cohort.sql.replace(/;\s*$/, "")}) AS cohort LIMIT 0`, limit: 1 });
         available = probe.columns.map((c) => c.name);
+        const why = await this.notPerCase(cohort, available);
+        if (why) {
+          if (generation !== this.generation) return;
+          this.clearAll();
+          $("summary-scope").textContent = `Not summarised: ${why}. The Summary describes cases; run a WHERE, or a SELECT that returns one row per case with its patient_id.`;
+          return;
+        }
       }
       const wanted = [...new Set([...CHARTS.map(([, c]) => c), ...TABLE1.map(([c]) => c)])].filter((c) => available.includes(c));
       const [counts, ages, features] = await Promise.all([
@@ -260,6 +267,24 @@ export class Summary {
     } finally {
       if (generation === this.generation) charts.removeAttribute("aria-busy");
     }
+  }
+
+  // Why an SQL result is not one row per case (so a summary of it would mislead), or null.
+  async notPerCase(cohort, columns) {
+    if (!columns.includes("patient_id")) return "this result has no patient_id column";
+    const from = `(${cohort.sql.replace(/;\s*$/, "")}) AS cohort`;
+    const sql = `SELECT count(*) AS n, count(DISTINCT patient_id) AS ids, count(patient_id) AS named FROM ${from}`;
+    const [n, ids, named] = (await postJSON("v1/query", { sql, limit: 1 })).rows[0];
+    if (named !== n) return `${n - named} of its ${n} rows have no patient_id`;
+    if (ids !== n) return `it has ${n} rows for ${ids} cases`;
+    return null;
+  }
+
+  clearAll() {
+    for (const [id] of CHARTS) clear($(id).querySelector(".chart-body"));
+    clear($("chart-age").querySelector(".chart-body"));
+    clear($("table1").tHead);
+    clear($("table1").tBodies[0]);
   }
 
   render(cohort, counts, ages, features) {

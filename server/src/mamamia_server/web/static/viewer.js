@@ -279,7 +279,8 @@ class View {
     const n = g.shape[lay.normalAxis];
     this.slider.max = String(n - 1);
     this.slider.value = String(k);
-    this.label.textContent = `slice ${k + 1} / ${n}`;
+    // 0-based, as the readout, the API's index= and the arrays: slices 0 to n - 1.
+    this.label.textContent = `slice ${k} of 0–${n - 1}`;
     this.stage.dataset.index = String(k);
   }
 
@@ -600,10 +601,14 @@ export class Viewer {
     } catch (error) {
       if (seq !== this.openSeq) return;
       $("case-title").textContent = caseId;
+      // Never leave the previous case's pictures and fields under this case's error.
+      $("case-content").hidden = true;
+      clear($("fields"));
       showInline($("case-problem"), error);
       return;
     }
     if (seq !== this.openSeq) return;
+    $("case-content").hidden = false;
     this.caseId = fields.patient_id;
     this.version = fields.catalog_version;
     $("case-id").value = fields.patient_id;
@@ -667,8 +672,9 @@ export class Viewer {
     list.append(el("div", { class: "group", text: "Key fields" }));
     for (const name of KEY_FIELDS) if (name in fields) add(name, fields[name]);
     list.append(el("div", { class: "group", text: "Image geometry" }));
+    // One axis order on screen: array order (z, y, x), as the slices and the readout's voxel.
     add("shape (z, y, x)", image.shape);
-    add("spacing_xyz (mm)", image.spacing_xyz);
+    add("spacing (z, y, x) mm", [...image.spacing_xyz].reverse());
     add("orientation", image.orientation);
     list.append(el("div", { class: "group", text: "All other fields" }));
     for (const [name, value] of Object.entries(fields)) if (!KEY_FIELDS.includes(name)) add(name, value);

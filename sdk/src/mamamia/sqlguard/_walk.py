@@ -1,7 +1,7 @@
 """The walk of the SQL guard: every node of DuckDB's parse tree checked against the allowlist.
 
 Fails closed: a node type, a key of a node, a function or a cast target that is not in
-``_sql_allowlist`` rejects the query. ``_sql_guard.check_query`` runs it over one statement.
+``_allowlist`` rejects the query. ``_guard.check_query`` runs it over one statement.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from mamamia import QueryRejected, QueryTooLarge
+from mamamia._errors import QueryRejected, QueryTooLarge
 
-from ._limits import QueryLimits
-from ._sql_allowlist import (
+from ._allowlist import (
     AGGREGATES,
     ALLOWED_FUNCTIONS,
     BASE_TABLE_KEYS,
@@ -36,6 +35,7 @@ from ._sql_allowlist import (
     WINDOW_KEYS,
     WINDOWS,
 )
+from ._query_limits import QueryLimits
 
 __all__ = ["Node", "QueryWalker", "reject"]
 

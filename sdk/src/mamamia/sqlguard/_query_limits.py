@@ -1,4 +1,4 @@
-"""Limits of the safe-SQL engine, one frozen value the server fills from its settings."""
+"""Limits of the SQL guard and of the server's engine: one frozen value, set from settings."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNO
 
 @dataclass(frozen=True, slots=True)
 class QueryLimits:
-    """Every bound the guard (``_sql_guard``) and the engine (``_query_engine``) enforce.
+    """Every bound the guard and the server's query engine enforce.
 
     The defaults suit a catalog of a few thousand cases on a small server. See
     docs/query-safety.md for why each one exists.

@@ -1,7 +1,7 @@
 """What the SQL guard lets through: functions, cast targets, operators and each node's keys.
 
-The tables of ``_sql_guard``'s allowlist, apart from the walk that applies them
-(``_sql_walk``), so that widening what a query may do is an edit here, reviewed on its own.
+The tables of ``_guard``'s allowlist, apart from the walk that applies them
+(``_walk``), so that widening what a query may do is an edit here, reviewed on its own.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ connection with external access off), so the tree checked here is the tree the e
 there is no second parser to disagree with. The walk is an allowlist that fails closed: every
 node type, every key of a node, every function and every cast target must be known, or the
 query is rejected. That also keeps a future DuckDB that adds syntax from slipping it through.
-The allowlist's tables live in ``_sql_allowlist``, the walk in ``_sql_walk``; this module
+The allowlist's tables live in ``_allowlist``, the walk in ``_walk``; this module
 parses, runs the walk, and checks parameters.
 
 What DuckDB cannot bound by itself (a scalar function that builds a giant string runs past
@@ -29,11 +29,11 @@ from typing import Final
 
 import duckdb
 
-from mamamia import QueryRejected, QueryTooLarge
+from mamamia._errors import QueryRejected, QueryTooLarge
 
-from ._limits import QueryLimits
-from ._sql_allowlist import ALLOWED_FUNCTIONS, LOC, PARAM_NAME, TABLE_NAME
-from ._sql_walk import Node, QueryWalker
+from ._allowlist import ALLOWED_FUNCTIONS, LOC, PARAM_NAME, TABLE_NAME
+from ._query_limits import QueryLimits
+from ._walk import Node, QueryWalker
 
 __all__ = [
     "ALLOWED_FUNCTIONS",
@@ -41,6 +41,9 @@ __all__ = [
     "ParamValue",
     "check_params",
     "check_query",
+    "check_select",
+    "same_tree",
+    "strip_statement",
     "where_to_sql",
 ]
 
@@ -216,6 +219,20 @@ def check_query(
     )
 
 
+def check_select(sql: str, limits: QueryLimits = _DEFAULT_LIMITS) -> CheckedQuery:
+    """The trusted check: ``sql`` must be one SELECT (so it cannot change the database), with
+    ``$name`` parameters; tables and functions are not checked (a local ``guard=False``)."""
+    statement = _parse(sql, limits)
+    walker = QueryWalker(frozenset({"cases"}), limits)
+    walker.param_map(statement.get("named_param_map"))
+    return CheckedQuery(
+        sql=sql.rstrip(),
+        node=statement["node"],
+        param_names=frozenset(walker.params),
+        tables=frozenset(),
+    )
+
+
 def _without_locations(node: object) -> object:
     if isinstance(node, dict):
         return {k: _without_locations(v) for k, v in node.items() if k not in LOC - {"alias"}}
@@ -381,3 +398,20 @@ def check_params(
             rule="parameter",
         )
     return out
+
+
+def strip_statement(sql: str) -> str:
+    """``sql`` without trailing comments and semicolons (found by DuckDB's own tokenizer)."""
+    cut = len(sql)
+    try:
+        tokens = list(duckdb.tokenize(sql))
+    except duckdb.Error:
+        return sql.rstrip()
+    for pos, kind in reversed(tokens):
+        if kind == duckdb.token_type.comment or (
+            kind == duckdb.token_type.operator and sql[pos : pos + 1] == ";"
+        ):
+            cut = pos
+            continue
+        break
+    return sql[:cut].rstrip()
