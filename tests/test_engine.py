@@ -16,8 +16,7 @@ import pytest
 
 from _sql_test_data import DATASETS, N_CASES, cases_table, volumes_table, write_tables
 from mamamia import QueryFailed, QueryRejected, QueryTooLarge, UnknownTable
-from mamamia.sqlguard import ALLOWED_FUNCTIONS, check_params, check_query, where_to_sql
-from mamamia.sqlguard import QueryLimits
+from mamamia.sqlguard import ALLOWED_FUNCTIONS, QueryLimits, check_params, check_query, where_to_sql
 from mamamia_server._query_engine import Column, QueryEngine, strip_statement
 
 MAX_ROWS = 50

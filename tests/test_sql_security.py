@@ -21,8 +21,7 @@ import pytest
 
 from _sql_test_data import N_CASES, cases_table, volumes_table, write_tables
 from mamamia import QueryError, QueryRejected, QueryTimeout, QueryTooLarge
-from mamamia.sqlguard import where_to_sql
-from mamamia.sqlguard import QueryLimits
+from mamamia.sqlguard import QueryLimits, where_to_sql
 from mamamia_server._query_engine import QueryEngine
 
 # A DataFrame in this module's globals: with Python replacement scans on, DuckDB would read it

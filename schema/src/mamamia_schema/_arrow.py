@@ -20,6 +20,7 @@ __all__ = [
     "FORMAT_VERSION",
     "arrow_type_for",
     "clinical_arrow_schema",
+    "field_metadata",
     "model_arrow_schema",
     "records_from_arrow",
     "records_to_arrow",
@@ -84,7 +85,7 @@ def arrow_type_for(annotation: Any) -> pa.DataType:
     raise TypeError(f"no Arrow type for {annotation!r}")
 
 
-def _field_metadata(
+def field_metadata(
     *, unit: str | None, description: str | None, kind: str, values: list[str] | None, derived: bool
 ) -> dict[bytes, bytes]:
     meta = {_TYPE: kind.encode(), _DERIVED: b"true" if derived else b"false"}
@@ -135,7 +136,7 @@ def model_arrow_schema(
                 name,
                 arrow_type_for(annotation),
                 nullable=nullable,
-                metadata=_field_metadata(
+                metadata=field_metadata(
                     unit=unit,
                     description=description,
                     kind=kind,
@@ -204,7 +205,7 @@ def clinical_arrow_schema(release: int = 2, extra_columns: Iterable[str] = ()) -
                 name,
                 arrow_type_for(annotations[name]),
                 nullable=name != "patient_id",
-                metadata=_field_metadata(
+                metadata=field_metadata(
                     unit=doc.unit,
                     description=doc.description,
                     kind=doc.type,

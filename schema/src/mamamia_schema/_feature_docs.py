@@ -10,7 +10,7 @@ import json
 
 import pyarrow as pa
 
-from ._arrow import _field_metadata
+from ._arrow import field_metadata
 from ._columns import ColumnDoc
 
 __all__ = ["FEATURE_COLUMNS", "FEATURE_DOCS", "feature_arrow_schema"]
@@ -273,7 +273,7 @@ def feature_arrow_schema() -> pa.Schema:
     """The feature columns as Arrow fields, with unit, description and range metadata."""
     fields = []
     for name, doc in FEATURE_DOCS.items():
-        meta = _field_metadata(
+        meta = field_metadata(
             unit=doc.unit, description=doc.description, kind=doc.type, values=None, derived=True
         )
         if doc.minimum is not None:

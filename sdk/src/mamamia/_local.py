@@ -27,8 +27,8 @@ from mamamia._errors import (
 from mamamia._manifest import read_manifest
 from mamamia._store import StrictLocalStore
 from mamamia._volume import ArrayLike
-from mamamia_schema import CatalogManifest
 from mamamia.sqlguard import QueryLimits, check_params, check_query, check_select, translate
+from mamamia_schema import CatalogManifest
 
 __all__ = ["LocalBackend", "to_arrow"]
 

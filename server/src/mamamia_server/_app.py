@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mamamia.sqlguard import QueryLimits
 from mamamia_server._api_docs import mount_api_docs
 from mamamia_server._auth import TOKEN_QUERY_NAMES, require_token
 from mamamia_server._body_limit import BodyLimit
@@ -20,7 +21,6 @@ from mamamia_server._catalog_source import catalog_source
 from mamamia_server._catalog_state import CatalogHolder
 from mamamia_server._fast_crop import FastCrops
 from mamamia_server._formats import warm_up
-from mamamia.sqlguard import QueryLimits
 from mamamia_server._preview_limits import PreviewGate, PreviewLimits
 from mamamia_server._problem_responses import (
     PROBLEM_MEDIA_TYPE,

@@ -20,8 +20,8 @@ from typing import Any
 import mamamia
 from mamamia.manifest import read_manifest
 from mamamia.objstore import ObjectStore, ObjectStoreBackend, is_store_url
-from mamamia_server._catalog_state import CatalogSource, CatalogState, table_paths
 from mamamia.sqlguard import QueryLimits
+from mamamia_server._catalog_state import CatalogSource, CatalogState, table_paths
 from mamamia_server._query_engine import QueryEngine
 
 __all__ = ["FolderSource", "StoreSource", "catalog_source", "store_url"]

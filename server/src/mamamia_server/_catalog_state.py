@@ -22,8 +22,8 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 import mamamia
-from mamamia_schema import CatalogManifest
 from mamamia.sqlguard import QueryLimits
+from mamamia_schema import CatalogManifest
 from mamamia_server._query_engine import QueryEngine
 
 __all__ = ["CatalogHolder", "CatalogSource", "CatalogState", "level_path", "table_paths"]

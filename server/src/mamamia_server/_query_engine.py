@@ -41,6 +41,7 @@ from mamamia.sqlguard import (
     same_tree,
     strip_statement,
 )
+
 from ._runner import columns, fetch, open_locked
 from ._worker import WorkerPool
 

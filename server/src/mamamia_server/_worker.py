@@ -28,8 +28,8 @@ from typing import Any, Final
 import pyarrow as pa
 
 from mamamia import QueryError, QueryFailed, QueryRejected, QueryTimeout, QueryTooLarge
-
 from mamamia.sqlguard import QueryLimits
+
 from ._runner import ColumnSpec, columns, fetch, open_locked
 
 __all__ = ["WorkerPool"]

@@ -20,8 +20,8 @@ from ._guard import (
     strip_statement,
     where_to_sql,
 )
-from ._query_limits import QueryLimits
 from ._messages import explain, translate
+from ._query_limits import QueryLimits
 from ._valuesets import ValueSetWarning, value_sets, value_warnings
 
 __all__ = [
