@@ -15,6 +15,8 @@
     │   └── UnknownTable             404 unknown-table (also a NotFoundError)
     ├── NotFoundError                404 not-found: an unknown case, volume or table
     ├── InvalidRequest               422 invalid-parameter: a bad range or parameter
+    │   ├── BoxOutOfRange            422 invalid-range: a box leaves the volume (also IndexError)
+    │   └── InvalidIndex             422 invalid-index: a key a volume cannot take (also ValueError)
     ├── AuthenticationError          401 unauthorized: missing or wrong token
     ├── TransportError               the server could not be reached, after retries
     ├── TableReadError               a raw table file cannot be read at all
