@@ -43,11 +43,12 @@ def _write(path: Path, inner_crc: bool, location: str) -> np.ndarray[Any, Any]:
     compressors: list[Any] = [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")]
     if inner_crc:
         compressors.append(Crc32cCodec())
+    shards: Any = {"shape": SHARDS, "index_location": location}
     array = zarr.create_array(
         store=str(path),
         shape=SHAPE,
         chunks=INNER,
-        shards={"shape": SHARDS, "index_location": location},  # type: ignore[typeddict-item]
+        shards=shards,
         dtype="int16",
         fill_value=0,
         compressors=compressors,
