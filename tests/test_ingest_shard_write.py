@@ -81,3 +81,30 @@ def test_a_shard_that_is_not_whole_chunks_is_refused(tmp_path: Path) -> None:
         ShardWriter(
             tmp_path / "a", (1, 8, 8, 8), (1, 8, 8, 8), (1, 3, 8, 8), np.dtype("int16"), "lz4", 5
         )
+
+
+def test_a_shard_spanning_every_phase_is_read_by_zarr_python_and_the_sdk(tmp_path: Path) -> None:
+    shape, inner = (3, 21, 37, 45), (1, 8, 16, 16)
+    data = np.random.default_rng(1).integers(-9, 900, shape).astype("int16")
+    shards = (3, 24, 48, 48)  # the whole array in one file
+    writer = ShardWriter(tmp_path / "a", shape, shards, inner, np.dtype("int16"), "lz4", 5)
+    for t in range(shape[0]):
+        writer.write(t, data[t])
+    writer.close()
+    files = sorted(str(p.relative_to(tmp_path / "a")) for p in (tmp_path / "a").rglob("*"))
+    assert [f for f in files if f.startswith("c/") and (tmp_path / "a" / f).is_file()] == [
+        "c/0/0/0/0"
+    ]
+    theirs = zarr.open_array(str(tmp_path / "a"), mode="r")
+    assert np.array_equal(theirs[...], data)
+    ours = open_chunk_array(StrictLocalStore(tmp_path / "a"), where="a", fallback=lambda: None)
+    assert isinstance(ours, ChunkArray)
+    assert np.array_equal(ours[...], data)
+    assert np.array_equal(ours[2, 5:19, 3:30, 17:45], data[2, 5:19, 3:30, 17:45])
+
+
+def test_a_first_shard_dimension_other_than_1_or_all_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="first shard dimension"):
+        ShardWriter(
+            tmp_path / "a", (3, 8, 8, 8), (2, 8, 8, 8), (1, 8, 8, 8), np.dtype("int16"), "lz4", 5
+        )
