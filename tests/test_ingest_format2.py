@@ -137,3 +137,31 @@ def test_a_bad_format_is_refused() -> None:
 
     result = CliRunner().invoke(ingest_command, ["raw", "cat", "--format", "3"])
     assert result.exit_code == 2 and "--format" in result.output
+
+
+def test_a_server_over_format_2_serves_crops_and_the_store(
+    format2_dir: Path, tmp_path: Path
+) -> None:
+    import io
+
+    import httpx
+
+    from conftest import start_server
+
+    local = mamamia.open(format2_dir)
+    case_id = local.cohort("has_images").case_ids[0]
+    server = start_server(format2_dir)
+    try:
+        r = httpx.get(
+            f"{server.url}/v1/cases/{case_id}/crop",
+            params={"phase": 1, "z": "2:7", "y": "3:20", "x": "5:"},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        crop = np.load(io.BytesIO(r.content), allow_pickle=False)
+        assert np.array_equal(crop, local.case(case_id).image[1, 2:7, 3:20, 5:])
+        remote = mamamia.connect(server.url, cache_dir=tmp_path / "cache")
+        box = (1, slice(3, 30), slice(2, 40), slice(0, 33))
+        assert np.array_equal(remote.case(case_id).image[box], local.case(case_id).image[box])
+    finally:
+        server.stop()
