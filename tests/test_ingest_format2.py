@@ -110,8 +110,12 @@ def test_reingesting_a_format_1_catalog_with_format_2_upgrades_it(
 ) -> None:
     copy = tmp_path / "catalog"
     shutil.copytree(catalog_dir, copy)
-    report = ingest(phantom_raw_dir, copy, jobs=2, progress=False, format_version=2)
-    assert report.exit_code == 0, report.summary()
+    from mamamia_ingest._cli_ingest import ingest_command
+
+    # As docs/format.md shows it: mamamia ingest RAW CATALOG --format 2
+    args = [str(phantom_raw_dir), str(copy), "--format", "2", "--jobs", "2", "--quiet"]
+    result = CliRunner().invoke(ingest_command, args)
+    assert result.exit_code == 0, result.output
     assert json.loads((copy / "catalog.json").read_bytes())["format_version"] == 2
     new, old = mamamia.open(copy), mamamia.open(catalog_dir)
     assert new.version != old.version
