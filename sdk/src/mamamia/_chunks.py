@@ -1,9 +1,10 @@
 """Direct chunk reads of mamamia's own Zarr arrays: the same bytes, fewer layers than zarr-python.
 
-Every array ingest writes has one layout: a regular chunk grid, ``c/i/j/k/l`` keys, and the codec
-chain ``bytes`` (little-endian) -> ``blosc`` -> ``crc32c``. For those arrays a read is short: list
-the chunks a box touches, get their bytes from the store, check the crc32c, blosc-decompress,
-copy the overlap into the output. zarr-python does the same through an event loop, a codec
+Every array ingest writes has one of two layouts: format 1's regular chunk grid with ``c/i/j/k/l``
+keys and the codec chain ``bytes`` (little-endian) -> ``blosc`` -> ``crc32c``, or format 2's
+shards of inner chunks with that chain (``mamamia._shards`` finds an inner chunk's bytes through
+its shard's index). For those arrays a read is short: list the chunks a box touches, get their
+bytes from the store, check the crc32c, blosc-decompress, copy the overlap into the output. zarr-python does the same through an event loop, a codec
 pipeline and a thread hop per chunk, which costs more than the decode of a 64^3 crop itself
 (bench/bench_server.py, docs/crops.md).
 
