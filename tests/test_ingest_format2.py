@@ -169,3 +169,26 @@ def test_a_server_over_format_2_serves_crops_and_the_store(
         assert np.array_equal(remote.case(case_id).image[box], local.case(case_id).image[box])
     finally:
         server.stop()
+
+
+def test_prefetch_of_format_2_fetches_each_shard_once(format2_dir: Path, tmp_path: Path) -> None:
+    from conftest import start_server
+
+    server = start_server(format2_dir)
+    try:
+        remote = mamamia.connect(server.url, cache_dir=tmp_path / "cache")
+        case_id = remote.cohort("has_images").case_ids[0]
+        paths = sorted({str(row["zarr_path"]) for row in remote.case(case_id).volumes})
+        arrays = [f"{p}/0" if p.endswith(".zarr") else p for p in paths]
+        fetched = remote.prefetch(arrays)
+        assert fetched == len(arrays)  # one shard per array, nothing else asked for
+        data_requests = sum(n for path, n in server.requests.items() if "/c/" in path)
+        assert data_requests == len(arrays)
+        image = remote.case(case_id).image
+        assert np.array_equal(
+            image[0, 1:9, 2:30, 3:40],
+            mamamia.open(format2_dir).case(case_id).image[0, 1:9, 2:30, 3:40],
+        )
+        assert sum(n for path, n in server.requests.items() if "/c/" in path) == len(arrays)
+    finally:
+        server.stop()

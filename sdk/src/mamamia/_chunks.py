@@ -214,6 +214,10 @@ class ChunkArray:
             if self._shards is not None
             else tuple(int(n) for n in meta["chunk_grid"]["configuration"]["chunk_shape"])
         )
+        #: The shard shape (one stored object each), None for an unsharded array (zarr's name).
+        self.shards: tuple[int, ...] | None = (
+            self._shards.shard_shape if self._shards is not None else None
+        )
         if any(n < 1 for n in self.chunks):
             raise CatalogFormatError(f"{where}: chunk shape {self.chunks} has an empty axis")
         self._stored = np.dtype(meta["data_type"]).newbyteorder("<")

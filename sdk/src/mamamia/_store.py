@@ -318,11 +318,12 @@ class HttpCachedStore(LocalStore):
 
 
 def chunk_keys(array: Any) -> list[str]:
-    """Every chunk key (default v3 encoding ``c/i/j/...``) of a zarr array."""
+    """Every stored object's key (default v3 encoding ``c/i/j/...``) of a zarr array: its
+    chunks, or its shards where it has them."""
     import itertools
 
     shape = tuple(int(n) for n in array.shape)
-    chunks = tuple(int(n) for n in array.chunks)
+    chunks = tuple(int(n) for n in (getattr(array, "shards", None) or array.chunks))
     counts = [max(1, -(-n // c)) for n, c in zip(shape, chunks, strict=True)]
     return [
         "c/" + "/".join(str(i) for i in index)
