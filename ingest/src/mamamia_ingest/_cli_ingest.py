@@ -51,7 +51,7 @@ def _chunks(
     callback=_chunks,
     default=None,
     metavar="Z,Y,X",
-    help="Chunk shape of the volumes (default 32,128,128).",
+    help="Chunk shape of the volumes (default 32,128,128; format 2: 64,64,64).",
 )
 @click.option(
     "--max-volume-mb",
@@ -73,6 +73,15 @@ def _chunks(
     help="Dask scheduler (tcp://HOST:8786) for --executor dask; default: a local cluster of "
     "--jobs processes. Workers must see the catalog folder at the same path.",
 )
+@click.option(
+    "--format",
+    "format_version",
+    type=click.Choice(["1", "2"]),
+    default="1",
+    show_default=True,
+    help="Catalog format: 1 (a file per chunk) or 2 (sharded: a few files per case, "
+    "inner chunks 64,64,64 unless --chunks says; docs/format.md).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; only the summary.")
 def ingest_command(
     raw: str,
@@ -85,6 +94,7 @@ def ingest_command(
     max_volume_mb: float | None,
     executor: str,
     scheduler: str | None,
+    format_version: str,
     quiet: bool,
 ) -> None:
     """Turn the raw MAMA-MIA folder RAW into (or update) the catalog CATALOG (a folder, or
@@ -109,6 +119,7 @@ def ingest_command(
             progress=not quiet,
             executor=executor,
             scheduler=scheduler,
+            format_version=int(format_version),
         )
         report = ingest_to(raw, catalog, options)
     except IngestError as exc:

@@ -121,12 +121,14 @@ def ingest(
     progress: bool = True,
     executor: str = "processes",
     scheduler: str | None = None,
+    format_version: int = 1,
 ) -> IngestReport:
     """Ingest the raw MAMA-MIA folder ``raw`` into the catalog folder ``catalog``
     (or ``s3://bucket/prefix``: staged locally, then published; see docs/scaling.md).
 
     ``cases`` (glob patterns on patient_id, comma-separated) limits the catalog to those cases;
-    ``chunks`` is the (z, y, x) chunk shape. ``executor="dask"`` runs one task per case on a
+    ``chunks`` is the (z, y, x) chunk shape; ``format_version`` 2 writes sharded volumes
+    (docs/format.md). ``executor="dask"`` runs one task per case on a
     Dask cluster (``scheduler``: its address; default a LocalCluster of ``jobs`` processes).
     Problems are returned in the report, never raised;
     ``IngestError`` is raised only when nothing can be ingested (no clinical table, bad args).
@@ -134,7 +136,7 @@ def ingest(
     options = IngestOptions(
         jobs=jobs, cases=cases, tables_only=tables_only, strict=strict, chunks=chunks,
         max_volume_bytes=max_volume_bytes, progress=progress, executor=executor,
-        scheduler=scheduler,
+        scheduler=scheduler, format_version=format_version,
     )  # fmt: skip
     return ingest_to(raw, catalog, options)
 
@@ -326,6 +328,7 @@ def _run(raw: Path, catalog: Path, options: IngestOptions) -> IngestReport:
     report.catalog_version = version
     if prev.catalog_version != version:
         manifest = CatalogManifest(
+            format_version=settings.format_version,
             catalog_version=version,
             dataset_release=clinical.release,
             created_at=datetime.now(UTC),

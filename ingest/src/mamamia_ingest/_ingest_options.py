@@ -8,11 +8,14 @@ from dataclasses import dataclass
 
 from mamamia_ingest._ingest_report import IngestError
 from mamamia_ingest._nifti import DEFAULT_MAX_VOLUME_BYTES
+from mamamia_ingest._shard_write import FORMAT2_INNER_ZYX
 from mamamia_ingest._volumes import DEFAULT_CHUNKS_ZYX, VolumeSettings
 
-__all__ = ["EXECUTORS", "IngestOptions"]
+__all__ = ["EXECUTORS", "FORMAT_VERSIONS", "IngestOptions"]
 
 EXECUTORS = ("processes", "dask")
+#: Catalog formats ingest writes: 1 (a file per chunk, the default) and 2 (sharded).
+FORMAT_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True, init=False)
@@ -21,7 +24,9 @@ class IngestOptions:
 
     ``jobs=None`` is one worker per CPU; ``cases`` (glob patterns on patient_id, one string
     comma-separated or several) is kept uppercased, ``None`` for every case; ``chunks`` is
-    the (z, y, x) chunk shape. A bad value raises ``IngestError`` naming the option.
+    the (z, y, x) chunk shape (format 2: the inner chunk shape of its shards);
+    ``format_version`` the catalog format written (docs/format.md). A bad value raises
+    ``IngestError`` naming the option.
     """
 
     jobs: int
@@ -33,6 +38,7 @@ class IngestOptions:
     progress: bool
     executor: str
     scheduler: str | None
+    format_version: int
 
     def __init__(
         self,
@@ -46,6 +52,7 @@ class IngestOptions:
         progress: bool = True,
         executor: str = "processes",
         scheduler: str | None = None,
+        format_version: int = 1,
     ) -> None:
         n_jobs = jobs if jobs is not None else (os.cpu_count() or 1)
         if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
@@ -54,8 +61,11 @@ class IngestOptions:
             raise IngestError(f"--executor must be 'processes' or 'dask', got {executor!r}")
         if scheduler is not None and executor != "dask":
             raise IngestError("--scheduler needs --executor dask")
+        if format_version not in FORMAT_VERSIONS or isinstance(format_version, bool):
+            raise IngestError(f"--format must be 1 or 2, got {format_version!r}")
+        default = FORMAT2_INNER_ZYX if format_version == 2 else DEFAULT_CHUNKS_ZYX
         try:
-            chunk_zyx = tuple(int(c) for c in chunks) if chunks is not None else DEFAULT_CHUNKS_ZYX
+            chunk_zyx = tuple(int(c) for c in chunks) if chunks is not None else default
         except (TypeError, ValueError):
             raise IngestError(
                 f"--chunks must be three positive integers Z,Y,X, got {chunks}"
@@ -75,12 +85,17 @@ class IngestOptions:
             progress=bool(progress),
             executor=executor,
             scheduler=scheduler,
+            format_version=format_version,
         )
 
     @property
     def volume_settings(self) -> VolumeSettings:
         """What the per-case workers need (the chunk shape and the volume size cap)."""
-        return VolumeSettings(chunks_zyx=self.chunks, max_volume_bytes=self.max_volume_bytes)
+        return VolumeSettings(
+            chunks_zyx=self.chunks,
+            max_volume_bytes=self.max_volume_bytes,
+            format_version=self.format_version,
+        )
 
 
 def _patterns(cases: str | Sequence[str] | None) -> tuple[str, ...] | None:

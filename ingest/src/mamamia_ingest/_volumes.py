@@ -52,6 +52,7 @@ from mamamia_ingest._ome_metadata import (
     multiscale_block,
 )
 from mamamia_ingest._shape_features import shape_features
+from mamamia_ingest._shard_write import FORMAT2_CODEC, ShardWriter, volume_writer
 from mamamia_ingest._volume_checks import lossy_mix_problem, non_finite_problems
 from mamamia_ingest._zarr_write import ChunkWriter, group_metadata, write_new_file
 from mamamia_schema import Problem, Severity
@@ -88,8 +89,19 @@ class VolumeSettings:
 
     chunks_zyx: tuple[int, int, int] = DEFAULT_CHUNKS_ZYX
     max_volume_bytes: int = DEFAULT_MAX_VOLUME_BYTES
+    #: 1: one file per chunk; 2: one shard per phase of inner chunks ``chunks_zyx``.
+    format_version: int = FORMAT_VERSION
 
     def byte_settings(self) -> dict[str, Any]:
+        if self.format_version == 2:
+            return {
+                "format_version": 2,
+                "layout_version": LAYOUT_VERSION,
+                "chunks": [1, *self.chunks_zyx],
+                "shards": "phase",
+                "codec": FORMAT2_CODEC,
+                "features_version": FEATURES_VERSION,
+            }
         return {
             "format_version": FORMAT_VERSION,
             "layout_version": LAYOUT_VERSION,
@@ -269,13 +281,14 @@ def _chunks(shape: tuple[int, ...], chunks_zyx: tuple[int, int, int]) -> tuple[i
 
 def _writer(
     folder: Path, name: str, shape: tuple[int, int, int, int], dtype: np.dtype[Any], job: CaseJob
-) -> ChunkWriter:
+) -> ChunkWriter | ShardWriter:
     # Level 1 (previews) is read whole for slices: lz4; full resolution: zstd 3 (see CODEC).
-    cname, clevel = ("zstd", 3) if name == "0" else ("lz4", 5)
+    # Format 2 uses lz4 at both levels (docs/format.md).
+    sharded = job.settings.format_version == 2
+    cname, clevel = ("zstd", 3) if name == "0" and not sharded else ("lz4", 5)
     chunks = _chunks(shape, job.settings.chunks_zyx)
-    return ChunkWriter(
-        folder / name, shape, (1, chunks[1], chunks[2], chunks[3]), dtype, cname, clevel
-    )
+    inner = (1, chunks[1], chunks[2], chunks[3])
+    return volume_writer(folder / name, shape, inner, dtype, cname, clevel, sharded=sharded)
 
 
 def _write_group(folder: Path, attributes: dict[str, Any]) -> None:
@@ -475,6 +488,8 @@ def _build(
             }
         )
         del vol, data
+    full.close()
+    half.close()
 
     labels = tmp / "labels"
     os.mkdir(labels)
@@ -485,8 +500,13 @@ def _build(
         os.mkdir(g)
         z, y, x = m.shape
         shape = (1, z, y, x)
-        _writer(g, "0", shape, np.dtype(np.uint8), job).write(0, m)
-        _writer(g, "1", half_shape(shape), np.dtype(np.uint8), job).write(0, m[::2, ::2, ::2])
+        for name, level_shape, level in (
+            ("0", shape, m),
+            ("1", half_shape(shape), m[::2, ::2, ::2]),
+        ):
+            writer = _writer(g, name, level_shape, np.dtype(np.uint8), job)
+            writer.write(0, level)
+            writer.close()
         _write_group(
             g,
             {

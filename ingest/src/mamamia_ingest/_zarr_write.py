@@ -142,6 +142,9 @@ class ChunkWriter:
                 self._made.add(path)
         return path
 
+    def close(self) -> None:
+        """Nothing is left open (each chunk file is written whole); ``ShardWriter``'s twin."""
+
     def write(self, t: int, data: np.ndarray[Any, Any]) -> None:
         cz, cy, cx = self.chunks[1:]
         z, y, x = data.shape

@@ -1,9 +1,10 @@
 """Direct chunk reads of mamamia's own Zarr arrays: the same bytes, fewer layers than zarr-python.
 
-Every array ingest writes has one layout: a regular chunk grid, ``c/i/j/k/l`` keys, and the codec
-chain ``bytes`` (little-endian) -> ``blosc`` -> ``crc32c``. For those arrays a read is short: list
-the chunks a box touches, get their bytes from the store, check the crc32c, blosc-decompress,
-copy the overlap into the output. zarr-python does the same through an event loop, a codec
+Every array ingest writes has one of two layouts: format 1's regular chunk grid with ``c/i/j/k/l``
+keys and the codec chain ``bytes`` (little-endian) -> ``blosc`` -> ``crc32c``, or format 2's
+shards of inner chunks with that chain (``mamamia._shards`` finds an inner chunk's bytes through
+its shard's index). For those arrays a read is short: list the chunks a box touches, get their
+bytes from the store, check the crc32c, blosc-decompress, copy the overlap into the output. zarr-python does the same through an event loop, a codec
 pipeline and a thread hop per chunk, which costs more than the decode of a 64^3 crop itself
 (bench/bench_server.py, docs/crops.md).
 
@@ -36,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mamamia._errors import CatalogFormatError, ChunkCorruptError
+from mamamia._shards import ShardLayout, inner_codec_chain, read_range_of
 from mamamia._volume import ArrayLike
 
 __all__ = ["ChunkArray", "ChunkSource", "open_chunk_array", "supports_fast_path"]
@@ -132,11 +134,16 @@ def decode_items(data: bytes, start: int, count: int, out: npt.NDArray[Any]) -> 
 
 
 def supports_fast_path(meta: dict[str, Any]) -> bool:
-    """True for the layout ingest writes (so ``ChunkArray`` reads it exactly)."""
+    """True for the layouts ingest writes (so ``ChunkArray`` reads them exactly): format 1's
+    plain chunks, and format 2's shards whose inner chunks use the same chain (their crc32c
+    optional when the shard index carries one)."""
     try:
         grid = meta["chunk_grid"]
         encoding = meta["chunk_key_encoding"]
         codecs = meta["codecs"]
+        sharded = inner_codec_chain(meta)
+        if sharded is not None:
+            codecs = sharded
         names = [codec["name"] for codec in codecs]
         endian = (codecs[0].get("configuration") or {}).get("endian", "little")
         separator = (encoding.get("configuration") or {}).get("separator", "/")
@@ -150,7 +157,10 @@ def supports_fast_path(meta: dict[str, Any]) -> bool:
         and grid.get("name") == "regular"
         and encoding.get("name") == "default"
         and separator == "/"
-        and names == ["bytes", "blosc", "crc32c"]
+        and (
+            names == ["bytes", "blosc", "crc32c"]
+            or (sharded is not None and names == ["bytes", "blosc"])
+        )
         and endian in ("little", None)
         and not meta.get("storage_transformers")
         and dtype.kind in "biuf"
@@ -193,8 +203,20 @@ class ChunkArray:
         self._fallback_factory = fallback
         self._fallback: Any = None
         self.shape: tuple[int, ...] = tuple(int(n) for n in meta["shape"])
-        self.chunks: tuple[int, ...] = tuple(
-            int(n) for n in meta["chunk_grid"]["configuration"]["chunk_shape"]
+        # A sharded array is read inner chunk by inner chunk: those are its ``chunks`` (as in
+        # zarr-python), each found through its shard's index.
+        chain = inner_codec_chain(meta)
+        self._shards = ShardLayout(meta, where) if chain is not None else None
+        self._read_range = read_range_of(source)
+        self._checksummed = [c["name"] for c in chain or meta["codecs"]][-1] == "crc32c"
+        self.chunks: tuple[int, ...] = (
+            self._shards.inner_shape
+            if self._shards is not None
+            else tuple(int(n) for n in meta["chunk_grid"]["configuration"]["chunk_shape"])
+        )
+        #: The shard shape (one stored object each), None for an unsharded array (zarr's name).
+        self.shards: tuple[int, ...] | None = (
+            self._shards.shard_shape if self._shards is not None else None
         )
         if any(n < 1 for n in self.chunks):
             raise CatalogFormatError(f"{where}: chunk shape {self.chunks} has an empty axis")
@@ -374,6 +396,8 @@ class ChunkArray:
         self, index: tuple[int, ...], inner: tuple[slice, ...]
     ) -> tuple[npt.NDArray[Any], tuple[slice, ...]] | None:
         """The decoded part of a chunk that covers ``inner``, and ``inner`` within it."""
+        if self._shards is not None:
+            return self._inner_chunk(self._shards, index, inner)
         key = "c/" + "/".join(str(i) for i in index)
         for attempt in (0, 1):
             data = self._source.read_key(key)
@@ -387,17 +411,45 @@ class ChunkArray:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _inner_chunk(
+        self, shards: ShardLayout, index: tuple[int, ...], inner: tuple[slice, ...]
+    ) -> tuple[npt.NDArray[Any], tuple[slice, ...]] | None:
+        """``_chunk`` of a sharded array: the index entry, then only that chunk's bytes."""
+        key, slot = shards.locate(index)
+        label = f"{key} (inner chunk {'/'.join(str(i) for i in index)})"
+        for attempt in (0, 1):
+            found = shards.chunk_range(self._read_range, key, slot)
+            if found is None:
+                return None
+            offset, nbytes = found
+            try:
+                data = self._read_range(key, offset, nbytes)
+                if data is None or len(data) != nbytes:
+                    got = 0 if data is None else len(data)
+                    raise ChunkCorruptError(
+                        f"chunk {self._where}/{label} is truncated: the shard index says "
+                        f"{nbytes} bytes at {offset}, {got} were there"
+                    )
+                return self._decode(bytes(data), label, inner)
+            except ChunkCorruptError:
+                # A cache may hold a damaged copy of the shard: drop it and fetch once more.
+                if attempt == 1 or not self._source.discard_key(key):
+                    raise
+                shards.forget(key)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _decode(
         self, data: bytes, key: str, inner: tuple[slice, ...]
     ) -> tuple[npt.NDArray[Any], tuple[slice, ...]]:
         where = f"{self._where}/{key}"
-        if len(data) < 4 + 16:  # crc32c trailer + blosc header
+        trailer = 4 if self._checksummed else 0
+        if len(data) < trailer + 16:  # crc32c trailer + blosc header
             raise ChunkCorruptError(f"chunk {where} is truncated ({len(data)} bytes)")
-        body = memoryview(data)[:-4]
+        body = memoryview(data)[: len(data) - trailer]
         # The CRC-32C of a message followed by its own CRC (little-endian) is a fixed residue,
         # so the whole chunk is checked in place: google-crc32c takes only bytes, and slicing
         # off the trailer would copy the chunk.
-        if google_crc32c.value(bytes(data)) != _CRC32C_RESIDUE:
+        if self._checksummed and google_crc32c.value(bytes(data)) != _CRC32C_RESIDUE:
             raise ChunkCorruptError(
                 f"chunk {where} fails its crc32c check (damaged on disk or in transit): run "
                 "mamamia verify"

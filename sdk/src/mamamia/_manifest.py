@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 #: The newest catalog format this SDK reads.
-SUPPORTED_FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSION = 2
 
 # How many of a manifest's field errors one message names.
 _SHOWN_ERRORS = 3

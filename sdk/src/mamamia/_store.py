@@ -91,6 +91,30 @@ class StrictLocalStore(LocalStore):
         finally:
             os.close(fd)
 
+    def read_range(self, key: str, start: int, length: int) -> bytes | None:
+        """``length`` bytes at ``start`` of a file (``start < 0``: from its end); an inner
+        chunk of a shard is read without reading the shard."""
+        try:
+            fd = os.open(os.path.join(self._root_text, key), os.O_RDONLY)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            self._missing(key)
+            return None
+        try:
+            if start < 0:
+                start = max(0, os.fstat(fd).st_size + start)
+            data = os.pread(fd, length, start)
+            while len(data) < length:  # a short read: keep reading to the end
+                more = os.pread(fd, length - len(data), start + len(data))
+                if not more:
+                    break
+                data += more
+            return data
+        except IsADirectoryError:
+            self._missing(key)
+            return None
+        finally:
+            os.close(fd)
+
     def discard_key(self, key: str) -> bool:
         return False  # the catalog itself: nothing to refetch from
 
@@ -294,11 +318,12 @@ class HttpCachedStore(LocalStore):
 
 
 def chunk_keys(array: Any) -> list[str]:
-    """Every chunk key (default v3 encoding ``c/i/j/...``) of a zarr array."""
+    """Every stored object's key (default v3 encoding ``c/i/j/...``) of a zarr array: its
+    chunks, or its shards where it has them."""
     import itertools
 
     shape = tuple(int(n) for n in array.shape)
-    chunks = tuple(int(n) for n in array.chunks)
+    chunks = tuple(int(n) for n in (getattr(array, "shards", None) or array.chunks))
     counts = [max(1, -(-n // c)) for n, c in zip(shape, chunks, strict=True)]
     return [
         "c/" + "/".join(str(i) for i in index)

@@ -1,0 +1,158 @@
+"""Zarr v3 shards (the ``sharding_indexed`` codec): where an inner chunk's bytes lie in a shard.
+
+A shard is one stored object (key ``c/i/j/k/l`` of the shard grid) holding the inner chunks of
+one shard-sized box, each encoded on its own, one after another, and an index: one
+``(offset, nbytes)`` pair of little-endian uint64 per inner chunk in C order, ``2**64 - 1``
+twice for an inner chunk never written, followed by the index's own crc32c (zarr's default
+index codecs ``bytes`` -> ``crc32c``). The index sits at the end of the shard unless the array
+says ``"index_location": "start"``::
+
+    c/0/0/0/0:  [chunk (0,0,0,0)][chunk (0,0,0,1)] ... [index: n x (offset, nbytes)][crc32c]
+
+A read fetches the index once per shard (it is kept for the array's lifetime: a few KiB per
+phase) and then only the byte ranges of the inner chunks a box touches. This module knows the
+addressing; ``mamamia._chunks`` decodes and checks the chunks themselves.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import google_crc32c
+import numpy as np
+import numpy.typing as npt
+
+from mamamia._errors import ChunkCorruptError
+
+__all__ = ["ShardLayout", "inner_codec_chain", "read_range_of"]
+
+_MISSING = 2**64 - 1
+_CRC32C_RESIDUE = 0x48674BC7
+
+#: ``read_range(key, start, length)``: ``length`` bytes at ``start`` (``start < 0`` counts from
+#: the end, as an HTTP suffix range does), or None where the object was never written.
+RangeReader = Callable[[str, int, int], bytes | None]
+
+
+def inner_codec_chain(meta: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The inner chunks' codecs of a sharded array this reader understands, else None.
+
+    Understood: one ``sharding_indexed`` codec whose shard shape is a whole number of inner
+    chunks on every axis, index codecs ``bytes`` (little-endian) with or without ``crc32c``,
+    and the index at the start or the end."""
+    try:
+        codecs = meta["codecs"]
+        if len(codecs) != 1 or codecs[0]["name"] != "sharding_indexed":
+            return None
+        config = codecs[0]["configuration"]
+        shard = [int(n) for n in meta["chunk_grid"]["configuration"]["chunk_shape"]]
+        inner = [int(n) for n in config["chunk_shape"]]
+        index_codecs = config.get("index_codecs", [{"name": "bytes"}, {"name": "crc32c"}])
+        index_names = [codec["name"] for codec in index_codecs]
+        endian = (index_codecs[0].get("configuration") or {}).get("endian", "little")
+        location = config.get("index_location", "end")
+        chain = config["codecs"]
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return None
+    if (
+        len(shard) != len(inner)
+        or any(i < 1 or s % i for s, i in zip(shard, inner, strict=True))
+        or index_names not in (["bytes"], ["bytes", "crc32c"])
+        or endian not in ("little", None)
+        or location not in ("start", "end")
+        or not isinstance(chain, list)
+    ):
+        return None
+    return [dict(codec) for codec in chain]
+
+
+def read_range_of(source: Any) -> RangeReader:
+    """The source's own ranged read, or one that reads the whole object and slices it."""
+    ranged = getattr(source, "read_range", None)
+    if callable(ranged):
+        return ranged  # type: ignore[no-any-return]
+
+    def whole(key: str, start: int, length: int) -> bytes | None:
+        data = source.read_key(key)
+        if data is None:
+            return None
+        begin = len(data) + start if start < 0 else start
+        return bytes(data[max(0, begin) : begin + length])
+
+    return whole
+
+
+class ShardLayout:
+    """Maps an inner chunk's index to its shard's key and its byte range there."""
+
+    def __init__(self, meta: dict[str, Any], where: str) -> None:
+        config = meta["codecs"][0]["configuration"]
+        self.where = where
+        self.shard_shape = tuple(int(n) for n in meta["chunk_grid"]["configuration"]["chunk_shape"])
+        self.inner_shape = tuple(int(n) for n in config["chunk_shape"])
+        self.per_shard = tuple(
+            s // i for s, i in zip(self.shard_shape, self.inner_shape, strict=True)
+        )
+        index_codecs = config.get("index_codecs", [{"name": "bytes"}, {"name": "crc32c"}])
+        self._index_crc = [codec["name"] for codec in index_codecs][-1] == "crc32c"
+        self._at_end = config.get("index_location", "end") == "end"
+        self._count = math.prod(self.per_shard)
+        self.index_bytes = 16 * self._count + (4 if self._index_crc else 0)
+        self._indexes: dict[str, npt.NDArray[np.uint64] | None] = {}
+        self._lock = threading.Lock()
+
+    def locate(self, index: tuple[int, ...]) -> tuple[str, int]:
+        """The shard key holding inner chunk ``index`` and the chunk's place in its index."""
+        shard = tuple(i // n for i, n in zip(index, self.per_shard, strict=True))
+        local = tuple(i % n for i, n in zip(index, self.per_shard, strict=True))
+        return "c/" + "/".join(str(i) for i in shard), int(
+            np.ravel_multi_index(local, self.per_shard)
+        )
+
+    def chunk_range(self, read: RangeReader, key: str, slot: int) -> tuple[int, int] | None:
+        """(offset, nbytes) of one inner chunk, None if it was never written (or the shard)."""
+        with self._lock:
+            cached = key in self._indexes
+            table = self._indexes.get(key)
+        if not cached:
+            table = self._read_index(read, key)
+            with self._lock:
+                self._indexes[key] = table
+        if table is None:
+            return None
+        offset, nbytes = int(table[slot, 0]), int(table[slot, 1])
+        if offset == _MISSING and nbytes == _MISSING:
+            return None
+        if offset == _MISSING or nbytes == _MISSING or nbytes == 0:
+            raise ChunkCorruptError(
+                f"shard {self.where}/{key} has an index entry ({offset}, {nbytes}) for inner "
+                f"chunk {slot} that points nowhere: run mamamia verify"
+            )
+        return offset, nbytes
+
+    def forget(self, key: str) -> None:
+        """Drop a shard's cached index (its bytes are being fetched again)."""
+        with self._lock:
+            self._indexes.pop(key, None)
+
+    def _read_index(self, read: RangeReader, key: str) -> npt.NDArray[np.uint64] | None:
+        start = -self.index_bytes if self._at_end else 0
+        data = read(key, start, self.index_bytes)
+        if data is None:
+            return None
+        where = f"{self.where}/{key}"
+        if len(data) != self.index_bytes:
+            raise ChunkCorruptError(
+                f"shard {where} is truncated: its index needs {self.index_bytes} bytes, "
+                f"{len(data)} were there"
+            )
+        if self._index_crc and google_crc32c.value(bytes(data)) != _CRC32C_RESIDUE:
+            raise ChunkCorruptError(
+                f"shard {where} has an index that fails its crc32c check (damaged on disk or "
+                "in transit): run mamamia verify"
+            )
+        table = np.frombuffer(data, dtype="<u8", count=2 * self._count).reshape(self._count, 2)
+        return table.astype(np.uint64, copy=False)
