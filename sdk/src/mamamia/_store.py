@@ -253,6 +253,10 @@ class HttpCachedStore(LocalStore):
         self._cache = cache
         self._prefix = prefix.strip("/")
         self._fetch = fetch
+        # One fetch per key at a time: decode threads that miss the same key (a shard another
+        # thread just dropped as damaged) wait for one download instead of each making one.
+        self._fetching: dict[str, threading.Lock] = {}
+        self._fetching_guard = threading.Lock()
 
     def with_read_only(self, read_only: bool = True) -> HttpCachedStore:
         return type(self)(self._cache, self._prefix, self._fetch)
@@ -273,15 +277,21 @@ class HttpCachedStore(LocalStore):
         """The key's bytes from the cache, else from the server (then cached)."""
         relative = f"{self._prefix}/{key}"
         data = self._cache.read(relative)
-        if data is None:
-            if self._cache.is_known_empty(relative):
-                return None
-            data = self._fetch(relative)
+        if data is not None:
+            return data
+        with self._fetching_guard:
+            lock = self._fetching.setdefault(relative, threading.Lock())
+        with lock:
+            data = self._cache.read(relative)  # another thread may have fetched it meanwhile
             if data is None:
-                # Generations are immutable, so an absent key stays absent: remember it.
-                self._cache.mark_empty(relative)
-                return None
-            self._cache.write(relative, data)
+                if self._cache.is_known_empty(relative):
+                    return None
+                data = self._fetch(relative)
+                if data is None:
+                    # Generations are immutable, so an absent key stays absent: remember it.
+                    self._cache.mark_empty(relative)
+                    return None
+                self._cache.write(relative, data)
         return data
 
     def discard_key(self, key: str) -> bool:
