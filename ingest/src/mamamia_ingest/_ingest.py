@@ -48,6 +48,7 @@ from mamamia_ingest._lifecycle import watch_owner
 from mamamia_ingest._nifti import DEFAULT_MAX_VOLUME_BYTES, hash_file
 from mamamia_ingest._publish import publish, staging_dir
 from mamamia_ingest._report_checks import clean_message, clean_problems, unknown_case_problems
+from mamamia_ingest._reuse_plan import plan_reuse
 from mamamia_ingest._tables_out import build_tables
 from mamamia_ingest._volumes import (
     CaseJob,
@@ -299,8 +300,10 @@ def _run(raw: Path, catalog: Path, options: IngestOptions) -> IngestReport:
             report.stopped_early = True
             return report
         built_now = _run_jobs(case_jobs, options, results, report)
-        for r in results.values():
-            problems.extend(r.problems)
+        # In case order, whichever worker finished first.
+        for job in case_jobs:
+            if job.patient_id in results:
+                problems.extend(results[job.patient_id].problems)
         if report.stopped_early:
             # Leave the catalog exactly as it was: drop what this run added.
             for gen in built_now - prev.generations:
@@ -430,9 +433,11 @@ def _run_jobs(
     """Run the case tasks; returns the generations this run built (not reused)."""
     jobs, strict, progress = options.jobs, options.strict, options.progress
     built: set[str] = set()
-    total = sum(sum(f.size for f in j.files) for j in case_jobs)
+    plan, n_cases = plan_reuse(case_jobs), len(case_jobs)  # stat() only: no worker needed
+    # The bar counts what is read (as the summary does): the files of the cases left to run.
+    total = sum(sum(f.size for f in j.files) for j in plan.to_run)
     bar = progress_bar(
-        progress and bool(case_jobs),
+        progress and bool(plan.to_run),
         total=total,
         unit="B",
         unit_scale=True,
@@ -442,20 +447,29 @@ def _run_jobs(
 
     def take(job: CaseJob, result: CaseResult) -> bool:
         results[job.patient_id] = result
-        bar.update(sum(f.size for f in job.files))
-        bar.set_postfix_str(f"{len(results)}/{len(case_jobs)} cases", refresh=False)
+        report.bytes_read += result.bytes_read
+        if bar.total is not None and bar.n + result.bytes_read > bar.total:
+            bar.total = bar.n + result.bytes_read  # hashed, then built: read twice
+        bar.update(result.bytes_read)
+        bar.set_postfix_str(f"{len(results)}/{n_cases} cases", refresh=False)
         if result.generation is None:
             report.failed += 1
         elif result.reused:
             report.reused += 1
         else:
             report.built += 1
-            report.bytes_read += result.bytes_read
             if result.zarr_dir:
                 built.add(result.zarr_dir)
         return strict and any(p.severity is Severity.ERROR for p in result.problems)
 
     try:
+        for job, result in plan.reused:
+            if take(job, result):
+                report.stopped_early = True
+                return built
+        case_jobs = plan.to_run
+        if not case_jobs:
+            return built
         if options.executor == "dask":
             from mamamia_ingest._dask_executor import run_on_dask
 

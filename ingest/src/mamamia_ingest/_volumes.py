@@ -68,6 +68,7 @@ __all__ = [
     "generation_id",
     "init_worker",
     "process_case",
+    "reuse_unchanged",
 ]
 
 FORMAT_VERSION = 1
@@ -229,8 +230,14 @@ def _source_records(job: CaseJob, sha: dict[str, str]) -> list[dict[str, Any]]:
     ]
 
 
-def _try_reuse(job: CaseJob, case_dir: Path) -> tuple[CaseResult | None, dict[str, str]]:
-    """A finished generation for exactly these sources, if one exists; else the hashes known."""
+def _try_reuse(
+    job: CaseJob, case_dir: Path, *, rehash: bool = True
+) -> tuple[CaseResult | None, dict[str, str], int]:
+    """A finished generation for exactly these sources, if one exists; else the hashes known.
+
+    Also returns the bytes hashed here. ``rehash=False`` decides from stat() alone (role,
+    size, mtime_ns against the records of the finished generations) and reads no file.
+    """
     existing = _existing(case_dir)
     sha: dict[str, str] = {}
     seen: dict[tuple[str, int, int], str] = {}
@@ -244,20 +251,34 @@ def _try_reuse(job: CaseJob, case_dir: Path) -> tuple[CaseResult | None, dict[st
     for f in job.files:
         if f.role not in sha and (f.role, f.size, f.mtime_ns) in seen:
             sha[f.role] = seen[(f.role, f.size, f.mtime_ns)]
+    hashed = 0
     if not existing:
-        return None, sha
+        return None, sha, hashed
     if len(sha) < len(job.files):
         # Hash only when a finished generation could match (same roles and sizes), e.g. a
         # touched file or a resumed run; otherwise the build pass hashes as it reads.
-        if tuple(sorted((f.role, f.size) for f in job.files)) not in sized:
-            return None, sha
+        if not rehash or tuple(sorted((f.role, f.size) for f in job.files)) not in sized:
+            return None, sha, hashed
         for f in job.files:
             if f.role not in sha:
                 sha[f.role] = hash_file(f.path)
+                hashed += f.size
     gen = generation_id(job.settings, job.phase_times_s, sha)
     if gen in existing:
-        return _from_attrs(job, gen, existing[gen], sha), sha
-    return None, sha
+        result = _from_attrs(job, gen, existing[gen], sha)
+        result.bytes_read = hashed
+        return result, sha, hashed
+    return None, sha, hashed
+
+
+def reuse_unchanged(job: CaseJob) -> CaseResult | None:
+    """The finished generation of a case none of whose files changed by stat(), else None.
+
+    Reads no source file (only the generations' root attributes), so the ingest process itself
+    decides which cases need a worker; the result is the one ``process_case`` would return.
+    """
+    case_dir = job.catalog_root / "volumes" / job.patient_id
+    return _try_reuse(job, case_dir, rehash=False)[0]
 
 
 def _geometry_mismatch(ref: HeaderInfo, other: HeaderInfo) -> str | None:
@@ -302,11 +323,11 @@ class _CaseFailed(Exception):
 def process_case(job: CaseJob) -> CaseResult:
     """Write (or reuse) the generation of one case and return its table rows."""
     case_dir = job.catalog_root / "volumes" / job.patient_id
-    result, sha = _try_reuse(job, case_dir)
+    result, sha, hashed = _try_reuse(job, case_dir)
     if result is not None:
         return result
     result = CaseResult(job.patient_id)
-    result.bytes_read = sum(f.size for f in job.files)
+    result.bytes_read = hashed + sum(f.size for f in job.files)
     private = PrivateDir()
     tmp = case_dir / f"pending.zarr.tmp-{uuid.uuid4().hex}"
     try:

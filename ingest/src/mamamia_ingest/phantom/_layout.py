@@ -125,13 +125,17 @@ def write_splits(path: Path, splits: Mapping[str, str]) -> int:
     return write_atomic(path, out.getvalue())
 
 
-def write_quality_scores(path: Path, rows: Sequence[tuple[str, str, str, float]]) -> int:
-    """``patient_id, expert_1_qs, expert_2_qs, dice`` (dice of automatic vs expert mask)."""
+def write_quality_scores(path: Path, rows: Sequence[tuple[str, str, str]]) -> int:
+    """``patient_id, expert_1_qs, expert_2_qs``: the columns the release's table has.
+
+    The automatic mask's Dice is not written: the catalog computes ``auto_expert_dice`` from the
+    masks themselves, and an extra column here would be reported as unknown on every ingest.
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["patient_id", "expert_1_qs", "expert_2_qs", "dice"])
-    for case, q1, q2, dice in rows:
-        writer.writerow([case, q1, q2, f"{dice:.4f}"])
+    writer.writerow(["patient_id", "expert_1_qs", "expert_2_qs"])
+    for case, q1, q2 in rows:
+        writer.writerow([case, q1, q2])
     return write_atomic(path, out.getvalue())
 
 

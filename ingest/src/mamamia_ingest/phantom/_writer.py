@@ -342,7 +342,7 @@ def write_phantom(
         quality = []
         for m in models:
             q1, q2 = _quality(m, seed)
-            quality.append((m.spec.patient_id, q1, q2, m.dice))
+            quality.append((m.spec.patient_id, q1, q2))
         sizes[SPLITS_CSV] = write_splits(root / SPLITS_CSV, splits)
         sizes[QUALITY_CSV] = write_quality_scores(root / QUALITY_CSV, quality)
         if target == 2:

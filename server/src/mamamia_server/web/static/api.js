@@ -142,6 +142,16 @@ export function saveBlob(blob, filename) {
   setTimeout(() => URL.revokeObjectURL(url), 30000);
 }
 
+// A short hash of a query (FNV-1a, 32 bits): each cohort's downloads get their own name.
+export function shortHash(value) {
+  let h = 0x811c9dc5;
+  for (const ch of JSON.stringify(value ?? {})) {
+    h ^= ch.codePointAt(0);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, "0");
+}
+
 // SQL string literal for a value-set chip ('it''s').
 export function sqlLiteral(value) {
   return `'${String(value).replace(/'/g, "''")}'`;

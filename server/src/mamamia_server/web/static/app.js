@@ -1,7 +1,7 @@
 // mamamia page: tabs, token, query box with the schema at hand, paged results, downloads.
 // The summary (charts, Table 1) lives in summary.js and the case viewer in viewer.js.
 
-import { ApiProblem, getJSON, getToken, postJSON, request, saveBlob, setToken, sqlLiteral } from "./api.js";
+import { ApiProblem, getJSON, getToken, postJSON, request, saveBlob, setToken, shortHash, sqlLiteral } from "./api.js";
 import { clear, el, formatValue, problemNode, showInline } from "./ui.js";
 import { Summary } from "./summary.js";
 import { Viewer } from "./viewer.js";
@@ -255,6 +255,55 @@ function displayOrder(columns) {
   return [...keys, ...names.map((_, i) => i).filter((i) => !keys.includes(i))];
 }
 
+// WHERE results: the columns the user chose to see (by name; kept from query to query).
+const hiddenColumns = new Set();
+
+function whereResults() {
+  return Boolean(cohort.spec && cohort.spec.where !== undefined && cohort.columns.length);
+}
+
+function shownOrder() {
+  const order = displayOrder(cohort.columns);
+  if (!whereResults()) return order;
+  return order.filter((i) => !hiddenColumns.has(cohort.columns[i].name));
+}
+
+function renderColumnPicker() {
+  const picker = $("column-picker");
+  picker.hidden = !whereResults();
+  if (picker.hidden) return;
+  const names = displayOrder(cohort.columns).map((i) => cohort.columns[i].name);
+  const choices = $("column-choices");
+  if (choices.dataset.names !== names.join(",")) {
+    choices.dataset.names = names.join(",");
+    choices.querySelectorAll("label").forEach((node) => node.remove());
+    for (const name of names) {
+      const box = el("input", { type: "checkbox", value: name });
+      choices.append(el("label", {}, box, name));
+    }
+  }
+  for (const box of choices.querySelectorAll("input")) box.checked = !hiddenColumns.has(box.value);
+  $("column-picker-count").textContent = `(${names.filter((n) => !hiddenColumns.has(n)).length} of ${names.length})`;
+}
+
+function initColumnPicker() {
+  $("column-choices").addEventListener("change", (event) => {
+    const box = event.target;
+    if (box.checked) hiddenColumns.delete(box.value);
+    else hiddenColumns.add(box.value);
+    renderResults();
+  });
+  $("columns-all").addEventListener("click", () => {
+    hiddenColumns.clear();
+    renderResults();
+  });
+  $("columns-keys").addEventListener("click", () => {
+    for (const c of cohort.columns) if (!KEY_COLUMNS.includes(c.name)) hiddenColumns.add(c.name);
+    for (const name of KEY_COLUMNS) hiddenColumns.delete(name);
+    renderResults();
+  });
+}
+
 function idColumn() {
   return cohort.columns.findIndex((c) => c.name === "patient_id");
 }
@@ -264,7 +313,8 @@ function renderResults() {
   const thead = clear(table.tHead);
   const tbody = clear(table.tBodies[0]);
   const head = el("tr");
-  const order = displayOrder(cohort.columns);
+  const order = shownOrder();
+  renderColumnPicker();
   for (const i of order) {
     const column = cohort.columns[i];
     head.append(el("th", { scope: "col" }, column.name, el("span", { class: "th-type", text: column.type })));
@@ -339,16 +389,6 @@ function initResults() {
 // ---------- downloads ----------
 const CSV_PAGE = 10000;
 
-// A short hash of the query (FNV-1a, 32 bits): each cohort's downloads get their own name.
-function specHash(spec) {
-  let h = 0x811c9dc5;
-  for (const ch of JSON.stringify(spec ?? {})) {
-    h ^= ch.codePointAt(0);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h.toString(16).padStart(8, "0");
-}
-
 async function download(format) {
   if (!cohort.spec) return;
   const button = $(format === "csv" ? "download-csv" : "download-parquet");
@@ -379,7 +419,7 @@ async function download(format) {
       const response = await request("v1/query", { method: "POST", json: body, query, accept: "application/vnd.apache.parquet" });
       blob = await response.blob();
     }
-    saveBlob(blob, `mamamia-cohort-${cohort.version || "catalog"}-${specHash(cohort.spec)}.${format}`);
+    saveBlob(blob, `mamamia-cohort-${cohort.version || "catalog"}-${shortHash(cohort.spec)}.${format}`);
   } catch (error) {
     showInline($("query-problem"), error);
   } finally {
@@ -399,9 +439,9 @@ function cohortForSummary() {
   if (!cohort.spec) return { where: null, label: "every case" };
   if (cohort.spec.where !== undefined) {
     const where = cohort.spec.where === "TRUE" ? null : cohort.spec.where;
-    return { where, label: where ? `cases where ${where}` : "every case" };
+    return { where, label: where ? `cases where ${where}` : "every case", version: cohort.version };
   }
-  return { sql: cohort.spec.sql, label: "the SQL result" };
+  return { sql: cohort.spec.sql, label: "the SQL result", version: cohort.version };
 }
 
 async function reloadAll() {
@@ -430,6 +470,7 @@ function init() {
   initTabs();
   initToken();
   initResults();
+  initColumnPicker();
   for (const radio of document.querySelectorAll('input[name="mode"]')) {
     radio.addEventListener("change", () => setMode(radio.value));
   }

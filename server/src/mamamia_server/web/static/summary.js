@@ -1,8 +1,10 @@
 // Cohort summary: bar charts (plain SVG), an age histogram and a Table-1 style summary.
 // WHERE cohorts use /v1/facets for the counts; SQL cohorts are summarised by SELECTs over the
 // SQL as a subquery (only over the columns the SQL returns). Age statistics come from a query.
+// Table 1 may be split by a categorical column (one column per value, and "missing"), and is
+// exported as CSV or Markdown from the same cells the page shows.
 
-import { getJSON, postJSON } from "./api.js";
+import { getJSON, postJSON, saveBlob, shortHash } from "./api.js";
 import { clear, el, showInline, svg } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
@@ -162,20 +164,85 @@ function num(value, digits = 1) {
   return value === null || value === undefined || Number.isNaN(value) ? "–" : Number(value).toFixed(digits);
 }
 
+// The rows the cohort is drawn from, for a SELECT over it.
+function fromClause(cohort) {
+  return cohort.sql === undefined ? `cases WHERE (\n${cohort.where || "TRUE"}\n)` : `(${cohort.sql.replace(/;\s*$/, "")}) AS cohort`;
+}
+
+const quote = (name) => `"${name.replace(/"/g, '""')}"`;
+const AGE_STATS = "count(*) AS n, count(age) AS n_age, avg(age) AS mean, stddev_samp(age) AS sd, median(age) AS median, quantile_cont(age, 0.25) AS q1, quantile_cont(age, 0.75) AS q3, min(age) AS lo, max(age) AS hi";
+// A split column with more values than this makes an unreadable table: refused with a message.
+const MAX_SPLIT_VALUES = 12;
+
+function featureParts(columns) {
+  return columns.flatMap(([c], i) => [
+    `count("${c}") AS n${i}`,
+    `median("${c}") AS m${i}`,
+    `quantile_cont("${c}", 0.25) AS a${i}`,
+    `quantile_cont("${c}", 0.75) AS b${i}`,
+  ]);
+}
+
+function featureStats(columns, row) {
+  return columns.map(([column, title, digits], i) => ({
+    column, title, digits, total: row.n, n: row[`n${i}`], median: row[`m${i}`], q1: row[`a${i}`], q3: row[`b${i}`],
+  }));
+}
+
+function rowObjects(result) {
+  return result.rows.map((r) => Object.fromEntries(result.columns.map((c, i) => [c.name, r[i]])));
+}
+
+const keyOf = (value) => JSON.stringify(value ?? null);
+
+// CSV field: quoted when it holds a comma, quote or line break.
+function csvField(text) {
+  return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+function mdField(text) {
+  return text.replace(/\\/g, "\\\\").replace(/\|/g, "\\|");
+}
+
 export class Summary {
   constructor({ onProblem }) {
     this.onProblem = onProblem;
     this.key = null;
     this.columns = null; // names of the cases columns
     this.valueSets = {}; // column -> its closed value set, from the schema
+    this.types = {}; // column -> its type, from the schema
     this.generation = 0;
+    this.cohort = null; // the cohort shown
+    this.table = null; // Table 1 as shown: {header, rows: [{kind, characteristic, level, cells}]}
+    $("table1-split").addEventListener("change", () => {
+      if (this.cohort) this.refresh(this.cohort, { force: true });
+    });
+    $("table1-csv").addEventListener("click", () => this.exportTable("csv"));
+    $("table1-markdown").addEventListener("click", () => this.exportTable("md"));
+  }
+
+  // Categorical columns: a value set in the schema, a boolean, a Table 1 row, or the split.
+  splitChoices(available) {
+    const table1 = new Set(TABLE1.map(([c]) => c));
+    return available.filter((c) => this.valueSets[c] || this.types[c] === "bool" || table1.has(c) || c === "split");
+  }
+
+  fillSplitChoices(available) {
+    const select = $("table1-split");
+    const current = select.value;
+    const choices = this.splitChoices(available);
+    clear(select).append(el("option", { value: "", text: "nothing (one column)" }), ...choices.map((c) => el("option", { value: c, text: c })));
+    select.value = choices.includes(current) ? current : "";
   }
 
   async caseColumns() {
     if (!this.columns) {
       const schema = await getJSON("v1/tables/cases/schema");
       this.columns = schema.columns.map((c) => c.name);
-      for (const c of schema.columns) if (c.values) this.valueSets[c.name] = c.values;
+      for (const c of schema.columns) {
+        if (c.values) this.valueSets[c.name] = c.values;
+        this.types[c.name] = c.type;
+      }
     }
     return this.columns;
   }
@@ -196,11 +263,8 @@ export class Summary {
   }
 
   async ages(cohort) {
-    const from = cohort.sql === undefined ? `cases WHERE (\n${cohort.where || "TRUE"}\n)` : `(${cohort.sql.replace(/;\s*$/, "")}) AS cohort`;
-    const stats = await postJSON("v1/query", {
-      sql: `SELECT count(*) AS n, count(age) AS n_age, avg(age) AS mean, stddev_samp(age) AS sd, median(age) AS median, quantile_cont(age, 0.25) AS q1, quantile_cont(age, 0.75) AS q3, min(age) AS lo, max(age) AS hi FROM ${from}`,
-      limit: 1,
-    });
+    const from = fromClause(cohort);
+    const stats = await postJSON("v1/query", { sql: `SELECT ${AGE_STATS} FROM ${from}`, limit: 1 });
     const row = Object.fromEntries(stats.columns.map((c, i) => [c.name, stats.rows[0][i]]));
     const binned = await postJSON("v1/query", {
       sql: `SELECT CAST(floor(age / 5) * 5 AS INTEGER) AS bin, count(*) AS n FROM ${from} ${cohort.sql === undefined ? "AND" : "WHERE"} age IS NOT NULL GROUP BY 1 ORDER BY 1`,
@@ -213,22 +277,44 @@ export class Summary {
   async features(cohort, available) {
     const columns = FEATURE_ROWS.filter(([c]) => available.includes(c));
     if (!columns.length) return null;
-    const from = cohort.sql === undefined ? `cases WHERE (\n${cohort.where || "TRUE"}\n)` : `(${cohort.sql.replace(/;\s*$/, "")}) AS cohort`;
-    const parts = columns.flatMap(([c], i) => [
-      `count("${c}") AS n${i}`,
-      `median("${c}") AS m${i}`,
-      `quantile_cont("${c}", 0.25) AS a${i}`,
-      `quantile_cont("${c}", 0.75) AS b${i}`,
-    ]);
-    const result = await postJSON("v1/query", { sql: `SELECT count(*) AS n, ${parts.join(", ")} FROM ${from}`, limit: 1 });
-    const row = Object.fromEntries(result.columns.map((c, i) => [c.name, result.rows[0][i]]));
-    return columns.map(([column, title, digits], i) => ({
-      column, title, digits, total: row.n, n: row[`n${i}`], median: row[`m${i}`], q1: row[`a${i}`], q3: row[`b${i}`],
+    const result = await postJSON("v1/query", { sql: `SELECT count(*) AS n, ${featureParts(columns).join(", ")} FROM ${fromClause(cohort)}`, limit: 1 });
+    return featureStats(columns, rowObjects(result)[0]);
+  }
+
+  // Table 1 per value of `split`: {groups: [{value, count, label, missing}], counts, ages, features},
+  // each of counts/ages/features keyed by the group's keyOf(value).
+  async splitData(cohort, split, names, available) {
+    const from = fromClause(cohort);
+    const s = quote(split);
+    const query = async (sql) => rowObjects(await postJSON("v1/query", { sql, limit: 10000 }));
+    const totals = await query(`SELECT ${s} AS s, count(*) AS n FROM ${from} GROUP BY 1`);
+    if (totals.length > MAX_SPLIT_VALUES) {
+      throw new Error(`${split} has ${totals.length} values in this cohort; split by a column with at most ${MAX_SPLIT_VALUES}`);
+    }
+    const groups = sortItems(split, totals.map((t) => ({ value: t.s, count: t.n })), this.valueSets[split]);
+    const counts = {};
+    await Promise.all(names.map(async (name) => {
+      for (const r of await query(`SELECT ${s} AS s, ${quote(name)} AS value, count(*) AS n FROM ${from} GROUP BY 1, 2`)) {
+        ((counts[keyOf(r.s)] ??= {})[name] ??= []).push({ value: r.value, count: r.n });
+      }
     }));
+    const ages = {};
+    if (available.includes("age")) {
+      for (const r of await query(`SELECT ${s} AS s, ${AGE_STATS} FROM ${from} GROUP BY 1`)) ages[keyOf(r.s)] = r;
+    }
+    const features = {};
+    const columns = FEATURE_ROWS.filter(([c]) => available.includes(c));
+    if (columns.length) {
+      for (const r of await query(`SELECT ${s} AS s, count(*) AS n, ${featureParts(columns).join(", ")} FROM ${from} GROUP BY 1`)) {
+        features[keyOf(r.s)] = featureStats(columns, r);
+      }
+    }
+    return { split, groups, counts, ages, features };
   }
 
   async refresh(cohort, { force = false } = {}) {
-    const key = JSON.stringify([cohort.where, cohort.sql]);
+    this.cohort = cohort;
+    const key = JSON.stringify([cohort.where, cohort.sql, $("table1-split").value]);
     if (!force && key === this.key) return;
     this.key = key;
     const generation = ++this.generation;
@@ -251,17 +337,21 @@ export class Summary {
           return;
         }
       }
+      this.fillSplitChoices(available);
+      const split = $("table1-split").value;
       const wanted = [...new Set([...CHARTS.map(([, c]) => c), ...TABLE1.map(([c]) => c)])].filter((c) => available.includes(c));
-      const [counts, ages, features] = await Promise.all([
+      const [counts, ages, features, parts] = await Promise.all([
         this.counts(cohort, wanted),
         available.includes("age") ? this.ages(cohort) : Promise.resolve(null),
         this.features(cohort, available),
+        split ? this.splitData(cohort, split, TABLE1.map(([c]) => c).filter((c) => available.includes(c)), available) : Promise.resolve(null),
       ]);
       if (generation !== this.generation) return;
-      this.render(cohort, counts, ages, features);
+      this.render(cohort, counts, ages, features, parts);
     } catch (error) {
       if (generation !== this.generation) return;
       this.key = null;
+      this.clearAll();
       $("summary-scope").textContent = "";
       showInline($("summary-problem"), error);
     } finally {
@@ -285,9 +375,12 @@ export class Summary {
     clear($("chart-age").querySelector(".chart-body"));
     clear($("table1").tHead);
     clear($("table1").tBodies[0]);
+    this.table = null;
+    $("table1-csv").disabled = true;
+    $("table1-markdown").disabled = true;
   }
 
-  render(cohort, counts, ages, features) {
+  render(cohort, counts, ages, features, parts) {
     const total = counts.total;
     $("summary-scope").textContent = `${total} ${total === 1 ? "case" : "cases"}: ${cohort.label}`;
     for (const [id, column] of CHARTS) {
@@ -303,46 +396,91 @@ export class Summary {
     const ageBody = $("chart-age").querySelector(".chart-body");
     if (ages) histogram(ageBody, ages.bins, "Age at diagnosis");
     else clear(ageBody).append(el("p", { class: "empty", text: "No age column in this cohort." }));
-    this.renderTable1(counts, ages, features);
+    this.table = this.table1(counts, ages, features, parts);
+    this.renderTable1(this.table);
   }
 
-  renderTable1(counts, ages, features) {
-    const table = $("table1");
+  // Table 1 as cells: the overall column, then one per value of the split column (if any).
+  table1(counts, ages, features, parts) {
     const total = counts.total;
-    clear(table.tHead).append(
-      el("tr", {}, el("th", { scope: "col", text: "Characteristic" }), el("th", { scope: "col", text: `Cohort (n = ${total})` })),
-    );
-    const body = clear(table.tBodies[0]);
-    body.append(el("tr", {}, el("td", { text: "Cases, n" }), el("td", { text: String(total) })));
+    const groups = parts ? parts.groups : [];
+    const header = ["Characteristic", "", `Cohort (n = ${total})`, ...groups.map((g) => `${parts.split}: ${g.label} (n = ${g.count})`)];
+    const rows = [];
+    const add = (kind, characteristic, level, overall, perGroup) => {
+      rows.push({ kind, characteristic, level, cells: [overall, ...groups.map((g) => perGroup(keyOf(g.value), g))] });
+    };
+    add("group", "Cases, n", "", String(total), (_, g) => String(g.count));
+    const ageOf = (key) => (parts.ages[key] || { n: 0, n_age: 0 });
     if (ages) {
-      const s = ages.stats;
-      body.append(
-        el("tr", { class: "group" }, el("td", { text: "Age (years)" }), el("td", { text: "" })),
-        el("tr", { class: "level" }, el("td", { text: "mean (SD)" }), el("td", { text: `${num(s.mean)} (${num(s.sd)})` })),
-        el("tr", { class: "level" }, el("td", { text: "median [IQR]" }), el("td", { text: `${num(s.median)} [${num(s.q1)}–${num(s.q3)}]` })),
-        el("tr", { class: "level" }, el("td", { text: "range" }), el("td", { text: `${num(s.lo, 0)}–${num(s.hi, 0)}` })),
-      );
-      if (s.n - s.n_age > 0) {
-        body.append(el("tr", { class: "level" }, el("td", { text: "missing" }), el("td", { text: `${s.n - s.n_age} (${percent(s.n - s.n_age, s.n)})` })));
-      }
+      const title = "Age (years)";
+      const meanSd = (s) => `${num(s.mean)} (${num(s.sd)})`;
+      const median = (s) => `${num(s.median)} [${num(s.q1)}–${num(s.q3)}]`;
+      const range = (s) => `${num(s.lo, 0)}–${num(s.hi, 0)}`;
+      const missing = (s) => `${s.n - s.n_age} (${percent(s.n - s.n_age, s.n)})`;
+      add("group", title, "", "", () => "");
+      add("level", title, "mean (SD)", meanSd(ages.stats), (k) => meanSd(ageOf(k)));
+      add("level", title, "median [IQR]", median(ages.stats), (k) => median(ageOf(k)));
+      add("level", title, "range", range(ages.stats), (k) => range(ageOf(k)));
+      if (ages.stats.n - ages.stats.n_age > 0) add("level", title, "missing", missing(ages.stats), (k) => missing(ageOf(k)));
     }
-    for (const f of features || []) {
-      body.append(
-        el("tr", { class: "group", dataset: { column: f.column } },
-          el("td", { text: `${f.title}, median [IQR]` }),
-          el("td", { text: `${num(f.median, f.digits)} [${num(f.q1, f.digits)}–${num(f.q3, f.digits)}]` })),
-      );
-      if (f.total - f.n > 0) {
-        body.append(el("tr", { class: "level" }, el("td", { text: "missing" }), el("td", { text: `${f.total - f.n} (${percent(f.total - f.n, f.total)})` })));
-      }
-    }
+    (features || []).forEach((f, i) => {
+      const title = `${f.title}, median [IQR]`;
+      const of = (key) => (parts.features[key] || [])[i] || { total: 0, n: 0, median: null, q1: null, q3: null };
+      const median = (x) => `${num(x.median, f.digits)} [${num(x.q1, f.digits)}–${num(x.q3, f.digits)}]`;
+      const missing = (x) => `${x.total - x.n} (${percent(x.total - x.n, x.total)})`;
+      add("group", title, "", median(f), (k) => median(of(k)));
+      rows[rows.length - 1].column = f.column;
+      if (f.total - f.n > 0) add("level", title, "missing", missing(f), (k) => missing(of(k)));
+    });
     for (const [column, title] of TABLE1) {
       const pairs = counts.facets[column];
       if (!pairs) continue;
-      body.append(el("tr", { class: "group" }, el("td", { text: title }), el("td", { text: "n (%)" })));
+      add("group", title, "", "n (%)", () => "n (%)");
       for (const item of sortItems(column, pairs, this.valueSets[column])) {
-        body.append(el("tr", { class: "level" }, el("td", { text: item.label }), el("td", { text: `${item.count} (${percent(item.count, total)})` })));
+        const cell = (key, g) => {
+          const found = ((parts.counts[key] || {})[column] || []).find((p) => keyOf(p.value) === keyOf(item.value));
+          const n = found ? found.count : 0;
+          return `${n} (${percent(n, g.count)})`;
+        };
+        add("level", title, item.label, `${item.count} (${percent(item.count, total)})`, cell);
+        rows[rows.length - 1].column = column;
       }
     }
+    return { header, rows };
+  }
+
+  renderTable1(model) {
+    const table = $("table1");
+    clear(table.tHead).append(
+      el("tr", {}, el("th", { scope: "col", text: model.header[0] }), ...model.header.slice(2).map((text) => el("th", { scope: "col", text }))),
+    );
+    const body = clear(table.tBodies[0]);
+    for (const row of model.rows) {
+      const attrs = { class: row.kind };
+      if (row.column) attrs.dataset = { column: row.column };
+      const name = row.kind === "group" ? row.characteristic : row.level;
+      body.append(el("tr", attrs, el("td", { text: name }), ...row.cells.map((text) => el("td", { text }))));
+    }
+    $("table1-csv").disabled = false;
+    $("table1-markdown").disabled = false;
+  }
+
+  // The cells the page shows, with the characteristic and the level in columns of their own.
+  exportTable(format) {
+    if (!this.table) return;
+    const header = ["Characteristic", "Level", ...this.table.header.slice(2)];
+    const lines = this.table.rows.map((r) => [r.characteristic, r.level, ...r.cells]);
+    let text;
+    if (format === "csv") {
+      text = [header, ...lines].map((cells) => cells.map(csvField).join(",")).join("\n") + "\n";
+    } else {
+      const md = (cells) => `| ${cells.map(mdField).join(" | ")} |`;
+      text = [md(header), md(header.map(() => "---")), ...lines.map(md)].join("\n") + "\n";
+    }
+    const c = this.cohort || {};
+    const split = $("table1-split").value;
+    const hash = shortHash([c.where ?? null, c.sql ?? null, split]);
+    const type = format === "csv" ? "text/csv" : "text/markdown";
+    saveBlob(new Blob([text], { type }), `mamamia-table1-${c.version || "catalog"}-${hash}.${format}`);
   }
 }
