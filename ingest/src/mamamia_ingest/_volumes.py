@@ -46,7 +46,7 @@ from mamamia_ingest._nifti import (
     read_header_info,
 )
 from mamamia_ingest._ome_metadata import (
-    DIRECTION_TOL,
+    geometry_mismatch,
     geometry_row,
     half_shape,
     multiscale_block,
@@ -81,7 +81,6 @@ CODEC = "bytes|blosc:zstd:3:shuffle|crc32c"
 # decodes them several times faster than zstd for a little more disk.
 PREVIEW_CODEC = "bytes|blosc:lz4:5:shuffle|crc32c"
 DEFAULT_CHUNKS_ZYX: tuple[int, int, int] = (32, 128, 128)
-SPACING_TOL_MM = 1e-4
 
 
 @dataclass(frozen=True)
@@ -281,20 +280,6 @@ def reuse_unchanged(job: CaseJob) -> CaseResult | None:
     return _try_reuse(job, case_dir, rehash=False)[0]
 
 
-def _geometry_mismatch(ref: HeaderInfo, other: HeaderInfo) -> str | None:
-    if ref.size_xyz != other.size_xyz:
-        return f"size {other.size_xyz} differs from phase 0's {ref.size_xyz}"
-    checks = (
-        ("spacing", ref.spacing_xyz, other.spacing_xyz, SPACING_TOL_MM),
-        ("origin", ref.origin_xyz, other.origin_xyz, SPACING_TOL_MM),
-        ("direction", ref.direction, other.direction, DIRECTION_TOL),
-    )
-    for name, a, b, tol in checks:
-        if any(abs(x - y) > tol for x, y in zip(a, b, strict=True)):
-            return f"{name} {tuple(b)} differs from phase 0's {tuple(a)} (tolerance {tol})"
-    return None
-
-
 def _chunks(shape: tuple[int, ...], chunks_zyx: tuple[int, int, int]) -> tuple[int, ...]:
     want = (1, *chunks_zyx)
     return tuple(max(1, min(c, s)) for c, s in zip(want, shape, strict=True))
@@ -401,11 +386,11 @@ def _build(
         raise _CaseFailed()
     ref = infos[phases[0].role]
     for f in phases[1:]:
-        mismatch = _geometry_mismatch(ref, infos[f.role])
+        mismatch = geometry_mismatch(ref, infos[f.role])
         if mismatch:
             raise fail(f, "geometry", f"{f.rel}: {mismatch}; the case's volumes are skipped")
     for role, f in list(masks.items()):
-        mismatch = _geometry_mismatch(ref, infos[role])
+        mismatch = geometry_mismatch(ref, infos[role])
         if mismatch:
             result.problems.append(
                 _problem(
