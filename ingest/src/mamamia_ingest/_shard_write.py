@@ -24,7 +24,7 @@ import google_crc32c
 import numcodecs
 import numpy as np
 
-from mamamia_ingest._zarr_write import ChunkWriter, array_metadata, write_new_file
+from mamamia_ingest._zarr_write import ChunkFolders, ChunkWriter, array_metadata, write_new_file
 
 __all__ = [
     "FORMAT2_CODEC",
@@ -119,18 +119,7 @@ class ShardWriter:
                 )
             ],
         )
-        os.mkdir(self.dir + "/c")
-        self._made: set[str] = set()
-
-    def _folder(self, *parts: int) -> str:
-        """``c/<parts...>``, creating each missing level with one ``mkdir``."""
-        path = self.dir + "/c"
-        for p in parts:
-            path = f"{path}/{p}"
-            if path not in self._made:
-                os.mkdir(path)
-                self._made.add(path)
-        return path
+        self._folders = ChunkFolders(self.dir)
 
     def write(self, t: int, data: np.ndarray[Any, Any]) -> None:
         """Write phase ``t`` (a ``(z, y, x)`` volume) into every shard it crosses."""
@@ -141,7 +130,7 @@ class ShardWriter:
         deep = self.shards[0] > 1
         for k in range(0, z, sz):
             for j in range(0, y, sy):
-                folder = self._folder(t // self.shards[0], k // sz, j // sy)
+                folder = self._folders.folder(t // self.shards[0], k // sz, j // sy)
                 for i in range(0, x, sx):
                     path = f"{folder}/{i // sx}"
                     if not deep:

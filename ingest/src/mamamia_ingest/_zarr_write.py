@@ -22,7 +22,7 @@ import google_crc32c
 import numcodecs
 import numpy as np
 
-__all__ = ["ChunkWriter", "array_metadata", "group_metadata", "write_new_file"]
+__all__ = ["ChunkFolders", "ChunkWriter", "array_metadata", "group_metadata", "write_new_file"]
 
 # zarr-python's default ``json_indent``.
 _JSON_INDENT = 2
@@ -102,6 +102,25 @@ def array_metadata(
     return _dumps(doc)
 
 
+class ChunkFolders:
+    """The ``c/...`` folders of one array, each made with one ``mkdir`` when first needed."""
+
+    def __init__(self, array_dir: str) -> None:
+        self.root = array_dir + "/c"
+        os.mkdir(self.root)
+        self._made: set[str] = set()
+
+    def folder(self, *parts: int) -> str:
+        """``c/<parts...>``, creating each missing level."""
+        path = self.root
+        for p in parts:
+            path = f"{path}/{p}"
+            if path not in self._made:
+                os.mkdir(path)
+                self._made.add(path)
+        return path
+
+
 class ChunkWriter:
     """Creates one array folder (its ``zarr.json`` first) and writes its chunks, ``(t, z, y, x)``
     arrays whose first chunk dimension is 1, one ``t`` at a time."""
@@ -129,18 +148,7 @@ class ChunkWriter:
             self.dir + "/zarr.json",
             [array_metadata(shape, chunks, self.dtype, cname, clevel, ("t", "z", "y", "x"))],
         )
-        os.mkdir(self.dir + "/c")
-        self._made: set[str] = set()
-
-    def _folder(self, *parts: int) -> str:
-        """``c/<parts...>``, creating each missing level with one ``mkdir``."""
-        path = self.dir + "/c"
-        for p in parts:
-            path = f"{path}/{p}"
-            if path not in self._made:
-                os.mkdir(path)
-                self._made.add(path)
-        return path
+        self._folders = ChunkFolders(self.dir)
 
     def close(self) -> None:
         """Nothing is left open (each chunk file is written whole); ``ShardWriter``'s twin."""
@@ -153,7 +161,7 @@ class ChunkWriter:
         encode = self.codec.encode
         for k in range(0, z, cz):
             for j in range(0, y, cy):
-                folder = self._folder(t, k // cz, j // cy)
+                folder = self._folders.folder(t, k // cz, j // cy)
                 for i in range(0, x, cx):
                     block = data[k : k + cz, j : j + cy, i : i + cx]
                     if block.shape != (cz, cy, cx):

@@ -70,38 +70,26 @@ class StrictLocalStore(LocalStore):
 
     def read_key(self, key: str) -> bytes | None:
         """The file's bytes (the fast read path, ``mamamia._chunks``), same rules as ``get``."""
-        # Plain os calls: half the cost of Path.read_bytes for a chunk (~40 us, measured).
-        try:
-            fd = os.open(os.path.join(self._root_text, key), os.O_RDONLY)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            self._missing(key)
-            return None
-        try:
-            size = os.fstat(fd).st_size
-            data = os.read(fd, size)
-            while len(data) < size:  # a short read: keep reading to the end
-                more = os.read(fd, size - len(data))
-                if not more:
-                    break
-                data += more
-            return data
-        except IsADirectoryError:
-            self._missing(key)
-            return None
-        finally:
-            os.close(fd)
+        return self._pread(key, 0, None)
 
     def read_range(self, key: str, start: int, length: int) -> bytes | None:
         """``length`` bytes at ``start`` of a file (``start < 0``: from its end); an inner
         chunk of a shard is read without reading the shard."""
+        return self._pread(key, start, length)
+
+    def _pread(self, key: str, start: int, length: int | None) -> bytes | None:
+        """``length`` bytes at ``start`` (``None``: to the end), with plain os calls: half the
+        cost of Path.read_bytes for a chunk (~40 us, measured)."""
         try:
             fd = os.open(os.path.join(self._root_text, key), os.O_RDONLY)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             self._missing(key)
             return None
         try:
-            if start < 0:
-                start = max(0, os.fstat(fd).st_size + start)
+            if start < 0 or length is None:
+                size = os.fstat(fd).st_size
+                start = max(0, size + start) if start < 0 else start
+                length = size - start if length is None else length
             data = os.pread(fd, length, start)
             while len(data) < length:  # a short read: keep reading to the end
                 more = os.pread(fd, length - len(data), start + len(data))
