@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,9 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
 
 
 @dataclass(frozen=True)
-class _Common:
+class _Common(ABC):
+    """What both tasks' results share; each task says what its cases and JSON are."""
+
     catalog_version: str
     predictions: str
     missing_predictions: tuple[str, ...]
@@ -64,15 +67,15 @@ class _Common:
     warnings: tuple[str, ...]
 
     @property
-    def cases(self) -> tuple[CaseSegmentation, ...] | tuple[CasePcr, ...]:
-        raise NotImplementedError
+    @abstractmethod
+    def cases(self) -> tuple[CaseSegmentation, ...] | tuple[CasePcr, ...]: ...
 
     @property
     def n_cases(self) -> int:
         return len(self.cases)
 
-    def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]: ...
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat dict per case (the JSON's ``cases``, with the group of each variable)."""
