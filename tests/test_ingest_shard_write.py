@@ -14,7 +14,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from mamamia._chunks import ChunkArray, open_chunk_array
 from mamamia._store import StrictLocalStore
-from mamamia_ingest._shard_write import ShardWriter
+from mamamia_ingest._shard_write import FORMAT2_BLOCK_BYTES, ShardWriter
 
 CASES = [
     # dtype, shape, shards, inner, cname, clevel: edge shards and edge inner chunks on each axis
@@ -60,7 +60,12 @@ def test_metadata_and_shards_equal_zarr_pythons(tmp_path: Path, case: tuple[Any,
         shards=shards,
         dtype=dtype,
         fill_value=0,
-        compressors=[BloscCodec(cname=cname, clevel=clevel, shuffle="shuffle"), Crc32cCodec()],
+        compressors=[
+            BloscCodec(
+                cname=cname, clevel=clevel, shuffle="shuffle", blocksize=FORMAT2_BLOCK_BYTES
+            ),
+            Crc32cCodec(),
+        ],
         dimension_names=("t", "z", "y", "x"),
         config={"write_empty_chunks": True},
     )

@@ -27,6 +27,7 @@ import numpy as np
 from mamamia_ingest._zarr_write import ChunkFolders, ChunkWriter, array_metadata, write_new_file
 
 __all__ = [
+    "FORMAT2_BLOCK_BYTES",
     "FORMAT2_CODEC",
     "FORMAT2_INNER_ZYX",
     "ShardWriter",
@@ -37,6 +38,11 @@ __all__ = [
 #: Format 2's inner chunk shape and codec, chosen by bench/bench_format.py (docs/format.md).
 FORMAT2_INNER_ZYX: tuple[int, int, int] = (64, 64, 64)
 FORMAT2_CODEC = "sharding_indexed(phase; bytes|blosc:lz4:5:shuffle|crc32c; index crc32c at end)"
+#: blosc's block inside an inner chunk (16 KiB, an L1 cache's share as nnU-Net sizes its blosc2
+#: blocks): a box that needs some z-planes of an inner chunk decodes only the blocks holding
+#: them (measured: half an inner chunk's planes in 60% of a whole decode's time, against 100%
+#: with blosc's automatic 256 KiB blocks).
+FORMAT2_BLOCK_BYTES = 16384
 
 _MISSING = (2**64 - 1).to_bytes(8, "little") * 2
 _MAX_PARTS = 512
@@ -56,6 +62,7 @@ def sharded_array_metadata(
     chunks ``inner`` under the format-1 codec chain; the index ends the shard, checked by
     crc32c (zarr's default index codecs)."""
     doc = json.loads(array_metadata(shape, shards, dtype, cname, clevel, dimension_names))
+    doc["codecs"][1]["configuration"]["blocksize"] = FORMAT2_BLOCK_BYTES
     doc["codecs"] = [
         {
             "name": "sharding_indexed",
@@ -105,7 +112,10 @@ class ShardWriter:
         self.inner = inner
         self.dtype = np.dtype(dtype).newbyteorder("<")
         self.codec = numcodecs.Blosc(
-            cname=cname, clevel=clevel, shuffle=numcodecs.Blosc.SHUFFLE, blocksize=0
+            cname=cname,
+            clevel=clevel,
+            shuffle=numcodecs.Blosc.SHUFFLE,
+            blocksize=FORMAT2_BLOCK_BYTES,
         )
         self._counts = tuple(s // c for s, c in zip(shards[1:], inner[1:], strict=True))
         # Shards that span the phases: path -> (open file, its index entries, bytes so far).

@@ -29,6 +29,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, Protocol, cast
 
 import google_crc32c
@@ -37,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mamamia._errors import CatalogFormatError, ChunkCorruptError
-from mamamia._shards import ShardLayout, inner_codec_chain, read_range_of
+from mamamia._shards import ShardLayout, inner_codec_chain, read_range_of, read_ranges_of
 from mamamia._volume import ArrayLike
 
 __all__ = ["ChunkArray", "ChunkSource", "open_chunk_array", "supports_fast_path"]
@@ -208,6 +209,7 @@ class ChunkArray:
         chain = inner_codec_chain(meta)
         self._shards = ShardLayout(meta, where) if chain is not None else None
         self._read_range = read_range_of(source)
+        self._read_ranges = read_ranges_of(source)
         self._checksummed = [c["name"] for c in chain or meta["codecs"]][-1] == "crc32c"
         self.chunks: tuple[int, ...] = (
             self._shards.inner_shape
@@ -248,6 +250,10 @@ class ChunkArray:
         if plan is None:
             return await asyncio.to_thread(self.__getitem__, key)
         box, local = plan
+        if self._shards is not None:
+            # One thread hop: the inner chunks' bytes are fetched together (a remote source
+            # coalesces them), then decoded as read_box does.
+            return _cut(await asyncio.to_thread(self.read_box, box), local)
         out = np.empty(tuple(hi - lo for lo, hi in box), dtype=self.dtype)
         if out.size:
             await self._fill_async(out, list(self._chunk_jobs(box)))
@@ -349,11 +355,16 @@ class ChunkArray:
         if out.size == 0:
             return out
         jobs = list(self._chunk_jobs(box))
-        if len(jobs) == 1:  # no thread hop for one chunk
-            self._fill(out, *jobs[0])
+        if self._shards is not None:
+            fetched = self._fetch_inner(self._shards, jobs)
+            _run_split(
+                [
+                    partial(self._fill_inner, self._shards, out, job, found)
+                    for job, found in zip(jobs, fetched, strict=True)
+                ]
+            )
         else:
-            for future in [_decode_pool().submit(self._fill, out, *job) for job in jobs]:
-                future.result()
+            _run_split([partial(self._fill, out, *job) for job in jobs])
         return out
 
     def _chunk_jobs(self, box: Sequence[tuple[int, int]]) -> Iterator[_ChunkJob]:
@@ -396,8 +407,6 @@ class ChunkArray:
         self, index: tuple[int, ...], inner: tuple[slice, ...]
     ) -> tuple[npt.NDArray[Any], tuple[slice, ...]] | None:
         """The decoded part of a chunk that covers ``inner``, and ``inner`` within it."""
-        if self._shards is not None:
-            return self._inner_chunk(self._shards, index, inner)
         key = "c/" + "/".join(str(i) for i in index)
         for attempt in (0, 1):
             data = self._source.read_key(key)
@@ -411,31 +420,78 @@ class ChunkArray:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _inner_chunk(
-        self, shards: ShardLayout, index: tuple[int, ...], inner: tuple[slice, ...]
-    ) -> tuple[npt.NDArray[Any], tuple[slice, ...]] | None:
-        """``_chunk`` of a sharded array: the index entry, then only that chunk's bytes."""
+    def _fetch_inner(
+        self, shards: ShardLayout, jobs: list[_ChunkJob]
+    ) -> list[tuple[int, int, bytes] | None]:
+        """(offset, nbytes, bytes) of each job's inner chunk, None where never written: the
+        chunks of one shard are asked for in one ``read_ranges`` call."""
+        located = [shards.locate(job[0]) for job in jobs]
+        by_shard: dict[str, list[int]] = {}
+        for at, (key, _slot) in enumerate(located):
+            by_shard.setdefault(key, []).append(at)
+        found: list[tuple[int, int, bytes] | None] = [None] * len(jobs)
+        for key, members in by_shard.items():
+            for attempt in (0, 1):
+                try:
+                    spans = [
+                        shards.chunk_range(self._read_range, key, located[at][1]) for at in members
+                    ]
+                except ChunkCorruptError:
+                    # A cache may hold a damaged copy of the index: drop it and fetch once more.
+                    if attempt == 1 or not self._source.discard_key(key):
+                        raise
+                    shards.forget(key)
+                    continue
+                break
+            wanted = [(at, span) for at, span in zip(members, spans, strict=True) if span]
+            if not wanted:
+                continue
+            data = self._read_ranges(key, [span for _at, span in wanted])
+            if data is None or len(data) != len(wanted):
+                raise ChunkCorruptError(
+                    f"shard {self._where}/{key} has an index but its inner chunks cannot be "
+                    "read: run mamamia verify"
+                )
+            for (at, (offset, nbytes)), chunk in zip(wanted, data, strict=True):
+                found[at] = (offset, nbytes, chunk)
+        return found
+
+    def _fill_inner(
+        self,
+        shards: ShardLayout,
+        out: npt.NDArray[Any],
+        job: _ChunkJob,
+        found: tuple[int, int, bytes] | None,
+    ) -> None:
+        """``_fill`` of a sharded array with its inner chunk's fetched bytes."""
+        index, inner, placed = job
+        if found is None:
+            out[placed] = self.fill_value
+            return
         key, slot = shards.locate(index)
         label = f"{key} (inner chunk {'/'.join(str(i) for i in index)})"
+        offset, nbytes, data = found
         for attempt in (0, 1):
-            found = shards.chunk_range(self._read_range, key, slot)
-            if found is None:
-                return None
-            offset, nbytes = found
             try:
-                data = self._read_range(key, offset, nbytes)
-                if data is None or len(data) != nbytes:
-                    got = 0 if data is None else len(data)
+                if len(data) != nbytes:
                     raise ChunkCorruptError(
                         f"chunk {self._where}/{label} is truncated: the shard index says "
-                        f"{nbytes} bytes at {offset}, {got} were there"
+                        f"{nbytes} bytes at {offset}, {len(data)} were there"
                     )
-                return self._decode(bytes(data), label, inner)
+                chunk, local = self._decode(data, label, inner)
+                out[placed] = chunk[local]
+                return
             except ChunkCorruptError:
                 # A cache may hold a damaged copy of the shard: drop it and fetch once more.
                 if attempt == 1 or not self._source.discard_key(key):
                     raise
                 shards.forget(key)
+                span = shards.chunk_range(self._read_range, key, slot)
+                if span is None:
+                    out[placed] = self.fill_value
+                    return
+                offset, nbytes = span
+                data = self._read_range(key, offset, nbytes) or b""
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _decode(
@@ -485,6 +541,29 @@ class ChunkArray:
         except (RuntimeError, ValueError) as exc:
             raise ChunkCorruptError(f"chunk {where} does not decompress: {exc}") from exc
         return decoded, inner
+
+
+def _run_split(tasks: list[Callable[[], None]]) -> None:
+    """Run the tasks split into ``DECODE_THREADS`` runs: the caller takes the first run, the
+    pool the others (one hand-off per thread, not per chunk: a future per chunk cost as much as
+    decoding a small one). The first error is raised once all have ended."""
+    if len(tasks) == 1:
+        tasks[0]()
+        return
+    runs = [tasks[i::DECODE_THREADS] for i in range(min(DECODE_THREADS, len(tasks)))]
+
+    def run_all(run: list[Callable[[], None]]) -> None:
+        for task in run:
+            task()
+
+    pending = [_decode_pool().submit(run_all, run) for run in runs[1:]]
+    try:
+        run_all(runs[0])
+    finally:
+        errors = [future.exception() for future in pending]
+    for error in errors:
+        if error is not None:
+            raise error
 
 
 def _cut(block: npt.NDArray[Any], local: list[Any]) -> Any:

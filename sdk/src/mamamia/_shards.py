@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import google_crc32c
@@ -27,7 +27,14 @@ import numpy.typing as npt
 
 from mamamia._errors import ChunkCorruptError
 
-__all__ = ["ShardLayout", "inner_codec_chain", "read_range_of"]
+__all__ = [
+    "RangeReader",
+    "RangesReader",
+    "ShardLayout",
+    "inner_codec_chain",
+    "read_range_of",
+    "read_ranges_of",
+]
 
 _MISSING = 2**64 - 1
 _CRC32C_RESIDUE = 0x48674BC7
@@ -35,6 +42,11 @@ _CRC32C_RESIDUE = 0x48674BC7
 #: ``read_range(key, start, length)``: ``length`` bytes at ``start`` (``start < 0`` counts from
 #: the end, as an HTTP suffix range does), or None where the object was never written.
 RangeReader = Callable[[str, int, int], bytes | None]
+
+#: ``read_ranges(key, [(start, length), ...])``: the bytes of each range of one object, in the
+#: order asked (a source may coalesce neighbours into fewer requests), or None where the object
+#: was never written. A box's inner chunks in one shard are asked for in one call.
+RangesReader = Callable[[str, Sequence[tuple[int, int]]], "list[bytes] | None"]
 
 
 def inner_codec_chain(meta: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -85,6 +97,25 @@ def read_range_of(source: Any) -> RangeReader:
     return whole
 
 
+def read_ranges_of(source: Any) -> RangesReader:
+    """The source's own multi-range read, else one ranged read per range."""
+    ranged = getattr(source, "read_ranges", None)
+    if callable(ranged):
+        return ranged  # type: ignore[no-any-return]
+    read = read_range_of(source)
+
+    def each(key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes] | None:
+        found: list[bytes] = []
+        for start, length in ranges:
+            data = read(key, start, length)
+            if data is None:
+                return None
+            found.append(data)
+        return found
+
+    return each
+
+
 class ShardLayout:
     """Maps an inner chunk's index to its shard's key and its byte range there."""
 
@@ -100,17 +131,23 @@ class ShardLayout:
         self._index_crc = [codec["name"] for codec in index_codecs][-1] == "crc32c"
         self._at_end = config.get("index_location", "end") == "end"
         self._count = math.prod(self.per_shard)
+        # C-order strides of the inner-chunk grid of one shard (its index's order).
+        self._strides = tuple(
+            math.prod(self.per_shard[axis + 1 :]) for axis in range(len(self.per_shard))
+        )
         self.index_bytes = 16 * self._count + (4 if self._index_crc else 0)
         self._indexes: dict[str, npt.NDArray[np.uint64] | None] = {}
         self._lock = threading.Lock()
 
     def locate(self, index: tuple[int, ...]) -> tuple[str, int]:
         """The shard key holding inner chunk ``index`` and the chunk's place in its index."""
-        shard = tuple(i // n for i, n in zip(index, self.per_shard, strict=True))
-        local = tuple(i % n for i, n in zip(index, self.per_shard, strict=True))
-        return "c/" + "/".join(str(i) for i in shard), int(
-            np.ravel_multi_index(local, self.per_shard)
-        )
+        parts: list[str] = []
+        slot = 0
+        for i, n, stride in zip(index, self.per_shard, self._strides, strict=True):
+            shard, local = divmod(i, n)
+            parts.append(str(shard))
+            slot += local * stride
+        return "c/" + "/".join(parts), slot
 
     def chunk_range(self, read: RangeReader, key: str, slot: int) -> tuple[int, int] | None:
         """(offset, nbytes) of one inner chunk, None if it was never written (or the shard)."""
