@@ -218,3 +218,21 @@ def test_a_cache_without_ranged_reads_reads_shards_and_refetches_a_damaged_one(
     assert np.array_equal(array[box], data[box])
     assert fetched == ["volumes/A/g.zarr/c/2/0/0/0"]
     assert cached.read_bytes() == (source / "c/2/0/0/0").read_bytes()
+
+
+def test_a_shard_rewritten_in_place_between_reads_is_read_as_it_now_is(tmp_path: Path) -> None:
+    # Local reads keep shards memory-mapped; a file another tool truncates or rewrites in place
+    # (cp over it, rsync --inplace) must be mapped afresh, never read past its new end.
+    path = tmp_path / "a.zarr"
+    data = _write(path, True, "end")
+    array = _open(path)
+    assert np.array_equal(array[1, 0:16, 0:32, 0:32], data[1, 0:16, 0:32, 0:32])
+    shard = path / "c" / "1" / "0" / "0" / "0"
+    whole = shard.read_bytes()
+    with shard.open("r+b") as handle:  # in place: same inode, shorter
+        handle.truncate(len(whole) // 3)
+    with pytest.raises(mamamia.ChunkCorruptError, match=r"c/1/0/0/0"):
+        _open(path)[1, 0:16, 0:32, 0:32]
+    with shard.open("r+b") as handle:  # and back, in place again
+        handle.write(whole)
+    assert np.array_equal(_open(path)[1, 0:16, 0:32, 0:32], data[1, 0:16, 0:32, 0:32])

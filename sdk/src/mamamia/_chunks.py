@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Protocol, cast
 
-import google_crc32c
+import crc32c
 import numcodecs.blosc
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +47,37 @@ _CRC32C_RESIDUE = 0x48674BC7
 
 #: One chunk's part of a read: (chunk index, where in the chunk, where in the output).
 _ChunkJob = tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]
+
+#: A fetched inner chunk: its shard's key, its slot in the shard's index, offset, size, bytes.
+_Fetched = tuple[str, int, int, int, bytes | memoryview]
+
+
+class _InnerLabel:
+    """An inner chunk's name in messages (``c/0/0/0/0 (inner chunk 0/1/2/3)``), formatted only
+    when a message needs it: most reads raise nothing."""
+
+    __slots__ = ("index", "key")
+
+    def __init__(self, key: str, index: tuple[int, ...]) -> None:
+        self.key = key
+        self.index = index
+
+    def __str__(self) -> str:
+        return f"{self.key} (inner chunk {'/'.join(str(i) for i in self.index)})"
+
+
+class _Where:
+    """``<array>/<chunk>`` for messages, formatted on demand."""
+
+    __slots__ = ("array", "chunk")
+
+    def __init__(self, array: str, chunk: object) -> None:
+        self.array = array
+        self.chunk = chunk
+
+    def __str__(self) -> str:
+        return f"{self.array}/{self.chunk}"
+
 
 #: At most this many threads decode the chunks of one read (shared by all arrays).
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -106,7 +137,7 @@ def _bind_getitem() -> Any:
         import ctypes
 
         function = ctypes.CDLL(numcodecs.blosc.__file__).blosc_getitem
-        function.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+        function.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
         function.restype = ctypes.c_int
         probe = (np.arange(3 * 4096, dtype=np.int16) % 251).reshape(3, 4096)
         packed = numcodecs.blosc.compress(probe, b"zstd", 3, numcodecs.blosc.SHUFFLE, 2048)
@@ -119,7 +150,7 @@ def _bind_getitem() -> Any:
         return None
 
 
-def decode_items(data: bytes, start: int, count: int, out: npt.NDArray[Any]) -> bool:
+def decode_items(data: bytes | memoryview, start: int, count: int, out: npt.NDArray[Any]) -> bool:
     """Decode items ``[start, start + count)`` of a blosc buffer into ``out`` (C-contiguous,
     ``count`` items); False when partial decoding is unavailable or refused the buffer."""
     global _getitem, _getitem_checked
@@ -130,8 +161,10 @@ def decode_items(data: bytes, start: int, count: int, out: npt.NDArray[Any]) -> 
                 _getitem_checked = True
     if _getitem is None:
         return False
-    # ctypes releases the GIL for the call, so pool threads decode in parallel.
-    return bool(_getitem(data, start, count, out.ctypes.data) == out.nbytes)
+    # A view (of a memory-mapped shard) is passed by address, read in place; ``data`` stays
+    # referenced for the call. ctypes releases the GIL, so pool threads decode in parallel.
+    source = data if isinstance(data, bytes) else np.frombuffer(data, np.uint8).ctypes.data
+    return bool(_getitem(source, start, count, out.ctypes.data) == out.nbytes)
 
 
 def supports_fast_path(meta: dict[str, Any]) -> bool:
@@ -420,16 +453,14 @@ class ChunkArray:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _fetch_inner(
-        self, shards: ShardLayout, jobs: list[_ChunkJob]
-    ) -> list[tuple[int, int, bytes] | None]:
-        """(offset, nbytes, bytes) of each job's inner chunk, None where never written: the
+    def _fetch_inner(self, shards: ShardLayout, jobs: list[_ChunkJob]) -> list[_Fetched | None]:
+        """Where each job's inner chunk lies and its bytes, None where never written: the
         chunks of one shard are asked for in one ``read_ranges`` call."""
         located = [shards.locate(job[0]) for job in jobs]
         by_shard: dict[str, list[int]] = {}
         for at, (key, _slot) in enumerate(located):
             by_shard.setdefault(key, []).append(at)
-        found: list[tuple[int, int, bytes] | None] = [None] * len(jobs)
+        found: list[_Fetched | None] = [None] * len(jobs)
         for key, members in by_shard.items():
             for attempt in (0, 1):
                 try:
@@ -453,7 +484,7 @@ class ChunkArray:
                     "read: run mamamia verify"
                 )
             for (at, (offset, nbytes)), chunk in zip(wanted, data, strict=True):
-                found[at] = (offset, nbytes, chunk)
+                found[at] = (key, located[at][1], offset, nbytes, chunk)
         return found
 
     def _fill_inner(
@@ -461,16 +492,15 @@ class ChunkArray:
         shards: ShardLayout,
         out: npt.NDArray[Any],
         job: _ChunkJob,
-        found: tuple[int, int, bytes] | None,
+        found: _Fetched | None,
     ) -> None:
         """``_fill`` of a sharded array with its inner chunk's fetched bytes."""
         index, inner, placed = job
         if found is None:
             out[placed] = self.fill_value
             return
-        key, slot = shards.locate(index)
-        label = f"{key} (inner chunk {'/'.join(str(i) for i in index)})"
-        offset, nbytes, data = found
+        key, slot, offset, nbytes, data = found
+        label = _InnerLabel(key, index)
         for attempt in (0, 1):
             try:
                 if len(data) != nbytes:
@@ -495,17 +525,17 @@ class ChunkArray:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _decode(
-        self, data: bytes, key: str, inner: tuple[slice, ...]
+        self, data: bytes | memoryview, key: str | _InnerLabel, inner: tuple[slice, ...]
     ) -> tuple[npt.NDArray[Any], tuple[slice, ...]]:
-        where = f"{self._where}/{key}"
+        where = _Where(self._where, key)  # formatted only into an error's message
         trailer = 4 if self._checksummed else 0
         if len(data) < trailer + 16:  # crc32c trailer + blosc header
             raise ChunkCorruptError(f"chunk {where} is truncated ({len(data)} bytes)")
         body = memoryview(data)[: len(data) - trailer]
         # The CRC-32C of a message followed by its own CRC (little-endian) is a fixed residue,
-        # so the whole chunk is checked in place: google-crc32c takes only bytes, and slicing
-        # off the trailer would copy the chunk.
-        if self._checksummed and google_crc32c.value(bytes(data)) != _CRC32C_RESIDUE:
+        # so the whole chunk is checked in place (crc32c reads any buffer: a view of a
+        # memory-mapped shard is not copied).
+        if self._checksummed and crc32c.crc32c(data) != _CRC32C_RESIDUE:
             raise ChunkCorruptError(
                 f"chunk {where} fails its crc32c check (damaged on disk or in transit): run "
                 "mamamia verify"
@@ -536,6 +566,12 @@ class ChunkArray:
                 local[slab] = slice(0, stop - first)
                 return part, tuple(local)
         decoded = np.empty(self.chunks, dtype=self._stored)
+        # Whole chunks too through blosc_getitem where it works: one thread per decode, as the
+        # pool expects (numcodecs would start blosc's own threads when called on the main one).
+        if typesize == self._stored.itemsize and decode_items(
+            data, 0, math.prod(self.chunks), decoded
+        ):
+            return decoded, inner
         try:
             numcodecs.blosc.decompress(body, decoded)
         except (RuntimeError, ValueError) as exc:

@@ -46,7 +46,7 @@ RangeReader = Callable[[str, int, int], bytes | None]
 #: ``read_ranges(key, [(start, length), ...])``: the bytes of each range of one object, in the
 #: order asked (a source may coalesce neighbours into fewer requests), or None where the object
 #: was never written. A box's inner chunks in one shard are asked for in one call.
-RangesReader = Callable[[str, Sequence[tuple[int, int]]], "list[bytes] | None"]
+RangesReader = Callable[[str, Sequence[tuple[int, int]]], "Sequence[bytes | memoryview] | None"]
 
 
 def inner_codec_chain(meta: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -104,8 +104,8 @@ def read_ranges_of(source: Any) -> RangesReader:
         return ranged  # type: ignore[no-any-return]
     read = read_range_of(source)
 
-    def each(key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes] | None:
-        found: list[bytes] = []
+    def each(key: str, ranges: Sequence[tuple[int, int]]) -> Sequence[bytes | memoryview] | None:
+        found: list[bytes | memoryview] = []
         for start, length in ranges:
             data = read(key, start, length)
             if data is None:

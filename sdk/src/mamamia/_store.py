@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import mmap
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,74 +51,62 @@ def is_chunk_key(key: str) -> bool:
     return key == "c" or key.startswith("c/")
 
 
-class _OpenFiles:
-    """A bounded LRU of read-only file descriptors by path, shared by every local store.
+class _MappedFiles:
+    """A bounded LRU of read-only memory maps by path, shared by every local store.
 
-    Opening a shard for each inner chunk a box touches cost more than reading the chunk; a
-    kept descriptor makes a ranged read one ``pread``. Catalog files are never rewritten in
-    place (a generation is immutable; a cache replaces a file by rename), so a kept descriptor
-    reads what the path held when it was opened. A descriptor in use is never closed under its
-    reader: eviction retires it, and the last user closes it.
+    Opening a shard and copying out each inner chunk a box touches cost more than checking and
+    decoding it; a kept map makes a ranged read a slice (the checksum and the decoder read the
+    page cache in place). Our writers never change a file in place (a generation is immutable;
+    a cache replaces a file by rename; eviction unlinks), but another tool might: every use
+    compares the file's identity (inode, size, modification time) with the mapped one and maps
+    it afresh when they differ, so a file rewritten between reads is read as it now is, never
+    past its new end. Dropping a map from the LRU never invalidates a slice a reader still
+    holds: the map lives until its last slice is released.
     """
 
     def __init__(self, limit: int = 64) -> None:
         self._limit = limit
-        self._open: dict[str, list[int]] = {}  # path -> [fd, users], least recently used first
+        # path -> (identity, view), least recently used first
+        self._maps: dict[str, tuple[tuple[int, ...], memoryview]] = {}
         self._lock = threading.Lock()
 
     def reset_after_fork(self) -> None:
-        # The child keeps the descriptors (pread needs no shared offset) but not a lock some
-        # other thread of the parent held.
+        # The child keeps the maps but not a lock another thread of the parent held.
         self._lock = threading.Lock()
 
-    @contextlib.contextmanager
-    def use(self, path: str) -> Iterator[int]:
-        """A descriptor of ``path`` for the ``with`` block (``OSError`` as ``os.open``)."""
+    def view(self, path: str) -> memoryview:
+        """The whole file as a read-only view (``OSError`` as ``os.open`` raises it)."""
+        info = os.stat(path)
+        identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
         with self._lock:
-            entry = self._open.pop(path, None)
-            if entry is not None:
-                self._open[path] = entry
-                entry[1] += 1
-        if entry is None:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            with self._lock:
-                entry = self._open.get(path)
-                if entry is None:
-                    entry = self._open[path] = [fd, 1]
-                    self._evict()
-                else:
-                    entry[1] += 1
-            if entry[0] != fd:
-                os.close(fd)  # another thread opened the same path meanwhile
+            found = self._maps.pop(path, None)
+            if found is not None and found[0] == identity:
+                self._maps[path] = found  # most recently used last
+                return found[1]
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
-            yield entry[0]
+            info = os.fstat(fd)
+            identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+            if info.st_size == 0:
+                return memoryview(b"")  # mmap refuses empty files; nothing to keep
+            view = memoryview(mmap.mmap(fd, info.st_size, access=mmap.ACCESS_READ))
         finally:
-            with self._lock:
-                entry[1] -= 1
-                close = entry[1] == 0 and self._open.get(path) is not entry
-            if close:
-                os.close(entry[0])
-
-    def _evict(self) -> None:
-        """Drop the least recently used descriptors past the bound (lock held)."""
-        while len(self._open) > self._limit:
-            path = next(iter(self._open))
-            entry = self._open.pop(path)
-            if entry[1] == 0:
-                os.close(entry[0])  # else its last user closes it
+            os.close(fd)
+        with self._lock:
+            self._maps[path] = (identity, view)
+            while len(self._maps) > self._limit:
+                del self._maps[next(iter(self._maps))]
+        return view
 
     def forget(self, path: str) -> None:
-        """Close ``path``'s descriptor (now, or when its last reader ends)."""
+        """Drop ``path``'s map (a file replaced by a fresh copy is mapped again)."""
         with self._lock:
-            entry = self._open.pop(path, None)
-            close = entry is not None and entry[1] == 0
-        if close and entry is not None:
-            os.close(entry[0])
+            self._maps.pop(path, None)
 
 
-_open_files = _OpenFiles()
+_mapped_files = _MappedFiles()
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_open_files.reset_after_fork)
+    os.register_at_fork(after_in_child=_mapped_files.reset_after_fork)
 
 
 class StrictLocalStore(LocalStore):
@@ -139,26 +128,59 @@ class StrictLocalStore(LocalStore):
         )
 
     def read_key(self, key: str) -> bytes | None:
-        """The file's bytes (the fast read path, ``mamamia._chunks``), same rules as ``get``."""
-        found = self.read_ranges(key, ((0, None),))
-        return None if found is None else found[0]
+        """The file's bytes (the fast read path, ``mamamia._chunks``), same rules as ``get``:
+        plain os calls (half the cost of Path.read_bytes for a chunk; a whole small file is
+        not worth a memory map)."""
+        try:
+            fd = os.open(os.path.join(self._root_text, key), os.O_RDONLY)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            self._missing(key)
+            return None
+        try:
+            size = os.fstat(fd).st_size
+            data = os.pread(fd, size, 0)
+            while len(data) < size:  # a short read: keep reading to the end
+                more = os.pread(fd, size - len(data), len(data))
+                if not more:
+                    break
+                data += more
+            return data
+        except IsADirectoryError:
+            self._missing(key)
+            return None
+        finally:
+            os.close(fd)
 
     def read_range(self, key: str, start: int, length: int) -> bytes | None:
         """``length`` bytes at ``start`` of a file (``start < 0``: from its end); an inner
         chunk of a shard is read without reading the shard."""
         found = self.read_ranges(key, ((start, length),))
-        return None if found is None else found[0]
+        return None if found is None else bytes(found[0])
 
-    def read_ranges(self, key: str, ranges: Sequence[tuple[int, int | None]]) -> list[bytes] | None:
-        """The bytes of each ``(start, length)`` of one file (``start < 0``: from its end;
-        ``length`` None: to the end), one ``pread`` each on a kept descriptor."""
+    def read_ranges(
+        self, key: str, ranges: Sequence[tuple[int, int | None]]
+    ) -> list[memoryview] | None:
+        """Views of each ``(start, length)`` of one file (``start < 0``: from its end;
+        ``length`` None: to the end; cut short at the end of the file), from a kept memory
+        map: no copy."""
         path = os.path.join(self._root_text, key)
         try:
-            with _open_files.use(path) as fd:
-                return [_pread(fd, start, length) for start, length in ranges]
+            view = _mapped_files.view(path)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             self._missing(key)
             return None
+        except (OSError, ValueError):
+            # A directory (mmap's ENODEV) or another file that cannot be mapped.
+            if os.path.isdir(path):
+                self._missing(key)
+                return None
+            raise
+        size = len(view)
+        found: list[memoryview] = []
+        for start, length in ranges:
+            begin = max(0, size + start) if start < 0 else min(start, size)
+            found.append(view[begin : size if length is None else begin + length])
+        return found
 
     def discard_key(self, key: str) -> bool:
         return False  # the catalog itself: nothing to refetch from
@@ -181,21 +203,6 @@ class StrictLocalStore(LocalStore):
     ) -> Buffer | None:
         value = super().get_sync(key, prototype=prototype, byte_range=byte_range)
         return value if value is not None else self._missing(key)
-
-
-def _pread(fd: int, start: int, length: int | None) -> bytes:
-    """``length`` bytes at ``start`` of an open file, short reads retried (to the end)."""
-    if start < 0 or length is None:
-        size = os.fstat(fd).st_size
-        start = max(0, size + start) if start < 0 else start
-        length = size - start if length is None else length
-    data = os.pread(fd, length, start)
-    while len(data) < length:  # a short read: keep reading to the end
-        more = os.pread(fd, length - len(data), start + len(data))
-        if not more:
-            break
-        data += more
-    return data
 
 
 @dataclass
