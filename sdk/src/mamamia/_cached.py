@@ -3,7 +3,8 @@
 Both mirror the (small) tables a manifest names into the cache, checked against its sha256, then
 write the cache's ``catalog.json`` (last, atomically; ``mirrored_from`` names the source), so
 ``mamamia.open(cache_dir)`` reads what was fetched offline. Both fetch Zarr keys on demand into
-the bounded chunk cache, prefetch whole arrays on a thread pool, and say how to reopen
+the bounded chunk cache (a shard by the byte ranges a read needs), prefetch whole arrays (whole
+shards, one request each) on a thread pool, and say how to reopen
 themselves in another process. A subclass says only how one table and one object are fetched.
 """
 
@@ -28,13 +29,13 @@ from mamamia._backend import Backend
 from mamamia._chunks import open_chunk_array
 from mamamia._errors import CatalogFormatError, NotFoundError
 from mamamia._manifest import manifest_text
+from mamamia._pieces import RangeAnswer
 from mamamia._store import ChunkCache, HttpCachedStore, prefetch_arrays
 from mamamia._volume import ArrayLike
 from mamamia_schema import CatalogManifest
 
 __all__ = ["CACHE_ENV", "CachedBackend", "cache_root", "link_or_copy"]
 
-#: Environment variable for the cache root (default ~/.cache/mamamia).
 #: Environment variable for the cache root (default: the user cache folder, see `cache_root`).
 CACHE_ENV = "MAMAMIA_CACHE_DIR"
 
@@ -83,6 +84,13 @@ class CachedBackend(ABC):
     @abstractmethod
     def fetch_object(self, relative: str) -> bytes | None:
         """The bytes of ``volumes/...`` from the source, None when it has no such object."""
+
+    @abstractmethod
+    def fetch_object_ranges(
+        self, relative: str, ranges: Sequence[tuple[int, int]]
+    ) -> RangeAnswer | None:
+        """Byte ranges of ``volumes/...`` (``(start, length)``, a negative start is a suffix)
+        in as few requests as the source allows, None when it has no such object."""
 
     @abstractmethod
     def reopen_options(self) -> dict[str, Any]:
@@ -141,12 +149,17 @@ class CachedBackend(ABC):
             raise NotFoundError(f"{relative}: only volumes/ holds Zarr arrays")
         return self.fetch_object(relative)
 
+    def fetch_ranges(self, relative: str, ranges: Sequence[tuple[int, int]]) -> RangeAnswer | None:
+        if not relative.startswith("volumes/"):
+            raise NotFoundError(f"{relative}: only volumes/ holds Zarr arrays")
+        return self.fetch_object_ranges(relative, ranges)
+
     def open_array(self, zarr_path: str) -> ArrayLike:
         with self._lock:
             cached = self._arrays.get(zarr_path)
         if cached is not None:
             return cached
-        store = HttpCachedStore(self.cache, zarr_path, self.fetch)
+        store = HttpCachedStore(self.cache, zarr_path, self.fetch, self.fetch_ranges)
         if store.get_sync("zarr.json") is None:
             raise NotFoundError(f"{self.url}: no array at {zarr_path} (run mamamia verify)")
         array = open_chunk_array(
