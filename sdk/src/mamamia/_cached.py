@@ -30,11 +30,18 @@ from mamamia._chunks import open_chunk_array
 from mamamia._errors import CatalogFormatError, NotFoundError
 from mamamia._manifest import manifest_text
 from mamamia._pieces import RangeAnswer
-from mamamia._store import ChunkCache, HttpCachedStore, prefetch_arrays
+from mamamia._store import ChunkCache, Fetcher, HttpCachedStore
 from mamamia._volume import ArrayLike
 from mamamia_schema import CatalogManifest
 
-__all__ = ["CACHE_ENV", "CachedBackend", "cache_root", "link_or_copy"]
+__all__ = [
+    "CACHE_ENV",
+    "CachedBackend",
+    "cache_root",
+    "chunk_keys",
+    "link_or_copy",
+    "prefetch_arrays",
+]
 
 #: Environment variable for the cache root (default: the user cache folder, see `cache_root`).
 CACHE_ENV = "MAMAMIA_CACHE_DIR"
@@ -190,3 +197,46 @@ class CachedBackend(ABC):
     def reopener(self) -> Callable[[], Backend]:
         """A picklable callable that opens this backend again (in a DataLoader worker)."""
         return partial(type(self), self.url, **self.reopen_options())
+
+
+def chunk_keys(array: Any) -> list[str]:
+    """Every stored object's key (default v3 encoding ``c/i/j/...``) of a zarr array: its
+    chunks, or its shards where it has them."""
+    import itertools
+
+    shape = tuple(int(n) for n in array.shape)
+    chunks = tuple(int(n) for n in (getattr(array, "shards", None) or array.chunks))
+    counts = [max(1, -(-n // c)) for n, c in zip(shape, chunks, strict=True)]
+    return [
+        "c/" + "/".join(str(i) for i in index)
+        for index in itertools.product(*(range(n) for n in counts))
+    ]
+
+
+def prefetch_arrays(
+    cache: ChunkCache,
+    fetch: Fetcher,
+    arrays: list[tuple[str, Any]],
+    *,
+    threads: int,
+    on_chunk: Callable[[int], None] | None = None,
+) -> int:
+    """Fetch every chunk of ``(zarr_path, array)`` into ``cache``; returns chunks fetched."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = [
+        (HttpCachedStore(cache, path, fetch), f"{path}/{key}", key)
+        for path, array in arrays
+        for key in chunk_keys(array)
+    ]
+
+    def load(item: tuple[HttpCachedStore, str, str]) -> int:
+        store, relative, key = item
+        already = cache.path(relative).is_file() or cache.is_known_empty(relative)
+        store.get_sync(key)
+        if on_chunk is not None:
+            on_chunk(1)
+        return 0 if already else 1
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        return sum(pool.map(load, items))

@@ -17,6 +17,9 @@ __all__ = ["ApiClient", "error_for_problem"]
 
 _RETRY_STATUSES = {429, 502, 503}
 
+#: Ranges per request at most: servers answer more with the whole file (Starlette: 100).
+_MAX_RANGES = 100
+
 
 def error_for_problem(status: int, body: Mapping[str, Any], path: str) -> MamamiaError:
     """The SDK exception for one problem response of the server (see ``error_class``)."""
@@ -110,6 +113,14 @@ class ApiClient:
         the whole file (a server or proxy without ranges). A refused multi-range request (400,
         416) is sent again one range per request; a range past the end reads as no bytes.
         """
+        if len(ranges) > _MAX_RANGES:
+            parts: list[bytes] = []
+            for at in range(0, len(ranges), _MAX_RANGES):
+                got = self.get_ranges(path, ranges[at : at + _MAX_RANGES])
+                if got is None or got.whole is not None:
+                    return got
+                parts.extend(got.parts or ())
+            return RangeAnswer(parts=tuple(parts))
         header = "bytes=" + ",".join(
             f"-{length}" if start < 0 else f"{start}-{start + length - 1}"
             for start, length in ranges
@@ -121,7 +132,7 @@ class ApiClient:
             return None
         if response.status_code in (400, 416):
             if len(ranges) > 1:
-                parts: list[bytes] = []
+                parts = []
                 for one in ranges:
                     got = self.get_ranges(path, [one])
                     if got is None:

@@ -47,11 +47,10 @@ from mamamia._pieces import (
 __all__ = [
     "DEFAULT_CACHE_MAX_BYTES",
     "ChunkCache",
+    "Fetcher",
     "HttpCachedStore",
     "StrictLocalStore",
-    "chunk_keys",
     "is_chunk_key",
-    "prefetch_arrays",
 ]
 
 EMPTY_SUFFIX = ".empty"
@@ -587,47 +586,3 @@ def _cut(fetched: Sequence[tuple[int, bytes]], span: Span) -> bytes:
 def _touch(path: str) -> None:
     with contextlib.suppress(OSError):
         os.utime(path)  # recency for LRU eviction
-
-
-def chunk_keys(array: Any) -> list[str]:
-    """Every stored object's key (default v3 encoding ``c/i/j/...``) of a zarr array: its
-    chunks, or its shards where it has them."""
-    import itertools
-
-    shape = tuple(int(n) for n in array.shape)
-    chunks = tuple(int(n) for n in (getattr(array, "shards", None) or array.chunks))
-    counts = [max(1, -(-n // c)) for n, c in zip(shape, chunks, strict=True)]
-    return [
-        "c/" + "/".join(str(i) for i in index)
-        for index in itertools.product(*(range(n) for n in counts))
-    ]
-
-
-def prefetch_arrays(
-    cache: ChunkCache,
-    fetch: Fetcher,
-    arrays: list[tuple[str, Any]],
-    *,
-    threads: int,
-    on_chunk: Callable[[int], None] | None = None,
-) -> int:
-    """Fetch every chunk of ``(zarr_path, array)`` into ``cache``; returns chunks fetched."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    items = [
-        (HttpCachedStore(cache, path, fetch), key)
-        for path, array in arrays
-        for key in chunk_keys(array)
-    ]
-
-    def load(item: tuple[HttpCachedStore, str]) -> int:
-        store, key = item
-        relative = f"{store._prefix}/{key}"
-        already = cache.path(relative).is_file() or cache.is_known_empty(relative)
-        store.get_sync(key)
-        if on_chunk is not None:
-            on_chunk(1)
-        return 0 if already else 1
-
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        return sum(pool.map(load, items))
