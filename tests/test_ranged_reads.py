@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import zarr
@@ -272,6 +273,9 @@ def test_multi_range_suffix_and_single_answers_are_parsed(
 ) -> None:
     relative = _image_path(local)[len("volumes/") :] + "/c/0/0/0/0"
     data = (format2 / "volumes" / relative).read_bytes()
+    raw = httpx.get(f"{server.url}/v1/zarr/{relative}", headers={"Range": "bytes=0-9,5000-5299"})
+    assert raw.status_code == 206
+    assert raw.headers["content-type"].startswith("multipart/byteranges; boundary=")
     api = ApiClient(server.url)
     try:
         ranges = [(0, 10), (5000, 300), (-20, 20), (len(data) - 3, 3)]
