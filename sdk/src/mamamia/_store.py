@@ -177,10 +177,14 @@ class StrictLocalStore(LocalStore):
         for start, length in ranges:
             data = pieces.read((start, length))
             if data is None:
-                what = "the end" if length is None else f"{length} bytes"
-                where = f"the last {length} bytes" if start < 0 else f"{what} at {start}"
+                if start < 0:
+                    what = f"its last {length} bytes"
+                elif length is None:
+                    what = f"bytes {start} to the end"
+                else:
+                    what = f"{length} bytes at {start}"
                 raise ChunkMissingError(
-                    f"chunk {key} of {self.root}: {where} were never fetched into this cache"
+                    f"chunk {key} of {self.root}: {what} were never fetched into this cache"
                 )
             read.append(data)
         return read
@@ -353,6 +357,7 @@ class ChunkCache:
                 if total <= limit:
                     break
                 path.unlink(missing_ok=True)
+                _open_files.forget(str(path))  # a kept descriptor would hold its disk space
                 total -= size
                 removed += 1
         return removed
