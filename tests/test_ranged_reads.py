@@ -12,6 +12,8 @@ import functools
 import http.server
 import json
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ import zarr
 
 import mamamia
 from conftest import BUCKET, LiveServer, start_server
+from mamamia._atomic import ATOMIC_TEMP_PREFIX
 from mamamia._http import ApiClient
 from mamamia._objstore import ObjectStoreBackend
 from mamamia._pieces import PARTS_SUFFIX, PieceIndex, coalesce
@@ -222,6 +225,43 @@ def test_threads_reading_overlapping_boxes_fetch_each_piece_once(
     # Every box lies in one inner chunk: the index once, the chunk once.
     assert backend.api.requests_sent - sent == 2
     assert all(np.array_equal(got[at], expected[box]) for at, box in enumerate(boxes))
+
+
+_READER = """
+import sys
+import numpy as np
+import mamamia
+with mamamia.connect(sys.argv[1], cache_dir=sys.argv[2]) as cat:
+    image = cat.case("DUKE_001").image
+    for y in (0, 20, 40, 0, 20, 40):
+        print(int(image[1, 0:8, y : y + 27, y : y + 27].astype(np.int64).sum()))
+"""
+
+
+def test_processes_sharing_one_cache_read_the_same_voxels(
+    server: LiveServer, local: mamamia.Catalog, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    readers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _READER, server.url, str(cache)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [reader.communicate(timeout=120)[0].split() for reader in readers]
+    assert all(reader.returncode == 0 for reader in readers)
+    image = local.case(CASE).image
+    expected = [
+        str(int(image[1, 0:8, y : y + 27, y : y + 27].astype(np.int64).sum()))
+        for y in (0, 20, 40, 0, 20, 40)
+    ]
+    assert outputs == [expected] * 3
+    assert not [p for p in (cache / "volumes").rglob("*") if ATOMIC_TEMP_PREFIX in p.name]
+    with mamamia.open(cache) as offline:
+        box = (1, slice(0, 8), slice(0, 67), slice(0, 67))
+        assert np.array_equal(offline.case(CASE).image[box], image[box])
 
 
 def test_format_1_is_fetched_chunk_by_chunk_as_before(
