@@ -373,6 +373,50 @@ def test_a_server_without_ranges_answers_whole_and_the_cache_keeps_it(
         httpd.server_close()
 
 
+class _SingleRangeOnly(http.server.SimpleHTTPRequestHandler):
+    """A file server that serves one range per request and refuses several with a 400."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        spec = self.headers.get("Range", "")
+        if not spec:
+            super().do_GET()
+            return
+        if "," in spec:
+            self.send_error(400, "one range per request")
+            return
+        data = Path(self.translate_path(self.path)).read_bytes()
+        first, _, last = spec.removeprefix("bytes=").partition("-")
+        start = max(0, len(data) - int(last)) if not first else int(first)
+        end = len(data) if not first or not last else min(len(data), int(last) + 1)
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+        self.send_header("Content-Length", str(end - start))
+        self.end_headers()
+        self.wfile.write(data[start:end])
+
+
+def test_a_refused_multi_range_request_is_sent_again_one_range_each(
+    local: mamamia.Catalog, format2: Path
+) -> None:
+    handler = functools.partial(_SingleRangeOnly, directory=str(format2 / "volumes"))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    api = ApiClient(f"http://127.0.0.1:{httpd.server_address[1]}", retries=0)
+    relative = _image_path(local)[len("volumes/") :] + "/c/0/0/0/0"
+    data = (format2 / "volumes" / relative).read_bytes()
+    try:
+        got = api.get_ranges("/" + relative, [(0, 10), (5000, 300), (-20, 20)])
+        assert got is not None and got.parts == (data[0:10], data[5000:5300], data[-20:])
+        assert api.requests_sent == 4  # the refused request, then one per range
+    finally:
+        api.close()
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_coalescing_and_piece_lookup() -> None:
     assert coalesce([(100, 10), (0, 10), (15, 5)], gap=5) == [(0, 20), (100, 10)]
     assert coalesce([(0, 10), (5, 2), (30, 1)], gap=20) == [(0, 31)]

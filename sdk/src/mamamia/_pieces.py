@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, SuffixByteRequest
 
+from mamamia._errors import InvalidRequest
+
 __all__ = [
     "COALESCE_GAP",
     "PARTS_SUFFIX",
@@ -68,13 +70,15 @@ def span_of(byte_range: ByteRequest) -> tuple[int, int | None]:
     """zarr's byte request as a ``Span``."""
     if isinstance(byte_range, RangeByteRequest):
         if byte_range.end < byte_range.start or byte_range.start < 0:
-            raise ValueError(f"byte range {byte_range.start}-{byte_range.end} is empty or negative")
+            raise InvalidRequest(
+                f"byte range {byte_range.start}-{byte_range.end} ends before it starts"
+            )
         return byte_range.start, byte_range.end - byte_range.start
     if isinstance(byte_range, OffsetByteRequest):
         return max(0, byte_range.offset), None
     if isinstance(byte_range, SuffixByteRequest):
         return -byte_range.suffix, byte_range.suffix
-    raise TypeError(f"unknown byte request {byte_range!r}")
+    raise InvalidRequest(f"unknown byte request {byte_range!r}")
 
 
 def coalesce(ranges: Iterable[tuple[int, int]], gap: int = COALESCE_GAP) -> list[tuple[int, int]]:
