@@ -29,7 +29,7 @@ from mamamia._backend import Backend
 from mamamia._chunks import open_chunk_array
 from mamamia._errors import CatalogFormatError, NotFoundError
 from mamamia._manifest import manifest_text
-from mamamia._pieces import RangeAnswer
+from mamamia._pieces import COALESCE_GAP, RangeAnswer
 from mamamia._store import ChunkCache, Fetcher, HttpCachedStore
 from mamamia._volume import ArrayLike
 from mamamia_schema import CatalogManifest
@@ -73,6 +73,8 @@ class CachedBackend(ABC):
 
     #: Threads ``prefetch`` uses by default (the network, not the CPU, is the limit).
     prefetch_threads: ClassVar[int] = 8
+    #: Ranges of one read at most this many bytes apart are fetched as one range.
+    coalesce_gap: ClassVar[int] = COALESCE_GAP
 
     def __init__(self, location: str, manifest: CatalogManifest, cache: ChunkCache) -> None:
         self.url = location
@@ -166,7 +168,9 @@ class CachedBackend(ABC):
             cached = self._arrays.get(zarr_path)
         if cached is not None:
             return cached
-        store = HttpCachedStore(self.cache, zarr_path, self.fetch, self.fetch_ranges)
+        store = HttpCachedStore(
+            self.cache, zarr_path, self.fetch, self.fetch_ranges, gap=self.coalesce_gap
+        )
         if store.get_sync("zarr.json") is None:
             raise NotFoundError(f"{self.url}: no array at {zarr_path} (run mamamia verify)")
         array = open_chunk_array(

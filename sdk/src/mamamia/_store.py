@@ -34,6 +34,7 @@ from zarr.storage import LocalStore
 from mamamia._atomic import ATOMIC_TEMP_PREFIX, write_atomic
 from mamamia._errors import ChunkCorruptError, ChunkMissingError
 from mamamia._pieces import (
+    COALESCE_GAP,
     PARTS_SUFFIX,
     PieceIndex,
     RangeAnswer,
@@ -374,8 +375,9 @@ class HttpCachedStore(LocalStore):
     """A read-only zarr store for one array: chunks come from the cache, else from the server.
 
     ``prefix`` is the array's catalog-relative path (``volumes/<CASE>/<GEN>.zarr/0``). With
-    ``fetch_ranges``, a shard's byte ranges are fetched as the reader asks for them and cached
-    as pieces; without it (or for an open-ended range) the whole object is fetched once.
+    ``fetch_ranges``, a shard's byte ranges are fetched as the reader asks for them (ranges at
+    most ``gap`` bytes apart as one) and cached as pieces; without it (or for an open-ended
+    range) the whole object is fetched once.
     """
 
     def __init__(
@@ -384,12 +386,15 @@ class HttpCachedStore(LocalStore):
         prefix: str,
         fetch: Fetcher,
         fetch_ranges: RangeFetcher | None = None,
+        *,
+        gap: int = COALESCE_GAP,
     ) -> None:
         super().__init__(cache.path(prefix), read_only=True)
         self._cache = cache
         self._prefix = prefix.strip("/")
         self._fetch = fetch
         self._fetch_ranges = fetch_ranges
+        self._gap = gap
         # One fetch per key at a time: decode threads that miss the same key (a shard another
         # thread just dropped as damaged, or overlapping boxes) wait for one download instead
         # of each making one.
@@ -399,7 +404,7 @@ class HttpCachedStore(LocalStore):
         self._pieces: dict[str, PieceIndex] = {}
 
     def with_read_only(self, read_only: bool = True) -> HttpCachedStore:
-        return type(self)(self._cache, self._prefix, self._fetch, self._fetch_ranges)
+        return type(self)(self._cache, self._prefix, self._fetch, self._fetch_ranges, gap=self._gap)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, HttpCachedStore) and other._prefix == self._prefix
@@ -512,7 +517,7 @@ class HttpCachedStore(LocalStore):
             return self._fetch_whole(relative)
         closed = [(start, length) for start, length in missing if length is not None]
         suffix = max((length for start, length in closed if start < 0), default=0)
-        wanted = coalesce(span for span in closed if span[0] >= 0)
+        wanted = coalesce((span for span in closed if span[0] >= 0), self._gap)
         if suffix:
             wanted.append((-suffix, suffix))
         answer = self._fetch_ranges(relative, wanted)
