@@ -3,7 +3,8 @@
 Both mirror the (small) tables a manifest names into the cache, checked against its sha256, then
 write the cache's ``catalog.json`` (last, atomically; ``mirrored_from`` names the source), so
 ``mamamia.open(cache_dir)`` reads what was fetched offline. Both fetch Zarr keys on demand into
-the bounded chunk cache, prefetch whole arrays on a thread pool, and say how to reopen
+the bounded chunk cache (a shard by the byte ranges a read needs), prefetch whole arrays (whole
+shards, one request each) on a thread pool, and say how to reopen
 themselves in another process. A subclass says only how one table and one object are fetched.
 """
 
@@ -28,13 +29,20 @@ from mamamia._backend import Backend
 from mamamia._chunks import open_chunk_array
 from mamamia._errors import CatalogFormatError, NotFoundError
 from mamamia._manifest import manifest_text
-from mamamia._store import ChunkCache, HttpCachedStore, prefetch_arrays
+from mamamia._pieces import COALESCE_GAP, RangeAnswer
+from mamamia._store import ChunkCache, Fetcher, HttpCachedStore
 from mamamia._volume import ArrayLike
 from mamamia_schema import CatalogManifest
 
-__all__ = ["CACHE_ENV", "CachedBackend", "cache_root", "link_or_copy"]
+__all__ = [
+    "CACHE_ENV",
+    "CachedBackend",
+    "cache_root",
+    "chunk_keys",
+    "link_or_copy",
+    "prefetch_arrays",
+]
 
-#: Environment variable for the cache root (default ~/.cache/mamamia).
 #: Environment variable for the cache root (default: the user cache folder, see `cache_root`).
 CACHE_ENV = "MAMAMIA_CACHE_DIR"
 
@@ -65,6 +73,8 @@ class CachedBackend(ABC):
 
     #: Threads ``prefetch`` uses by default (the network, not the CPU, is the limit).
     prefetch_threads: ClassVar[int] = 8
+    #: Ranges of one read at most this many bytes apart are fetched as one range.
+    coalesce_gap: ClassVar[int] = COALESCE_GAP
 
     def __init__(self, location: str, manifest: CatalogManifest, cache: ChunkCache) -> None:
         self.url = location
@@ -83,6 +93,13 @@ class CachedBackend(ABC):
     @abstractmethod
     def fetch_object(self, relative: str) -> bytes | None:
         """The bytes of ``volumes/...`` from the source, None when it has no such object."""
+
+    @abstractmethod
+    def fetch_object_ranges(
+        self, relative: str, ranges: Sequence[tuple[int, int]]
+    ) -> RangeAnswer | None:
+        """Byte ranges of ``volumes/...`` (``(start, length)``, a negative start is a suffix)
+        in as few requests as the source allows, None when it has no such object."""
 
     @abstractmethod
     def reopen_options(self) -> dict[str, Any]:
@@ -141,12 +158,19 @@ class CachedBackend(ABC):
             raise NotFoundError(f"{relative}: only volumes/ holds Zarr arrays")
         return self.fetch_object(relative)
 
+    def fetch_ranges(self, relative: str, ranges: Sequence[tuple[int, int]]) -> RangeAnswer | None:
+        if not relative.startswith("volumes/"):
+            raise NotFoundError(f"{relative}: only volumes/ holds Zarr arrays")
+        return self.fetch_object_ranges(relative, ranges)
+
     def open_array(self, zarr_path: str) -> ArrayLike:
         with self._lock:
             cached = self._arrays.get(zarr_path)
         if cached is not None:
             return cached
-        store = HttpCachedStore(self.cache, zarr_path, self.fetch)
+        store = HttpCachedStore(
+            self.cache, zarr_path, self.fetch, self.fetch_ranges, gap=self.coalesce_gap
+        )
         if store.get_sync("zarr.json") is None:
             raise NotFoundError(f"{self.url}: no array at {zarr_path} (run mamamia verify)")
         array = open_chunk_array(
@@ -177,3 +201,46 @@ class CachedBackend(ABC):
     def reopener(self) -> Callable[[], Backend]:
         """A picklable callable that opens this backend again (in a DataLoader worker)."""
         return partial(type(self), self.url, **self.reopen_options())
+
+
+def chunk_keys(array: Any) -> list[str]:
+    """Every stored object's key (default v3 encoding ``c/i/j/...``) of a zarr array: its
+    chunks, or its shards where it has them."""
+    import itertools
+
+    shape = tuple(int(n) for n in array.shape)
+    chunks = tuple(int(n) for n in (getattr(array, "shards", None) or array.chunks))
+    counts = [max(1, -(-n // c)) for n, c in zip(shape, chunks, strict=True)]
+    return [
+        "c/" + "/".join(str(i) for i in index)
+        for index in itertools.product(*(range(n) for n in counts))
+    ]
+
+
+def prefetch_arrays(
+    cache: ChunkCache,
+    fetch: Fetcher,
+    arrays: list[tuple[str, Any]],
+    *,
+    threads: int,
+    on_chunk: Callable[[int], None] | None = None,
+) -> int:
+    """Fetch every chunk of ``(zarr_path, array)`` into ``cache``; returns chunks fetched."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = [
+        (HttpCachedStore(cache, path, fetch), f"{path}/{key}", key)
+        for path, array in arrays
+        for key in chunk_keys(array)
+    ]
+
+    def load(item: tuple[HttpCachedStore, str, str]) -> int:
+        store, relative, key = item
+        already = cache.path(relative).is_file() or cache.is_known_empty(relative)
+        store.get_sync(key)
+        if on_chunk is not None:
+            on_chunk(1)
+        return 0 if already else 1
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        return sum(pool.map(load, items))

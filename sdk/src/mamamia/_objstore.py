@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -26,6 +26,7 @@ from mamamia._cached import CachedBackend, cache_root
 from mamamia._errors import CatalogFormatError, CatalogNotFound, MamamiaError
 from mamamia._local import LocalBackend
 from mamamia._manifest import parse_manifest
+from mamamia._pieces import RangeAnswer
 from mamamia._store import DEFAULT_CACHE_MAX_BYTES, ChunkCache
 from mamamia_schema import CatalogManifest
 
@@ -104,6 +105,40 @@ class ObjectStore:
         except Exception as exc:
             raise self._fail("read", path, exc) from exc
 
+    def get_ranges(self, path: str, ranges: Sequence[tuple[int, int]]) -> list[bytes] | None:
+        """Byte ranges ``(start, length)`` of one object (a negative start: its last
+        ``length`` bytes), None when there is no such object. The absolute ranges go to
+        ``obstore.get_ranges`` uncoalesced (the caller coalesced them): one GET each, in
+        parallel; a suffix is one GET of its own."""
+        import obstore
+
+        absolute = [(start, length) for start, length in ranges if start >= 0]
+        try:
+            got = (
+                obstore.get_ranges(
+                    self._store,
+                    path,
+                    starts=[start for start, _length in absolute],
+                    lengths=[length for _start, length in absolute],
+                    coalesce=0,
+                )
+                if absolute
+                else []
+            )
+            found = iter([bytes(data) for data in got])
+            return [
+                obstore.get(self._store, path, options={"range": {"suffix": length}})
+                .bytes()
+                .to_bytes()
+                if start < 0
+                else next(found)
+                for start, length in ranges
+            ]
+        except FileNotFoundError:
+            return None
+        except Exception as exc:
+            raise self._fail("read ranges of", path, exc) from exc
+
     def put(self, path: str, data: bytes) -> None:
         import obstore
 
@@ -148,6 +183,9 @@ class ObjectStoreBackend(CachedBackend):
     """One catalog version on an object store, pinned at open time."""
 
     prefetch_threads = 16
+    # Every range is a GET of its own here (one multi-range request over HTTP): merging ranges
+    # up to obstore's own default distance apart saves GETs for at most 1 MiB per gap.
+    coalesce_gap = 1 << 20
 
     def __init__(
         self,
@@ -162,7 +200,7 @@ class ObjectStoreBackend(CachedBackend):
         cache = ChunkCache(cache_dir or store_cache_dir(url), cache_max_bytes)
         super().__init__(url, read_store_manifest(self.store), cache)
         self._cache_max_bytes = cache_max_bytes
-        #: Chunk and metadata objects fetched from the store (not served by the cache).
+        #: GET requests for chunks and metadata (not served by the cache), ranged ones included.
         self.fetches = 0
         # Each version gets its own folder (hard links to the tables and its catalog.json), so
         # processes pinned to different versions can share one cache.
@@ -203,6 +241,14 @@ class ObjectStoreBackend(CachedBackend):
         with self._lock:
             self.fetches += 1
         return self.store.get(relative)
+
+    def fetch_object_ranges(
+        self, relative: str, ranges: Sequence[tuple[int, int]]
+    ) -> RangeAnswer | None:
+        with self._lock:
+            self.fetches += len(ranges)  # one GET per range: the caller coalesced them
+        parts = self.store.get_ranges(relative, ranges)
+        return None if parts is None else RangeAnswer(parts=tuple(parts))
 
     def reopen_options(self) -> dict[str, Any]:
         return {"cache_dir": str(self.cache.root), "cache_max_bytes": self._cache_max_bytes}

@@ -6,7 +6,8 @@ missing one is damage (or, in an offline cache, a chunk never fetched) and raise
 ``<chunk>.empty`` marker, so they read as fill values without asking again.
 
 The cache mirrors the catalog layout (``volumes/<CASE>/<GENERATION>.zarr/...``), so
-``mamamia.open(cache_dir)`` reads it offline. Entries are written to a temporary name and renamed
+``mamamia.open(cache_dir)`` reads it offline. A shard may be cached whole or as the byte ranges
+read so far (``<shard>.parts/``, see ``mamamia._pieces``); both stores read either. Entries are written to a temporary name and renamed
 into place, so a writer killed mid-write leaves no corrupt entry; several processes may share a
 cache. It is bounded: least-recently-used chunk files are evicted past ``max_bytes``.
 """
@@ -18,6 +19,7 @@ import contextlib
 import fcntl
 import mmap
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,16 +33,26 @@ from zarr.core.buffer.core import default_buffer_prototype
 from zarr.storage import LocalStore
 
 from mamamia._atomic import ATOMIC_TEMP_PREFIX, write_atomic
-from mamamia._errors import ChunkMissingError
+from mamamia._errors import ChunkCorruptError, ChunkMissingError
+from mamamia._pieces import (
+    COALESCE_GAP,
+    PARTS_SUFFIX,
+    PieceIndex,
+    RangeAnswer,
+    RangeFetcher,
+    Span,
+    coalesce,
+    piece_name,
+    span_of,
+)
 
 __all__ = [
     "DEFAULT_CACHE_MAX_BYTES",
     "ChunkCache",
+    "Fetcher",
     "HttpCachedStore",
     "StrictLocalStore",
-    "chunk_keys",
     "is_chunk_key",
-    "prefetch_arrays",
 ]
 
 EMPTY_SUFFIX = ".empty"
@@ -157,30 +169,34 @@ class StrictLocalStore(LocalStore):
         found = self.read_ranges(key, ((start, length),))
         return None if found is None else bytes(found[0])
 
-    def read_ranges(
-        self, key: str, ranges: Sequence[tuple[int, int | None]]
-    ) -> list[memoryview] | None:
-        """Views of each ``(start, length)`` of one file (``start < 0``: from its end;
-        ``length`` None: to the end; cut short at the end of the file), from a kept memory
-        map: no copy."""
+    def read_ranges(self, key: str, ranges: Sequence[Span]) -> Sequence[bytes | memoryview] | None:
+        """The bytes of each ``(start, length)`` of one file (``start < 0``: from its end;
+        ``length`` None: to the end), as views of a kept memory map (no copy); in a cache
+        holding only pieces of the file, from the pieces (``ChunkMissingError`` for a range
+        no piece holds)."""
         path = os.path.join(self._root_text, key)
-        try:
-            view = _mapped_files.view(path)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        found = _read_whole(path, ranges)
+        if found is not None:
+            return found
+        pieces = PieceIndex.scan(path + PARTS_SUFFIX) if is_chunk_key(key) else None
+        if pieces is None:
             self._missing(key)
             return None
-        except (OSError, ValueError):
-            # A directory (mmap's ENODEV) or another file that cannot be mapped.
-            if os.path.isdir(path):
-                self._missing(key)
-                return None
-            raise
-        size = len(view)
-        found: list[memoryview] = []
+        read: list[bytes | memoryview] = []
         for start, length in ranges:
-            begin = max(0, size + start) if start < 0 else min(start, size)
-            found.append(view[begin : size if length is None else begin + length])
-        return found
+            data = pieces.read((start, length))
+            if data is None:
+                if start < 0:
+                    what = f"its last {length} bytes"
+                elif length is None:
+                    what = f"bytes {start} to the end"
+                else:
+                    what = f"{length} bytes at {start}"
+                raise ChunkMissingError(
+                    f"chunk {key} of {self.root}: {what} were never fetched into this cache"
+                )
+            read.append(data)
+        return read
 
     def discard_key(self, key: str) -> bool:
         return False  # the catalog itself: nothing to refetch from
@@ -192,6 +208,8 @@ class StrictLocalStore(LocalStore):
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
         value = await super().get(key, prototype, byte_range)
+        if value is None and byte_range is not None:
+            return await asyncio.to_thread(self._pieces_get, key, prototype, byte_range)
         return value if value is not None else self._missing(key)
 
     def get_sync(
@@ -202,7 +220,47 @@ class StrictLocalStore(LocalStore):
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
         value = super().get_sync(key, prototype=prototype, byte_range=byte_range)
+        if value is None and byte_range is not None:
+            return self._pieces_get(key, prototype, byte_range)
         return value if value is not None else self._missing(key)
+
+    def _pieces_get(
+        self, key: str, prototype: BufferPrototype | None, byte_range: ByteRequest
+    ) -> Buffer | None:
+        """A ranged ``get`` of a file this cache holds pieces of (zarr-python's shard reads)."""
+        found = self.read_ranges(key, [span_of(byte_range)])
+        return None if found is None else _buffer(found[0], prototype)
+
+
+def _buffer(data: bytes | memoryview, prototype: BufferPrototype | None) -> Buffer:
+    # A copy: zarr may keep the buffer longer than a kept memory map should live.
+    return (prototype or default_buffer_prototype()).buffer.from_bytes(bytes(data))
+
+
+def _read_whole(path: str, ranges: Sequence[Span]) -> list[memoryview] | None:
+    """Views of each range of a whole file (cut short at its end) from a kept memory map, None
+    when there is no such file."""
+    try:
+        view = _mapped_files.view(path)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    except (OSError, ValueError):
+        if os.path.isdir(path):  # mmap's ENODEV for a folder
+            return None
+        raise
+    size = len(view)
+    found: list[memoryview] = []
+    for start, length in ranges:
+        begin = max(0, size + start) if start < 0 else min(start, size)
+        found.append(view[begin : size if length is None else begin + length])
+    return found
+
+
+def _slice(data: bytes, start: int, length: int | None) -> bytes:
+    """A ``Span`` of bytes held in memory (as ``_pread`` reads it from a file)."""
+    if start < 0:
+        start = max(0, len(data) + start)
+    return data[start:] if length is None else data[start : start + length]
 
 
 @dataclass
@@ -260,6 +318,10 @@ class ChunkCache:
         if check:
             self.evict()
 
+    def count_hit(self) -> None:
+        with self._lock:
+            self.stats.hits += 1
+
     def mark_empty(self, relative: str) -> None:
         write_atomic(self.path(relative + EMPTY_SUFFIX), b"")
 
@@ -291,12 +353,16 @@ class ChunkCache:
                     path.unlink(missing_ok=True)
             chunks = [e for e in entries if ATOMIC_TEMP_PREFIX not in e[0].name]
             total = sum(size for _path, size, _used in chunks)
-            # Metadata (zarr.json) is tiny and needed to open arrays offline: evict chunks first.
-            chunks.sort(key=lambda e: (e[0].name == "zarr.json", e[2]))
+            # Metadata (zarr.json) is tiny and needed to open arrays offline, and a shard's index
+            # (piece ``end-<n>``) to read any of its pieces: evict chunks first, metadata last.
+            chunks.sort(
+                key=lambda e: (e[0].name == "zarr.json", e[0].name.startswith("end-"), e[2])
+            )
             for path, size, _used in chunks:
                 if total <= limit:
                     break
                 path.unlink(missing_ok=True)
+                _mapped_files.forget(str(path))  # a kept descriptor would hold its disk space
                 total -= size
                 removed += 1
         return removed
@@ -312,21 +378,37 @@ Fetcher = Callable[[str], "bytes | None"]
 class HttpCachedStore(LocalStore):
     """A read-only zarr store for one array: chunks come from the cache, else from the server.
 
-    ``prefix`` is the array's catalog-relative path (``volumes/<CASE>/<GEN>.zarr/0``).
+    ``prefix`` is the array's catalog-relative path (``volumes/<CASE>/<GEN>.zarr/0``). With
+    ``fetch_ranges``, a shard's byte ranges are fetched as the reader asks for them (ranges at
+    most ``gap`` bytes apart as one) and cached as pieces; without it (or for an open-ended
+    range) the whole object is fetched once.
     """
 
-    def __init__(self, cache: ChunkCache, prefix: str, fetch: Fetcher) -> None:
+    def __init__(
+        self,
+        cache: ChunkCache,
+        prefix: str,
+        fetch: Fetcher,
+        fetch_ranges: RangeFetcher | None = None,
+        *,
+        gap: int = COALESCE_GAP,
+    ) -> None:
         super().__init__(cache.path(prefix), read_only=True)
         self._cache = cache
         self._prefix = prefix.strip("/")
         self._fetch = fetch
+        self._fetch_ranges = fetch_ranges
+        self._gap = gap
         # One fetch per key at a time: decode threads that miss the same key (a shard another
-        # thread just dropped as damaged) wait for one download instead of each making one.
+        # thread just dropped as damaged, or overlapping boxes) wait for one download instead
+        # of each making one.
         self._fetching: dict[str, threading.Lock] = {}
         self._fetching_guard = threading.Lock()
+        # The pieces last seen of each object (stale at worst: a miss looks on disk again).
+        self._pieces: dict[str, PieceIndex] = {}
 
     def with_read_only(self, read_only: bool = True) -> HttpCachedStore:
-        return type(self)(self._cache, self._prefix, self._fetch)
+        return type(self)(self._cache, self._prefix, self._fetch, self._fetch_ranges, gap=self._gap)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, HttpCachedStore) and other._prefix == self._prefix
@@ -340,37 +422,144 @@ class HttpCachedStore(LocalStore):
     def _ensure_open_sync(self) -> None:
         self._is_open = True
 
+    def _key_lock(self, relative: str) -> threading.Lock:
+        with self._fetching_guard:
+            return self._fetching.setdefault(relative, threading.Lock())
+
     def read_key(self, key: str) -> bytes | None:
-        """The key's bytes from the cache, else from the server (then cached)."""
+        """The key's bytes from the cache, else from the server (then cached whole)."""
         relative = f"{self._prefix}/{key}"
         data = self._cache.read(relative)
         if data is not None:
             return data
-        with self._fetching_guard:
-            lock = self._fetching.setdefault(relative, threading.Lock())
-        with lock:
-            data = self._cache.read(relative)  # another thread may have fetched it meanwhile
-            if data is None:
-                if self._cache.is_known_empty(relative):
-                    return None
-                data = self._fetch(relative)
-                if data is None:
-                    # Generations are immutable, so an absent key stays absent: remember it.
-                    self._cache.mark_empty(relative)
-                    return None
-                self._cache.write(relative, data)
+        with self._key_lock(relative):
+            return self._fetch_whole(relative)
+
+    def _fetch_whole(self, relative: str) -> bytes | None:
+        """The whole object, cached (call with the key's lock held)."""
+        data = self._cache.read(relative)  # another thread may have fetched it meanwhile
+        if data is not None:
+            return data
+        if self._cache.is_known_empty(relative):
+            return None
+        data = self._fetch(relative)
+        if data is None:
+            # Generations are immutable, so an absent key stays absent: remember it.
+            self._cache.mark_empty(relative)
+            return None
+        self._keep_whole(relative, data)
         return data
 
+    def _keep_whole(self, relative: str, data: bytes) -> None:
+        path = self._cache.path(relative)
+        self._cache.write(relative, data)
+        _mapped_files.forget(str(path))
+        # The whole object answers every range now: its pieces are redundant.
+        shutil.rmtree(str(path) + PARTS_SUFFIX, ignore_errors=True)
+        self._pieces.pop(relative, None)
+
+    def read_range(self, key: str, start: int, length: int) -> bytes | None:
+        """``length`` bytes at ``start`` (``start < 0``: the last ``length`` bytes)."""
+        found = self.read_ranges(key, ((start, length),))
+        return None if found is None else bytes(found[0])
+
+    def read_ranges(self, key: str, ranges: Sequence[Span]) -> list[bytes | memoryview] | None:
+        """The bytes of each range of one object: from the cache (the whole object or pieces)
+        where it holds them, the others fetched in as few requests as the source allows
+        (neighbours coalesced) and cached as pieces. None where the object was never written."""
+        relative = f"{self._prefix}/{key}"
+        found = self._cached(relative, ranges, look_again=False)
+        if found is not None and all(data is not None for data in found):
+            return [data for data in found if data is not None]
+        with self._key_lock(relative):
+            found = self._cached(relative, ranges, look_again=True)
+            if found is None:
+                return None
+            missing = [span for span, data in zip(ranges, found, strict=True) if data is None]
+            if missing:
+                fetched = self._fetch_missing(relative, missing)
+                if fetched is None:
+                    return None
+                if isinstance(fetched, bytes):
+                    return [_slice(fetched, start, length) for start, length in ranges]
+                found = [
+                    data if data is not None else _cut(fetched, span)
+                    for span, data in zip(ranges, found, strict=True)
+                ]
+        return [data or b"" for data in found]
+
+    def _cached(
+        self, relative: str, ranges: Sequence[Span], *, look_again: bool
+    ) -> list[bytes | memoryview | None] | None:
+        """Each range from the cache (None where it has no piece holding it); None when the
+        object is known never to have been written."""
+        path = str(self._cache.path(relative))
+        whole = _read_whole(path, ranges)
+        if whole is not None:
+            self._cache.count_hit()
+            _touch(path)
+            return list[bytes | memoryview | None](whole)
+        pieces = None if look_again else self._pieces.get(relative)
+        if pieces is None:
+            pieces = PieceIndex.scan(path + PARTS_SUFFIX)
+            if pieces is None:
+                if look_again and self._cache.is_known_empty(relative):
+                    return None
+                pieces = PieceIndex(path + PARTS_SUFFIX)
+            self._pieces[relative] = pieces
+        found: list[bytes | memoryview | None] = [pieces.read(span) for span in ranges]
+        if any(data is not None for data in found):
+            self._cache.count_hit()
+        return found
+
+    def _fetch_missing(
+        self, relative: str, missing: Sequence[Span]
+    ) -> bytes | list[tuple[int, bytes]] | None:
+        """Fetch ranges no cached piece holds: the whole object (bytes) where the source sent
+        it, else the fetched (coalesced) ranges as ``(start, bytes)``, each cached as a piece."""
+        if self._fetch_ranges is None or any(length is None for _start, length in missing):
+            return self._fetch_whole(relative)
+        closed = [(start, length) for start, length in missing if length is not None]
+        suffix = max((length for start, length in closed if start < 0), default=0)
+        wanted = coalesce((span for span in closed if span[0] >= 0), self._gap)
+        if suffix:
+            wanted.append((-suffix, suffix))
+        answer = self._fetch_ranges(relative, wanted)
+        if answer is None:
+            self._cache.mark_empty(relative)
+            return None
+        if answer.whole is not None:
+            self._keep_whole(relative, answer.whole)
+            return answer.whole
+        parts = _parts_of(answer, len(wanted), relative)
+        fetched: list[tuple[int, bytes]] = []
+        for (start, length), data in zip(wanted, parts, strict=True):
+            fetched.append((start, data))
+            if data and (start >= 0 or len(data) == length):
+                name = piece_name(start, len(data))
+                self._cache.write(f"{relative}{PARTS_SUFFIX}/{name}", data)
+        self._pieces.pop(relative, None)  # look on disk again next time
+        return fetched
+
     def discard_key(self, key: str) -> bool:
-        """Drop a (damaged) cached copy so the next read fetches it again."""
-        self._cache.path(f"{self._prefix}/{key}").unlink(missing_ok=True)
+        """Drop a (damaged) cached copy, whole or pieces, so the next read fetches it again."""
+        relative = f"{self._prefix}/{key}"
+        path = self._cache.path(relative)
+        path.unlink(missing_ok=True)
+        _mapped_files.forget(str(path))
+        shutil.rmtree(str(path) + PARTS_SUFFIX, ignore_errors=True)
+        self._pieces.pop(relative, None)
         return True
 
-    def _load(self, key: str, prototype: BufferPrototype | None) -> Buffer | None:
-        data = self.read_key(key)
-        if data is None:
-            return None
-        return (prototype or default_buffer_prototype()).buffer.from_bytes(data)
+    def _load(
+        self, key: str, prototype: BufferPrototype | None, byte_range: ByteRequest | None
+    ) -> Buffer | None:
+        if byte_range is None:
+            data = self.read_key(key)
+        else:
+            found = self.read_ranges(key, [span_of(byte_range)])
+            data = None if found is None else bytes(found[0])
+        return None if data is None else _buffer(data, prototype)
 
     async def get(
         self,
@@ -378,9 +567,7 @@ class HttpCachedStore(LocalStore):
         prototype: BufferPrototype | None = None,
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
-        if byte_range is not None:
-            raise ValueError("mamamia catalogs are unsharded: chunks are read whole, not by range")
-        return await asyncio.to_thread(self._load, key, prototype)
+        return await asyncio.to_thread(self._load, key, prototype, byte_range)
 
     def get_sync(
         self,
@@ -389,50 +576,27 @@ class HttpCachedStore(LocalStore):
         prototype: BufferPrototype | None = None,
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
-        if byte_range is not None:
-            raise ValueError("mamamia catalogs are unsharded: chunks are read whole, not by range")
-        return self._load(key, prototype)
+        return self._load(key, prototype, byte_range)
 
 
-def chunk_keys(array: Any) -> list[str]:
-    """Every stored object's key (default v3 encoding ``c/i/j/...``) of a zarr array: its
-    chunks, or its shards where it has them."""
-    import itertools
-
-    shape = tuple(int(n) for n in array.shape)
-    chunks = tuple(int(n) for n in (getattr(array, "shards", None) or array.chunks))
-    counts = [max(1, -(-n // c)) for n, c in zip(shape, chunks, strict=True)]
-    return [
-        "c/" + "/".join(str(i) for i in index)
-        for index in itertools.product(*(range(n) for n in counts))
-    ]
+def _parts_of(answer: RangeAnswer, count: int, relative: str) -> tuple[bytes, ...]:
+    if answer.parts is None or len(answer.parts) != count:
+        raise ChunkCorruptError(f"{relative}: the source answered {count} ranges wrongly")
+    return answer.parts
 
 
-def prefetch_arrays(
-    cache: ChunkCache,
-    fetch: Fetcher,
-    arrays: list[tuple[str, Any]],
-    *,
-    threads: int,
-    on_chunk: Callable[[int], None] | None = None,
-) -> int:
-    """Fetch every chunk of ``(zarr_path, array)`` into ``cache``; returns chunks fetched."""
-    from concurrent.futures import ThreadPoolExecutor
+def _cut(fetched: Sequence[tuple[int, bytes]], span: Span) -> bytes:
+    """One asked range from the ranges just fetched (a suffix from the suffix fetched)."""
+    start, length = span
+    assert length is not None  # open-ended ranges fetch the whole object
+    for first, data in fetched:
+        if start < 0 and first < 0:
+            return data[max(0, len(data) - length) :]
+        if 0 <= first <= start < first + len(data):
+            return data[start - first : start - first + length]
+    return b""  # past the end of the object: the reader reports it truncated
 
-    items = [
-        (HttpCachedStore(cache, path, fetch), key)
-        for path, array in arrays
-        for key in chunk_keys(array)
-    ]
 
-    def load(item: tuple[HttpCachedStore, str]) -> int:
-        store, key = item
-        relative = f"{store._prefix}/{key}"
-        already = cache.path(relative).is_file() or cache.is_known_empty(relative)
-        store.get_sync(key)
-        if on_chunk is not None:
-            on_chunk(1)
-        return 0 if already else 1
-
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        return sum(pool.map(load, items))
+def _touch(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.utime(path)  # recency for LRU eviction

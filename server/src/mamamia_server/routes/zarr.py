@@ -3,7 +3,9 @@
 Paths are relative to the catalog's ``volumes/`` folder, so a volume row's ``zarr_path``
 ``volumes/<CASE>/<GEN>.zarr/0`` is ``/v1/zarr/<CASE>/<GEN>.zarr/0``. Generations never change
 once written, so every file is served with an ETag and ``Cache-Control: immutable``; Range
-requests get 206 (Starlette's FileResponse). Nothing outside ``volumes/`` is reachable.
+requests get 206 (Starlette's FileResponse): one range or a suffix with ``Content-Range``,
+several as ``multipart/byteranges`` (the SDK reads a shard's index, then a box's inner chunks
+in one request). Nothing outside ``volumes/`` is reachable.
 """
 
 from __future__ import annotations
