@@ -51,7 +51,7 @@ def _chunks(
     callback=_chunks,
     default=None,
     metavar="Z,Y,X",
-    help="Chunk shape of the volumes (default 32,128,128; format 2: 64,64,64).",
+    help="Chunk shape of the volumes (default 64,64,64; --format 1: 32,128,128).",
 )
 @click.option(
     "--max-volume-mb",
@@ -77,10 +77,10 @@ def _chunks(
     "--format",
     "format_version",
     type=click.Choice(["1", "2"]),
-    default="1",
+    default="2",
     show_default=True,
-    help="Catalog format: 1 (a file per chunk) or 2 (sharded: a few files per case, "
-    "inner chunks 64,64,64 unless --chunks says; docs/format.md).",
+    help="Catalog format: 2 (sharded: a few files per case, inner chunks 64,64,64 unless "
+    "--chunks says) or 1 (a file per chunk, chunks 32,128,128); docs/format.md.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; only the summary.")
 def ingest_command(
