@@ -25,7 +25,8 @@ class IngestOptions:
     ``jobs=None`` is one worker per CPU; ``cases`` (glob patterns on patient_id, one string
     comma-separated or several) is kept uppercased, ``None`` for every case; ``chunks`` is
     the (z, y, x) chunk shape (format 2: the inner chunk shape of its shards);
-    ``format_version`` the catalog format written (docs/format.md). A bad value raises
+    ``format_version`` the catalog format written: 2 (sharded, the default) or 1 (a file per
+    chunk; docs/format.md). A bad value raises
     ``IngestError`` naming the option.
     """
 
