@@ -169,20 +169,26 @@ def _run(
         return
     renames: dict[str, str] = {}
     bar = progress_bar(progress and bool(olds), total=len(olds), unit="case", desc="upgrade")
-    with mamamia.open(root, guard=False) as reader, ThreadPoolExecutor(jobs) as pool:
-        futures = {rel: pool.submit(_upgrade_generation, root, rel, reader) for rel in olds}
-        for rel, future in futures.items():
-            try:
-                new, reused = future.result()
-            except (_CaseFailed, MamamiaError, OSError, ValueError) as exc:
-                report.errors.append(str(exc) if isinstance(exc, _CaseFailed) else _say(rel, exc))
-            else:
-                renames[rel] = new
-                report.reused += reused
-                report.written += not reused
-            bar.update(1)
-            bar.set_postfix_str(f"{len(renames)}/{len(olds)} cases", refresh=False)
-    bar.close()
+    pool = ThreadPoolExecutor(jobs)
+    try:
+        with mamamia.open(root, guard=False) as reader:
+            futures = {rel: pool.submit(_upgrade_generation, root, rel, reader) for rel in olds}
+            for rel, future in futures.items():
+                try:
+                    new, reused = future.result()
+                except _CaseFailed as exc:
+                    report.errors.append(str(exc))
+                except Exception as exc:  # one unreadable case must not stop the others
+                    report.errors.append(_say(rel, exc))
+                else:
+                    renames[rel] = new
+                    report.reused += reused
+                    report.written += not reused
+                bar.update(1)
+                bar.set_postfix_str(f"{len(renames)}/{len(olds)} cases", refresh=False)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # interrupted: start no further case
+        bar.close()
     if report.errors:
         return
     refs = _rewrite_tables(root, manifest, renames)
