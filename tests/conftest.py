@@ -70,14 +70,16 @@ def catalog_v1_dir(phantom_raw_dir: Path, tmp_path_factory: pytest.TempPathFacto
     return out
 
 
-@pytest.fixture(scope="session", params=CATALOG_FORMATS, ids=lambda v: f"format{v}")
+# Module-scoped on purpose: a session-scoped parameter would make pytest regroup the whole
+# suite by format, splitting modules and setting their module fixtures (S3, servers) up twice.
+@pytest.fixture(scope="module", params=CATALOG_FORMATS, ids=lambda v: f"format{v}")
 def catalog_format(request: pytest.FixtureRequest) -> int:
     """Each catalog format in turn: the tests that use it run once per format."""
     value: int = request.param
     return value
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def format_catalog_dir(catalog_format: int, request: pytest.FixtureRequest) -> Path:
     """The shared phantom catalog in ``catalog_format``. Do not modify it."""
     name = "catalog_dir" if catalog_format == 2 else "catalog_v1_dir"
@@ -173,7 +175,7 @@ def live_server_v1(catalog_v1_dir: Path) -> Iterator[LiveServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def format_live_server(catalog_format: int, request: pytest.FixtureRequest) -> LiveServer:
     """A live server over ``format_catalog_dir``."""
     server: LiveServer = request.getfixturevalue(

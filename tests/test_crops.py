@@ -16,7 +16,7 @@ from crops_catalog import PhantomCase, build_catalog
 from mamamia import CropStream, GridStitcher, InvalidRequest, NotFoundError
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def crop_cases(
     tmp_path_factory: pytest.TempPathFactory, catalog_format: int
 ) -> tuple[Path, dict[str, PhantomCase]]:
@@ -25,12 +25,12 @@ def crop_cases(
     return root, build_catalog(root, catalog_format=catalog_format)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cat(crop_cases: tuple[Path, dict[str, PhantomCase]]) -> mamamia.Catalog:
     return mamamia.open(crop_cases[0])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cases(crop_cases: tuple[Path, dict[str, PhantomCase]]) -> dict[str, PhantomCase]:
     return crop_cases[1]
 
