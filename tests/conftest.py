@@ -160,11 +160,17 @@ def start_server(catalog: Path, **settings: Any) -> LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live_server(catalog_dir: Path) -> Iterator[LiveServer]:
-    """A real uvicorn over the shared catalog, for the whole session."""
+def live_server_v2(catalog_dir: Path) -> Iterator[LiveServer]:
+    """A real uvicorn over the shared (format-2) catalog, for the whole session."""
     server = start_server(catalog_dir)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server(live_server_v2: LiveServer) -> LiveServer:
+    """The live server over the shared catalog (``live_server_v2``)."""
+    return live_server_v2
 
 
 @pytest.fixture(scope="session")
@@ -179,7 +185,7 @@ def live_server_v1(catalog_v1_dir: Path) -> Iterator[LiveServer]:
 def format_live_server(catalog_format: int, request: pytest.FixtureRequest) -> LiveServer:
     """A live server over ``format_catalog_dir``."""
     server: LiveServer = request.getfixturevalue(
-        "live_server" if catalog_format == 2 else "live_server_v1"
+        "live_server_v2" if catalog_format == 2 else "live_server_v1"
     )
     return server
 
