@@ -3,10 +3,15 @@
 The phantom comes from the real table's rows (tests/data, CC BY-NC 4.0) for axial and sagittal
 cases of every collection, at a small scale so the whole suite stays fast. Tests that change a
 catalog copy it first (``catalog_copy``); the shared ones are read-only by convention.
+
+``catalog_dir`` is in the default format (2, sharded). The core read paths also run on format 1:
+a test that asks for ``catalog_format`` (or ``format_catalog_dir``, ``format_live_server``,
+``format_s3_catalog``) runs once per format, on the same phantom.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import threading
@@ -48,6 +53,39 @@ def catalog_dir(phantom_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     ingest(phantom_raw_dir, out, jobs=2, progress=False)
     assert (out / "catalog.json").is_file()
     return out
+
+
+#: The catalog formats the core read tests run on; the first one is the default.
+CATALOG_FORMATS = (2, 1)
+
+
+@pytest.fixture(scope="session")
+def catalog_v1_dir(phantom_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``phantom_raw_dir`` ingested as format 1 (``--format 1``). Do not modify it."""
+    from mamamia_ingest import ingest
+
+    out = tmp_path_factory.mktemp("catalog-v1") / "catalog"
+    ingest(phantom_raw_dir, out, jobs=2, progress=False, format_version=1)
+    assert json.loads((out / "catalog.json").read_bytes())["format_version"] == 1
+    return out
+
+
+# Module-scoped on purpose: a session-scoped parameter would make pytest regroup the whole
+# suite by format, splitting modules and setting their module fixtures (S3, servers) up twice.
+@pytest.fixture(scope="module", params=CATALOG_FORMATS, ids=lambda v: f"format{v}")
+def catalog_format(request: pytest.FixtureRequest) -> int:
+    """Each catalog format in turn: the tests that use it run once per format."""
+    value: int = request.param
+    return value
+
+
+@pytest.fixture(scope="module")
+def format_catalog_dir(catalog_format: int, request: pytest.FixtureRequest) -> Path:
+    """The shared phantom catalog in ``catalog_format``. Do not modify it."""
+    name = "catalog_dir" if catalog_format == 2 else "catalog_v1_dir"
+    path: Path = request.getfixturevalue(name)
+    assert json.loads((path / "catalog.json").read_bytes())["format_version"] == catalog_format
+    return path
 
 
 @pytest.fixture
@@ -122,11 +160,34 @@ def start_server(catalog: Path, **settings: Any) -> LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live_server(catalog_dir: Path) -> Iterator[LiveServer]:
-    """A real uvicorn over the shared catalog, for the whole session."""
+def live_server_v2(catalog_dir: Path) -> Iterator[LiveServer]:
+    """A real uvicorn over the shared (format-2) catalog, for the whole session."""
     server = start_server(catalog_dir)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server(live_server_v2: LiveServer) -> LiveServer:
+    """The live server over the shared catalog (``live_server_v2``)."""
+    return live_server_v2
+
+
+@pytest.fixture(scope="session")
+def live_server_v1(catalog_v1_dir: Path) -> Iterator[LiveServer]:
+    """A real uvicorn over the format-1 catalog, for the whole session."""
+    server = start_server(catalog_v1_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def format_live_server(catalog_format: int, request: pytest.FixtureRequest) -> LiveServer:
+    """A live server over ``format_catalog_dir``."""
+    server: LiveServer = request.getfixturevalue(
+        "live_server_v2" if catalog_format == 2 else "live_server_v1"
+    )
+    return server
 
 
 BUCKET = "mamamia-test"
@@ -165,4 +226,19 @@ def s3_catalog(s3: str, phantom_raw_dir: Path) -> str:
     report = ingest(phantom_raw_dir, url, jobs=2, progress=False)
     assert report.published, report.summary()
     assert report.catalog == url
+    return url
+
+
+@pytest.fixture(scope="module")
+def format_s3_catalog(s3: str, catalog_format: int, request: pytest.FixtureRequest) -> str:
+    """The shared phantom on S3 in ``catalog_format`` (read-only by convention)."""
+    if catalog_format == 2:
+        default: str = request.getfixturevalue("s3_catalog")
+        return default
+    from mamamia_ingest import ingest
+
+    phantom_raw_dir: Path = request.getfixturevalue("phantom_raw_dir")
+    url = f"s3://{BUCKET}/catalog-v1"
+    report = ingest(phantom_raw_dir, url, jobs=2, progress=False, format_version=1)
+    assert report.published, report.summary()
     return url

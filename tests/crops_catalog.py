@@ -3,7 +3,9 @@
 The crop tests need volumes they know voxel for voxel (tumours of known shape, a multifocal case,
 a case without tumour, anisotropic spacing), so they build their own catalog: Parquet tables,
 content-addressed copies named by catalog.json, and Zarr v3 arrays laid out as ingest writes them
-(``volumes/<CASE>/<GEN>.zarr/0`` and ``labels/<kind>/0`` stored ``(1, z, y, x)``).
+(``volumes/<CASE>/<GEN>.zarr/0`` and ``labels/<kind>/0`` stored ``(1, z, y, x)``), under ingest's
+codec chain (``bytes`` -> ``blosc`` -> ``crc32c``), so the SDK's direct reader reads them: as
+format 1 (a file per chunk) or, with ``catalog_format=2``, as format 2 (one shard per array).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from mamamia.manifest import manifest_text
 from mamamia_ingest._tables_out import FEATURE_SCHEMA
@@ -85,13 +87,18 @@ def _fill(case: PhantomCase) -> None:
         case.automatic[tuple(slice(s, s + n + 1) for s, n in zip(start, size, strict=True))] = 1
 
 
-def _array(group: Any, name: str, data: np.ndarray, chunks: tuple[int, ...]) -> None:
+def _array(
+    group: Any, name: str, data: np.ndarray, chunks: tuple[int, ...], catalog_format: int
+) -> None:
+    # Format 2: one shard covering the array (rounded up to whole inner chunks, as ingest does).
+    shard = tuple(-(-n // c) * c for n, c in zip(data.shape, chunks, strict=True))
     array = group.create_array(
         name,
         shape=data.shape,
         chunks=chunks,
+        shards=shard if catalog_format == 2 else None,
         dtype=data.dtype,
-        compressors=BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),
+        compressors=[BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"), Crc32cCodec()],
         fill_value=0,
         # Ingest writes every chunk; the SDK treats a missing one as damage.
         config={"write_empty_chunks": True},
@@ -114,8 +121,10 @@ def _table(root: Path, name: str, table: pa.Table) -> dict[str, Any]:
     }
 
 
-def build_catalog(root: Path, cases: list[PhantomCase] = CASES) -> dict[str, PhantomCase]:
-    """Write the catalog under ``root``; return the cases with their voxels."""
+def build_catalog(
+    root: Path, cases: list[PhantomCase] = CASES, catalog_format: int = 2
+) -> dict[str, PhantomCase]:
+    """Write the catalog under ``root`` in ``catalog_format``; return the cases with voxels."""
     case_rows: list[dict[str, Any]] = []
     volume_rows: list[dict[str, Any]] = []
     direction = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
@@ -124,9 +133,9 @@ def build_catalog(root: Path, cases: list[PhantomCase] = CASES) -> dict[str, Pha
         generation = hashlib.sha256(case.patient_id.encode()).hexdigest()[:16]
         rel = f"volumes/{case.patient_id}/{generation}.zarr"
         group = zarr.open_group(str(root / rel), mode="w")
-        _array(group, "0", case.image, CHUNKS)
+        _array(group, "0", case.image, CHUNKS, catalog_format)
         for kind in ("expert", "automatic"):
-            _array(group, f"labels/{kind}/0", getattr(case, kind)[None], CHUNKS)
+            _array(group, f"labels/{kind}/0", getattr(case, kind)[None], CHUNKS, catalog_format)
         nonzero = np.argwhere(case.expert)
         has = len(nonzero) > 0
         case_rows.append(
@@ -194,6 +203,7 @@ def build_catalog(root: Path, cases: list[PhantomCase] = CASES) -> dict[str, Pha
         ),
     }
     manifest = CatalogManifest(
+        format_version=catalog_format,
         catalog_version=hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest()[
             :16
         ],

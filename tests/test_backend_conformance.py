@@ -1,8 +1,11 @@
-"""One set of assertions over every backend: a catalog folder, a live server, an S3 store.
+"""One set of assertions over every backend and both catalog formats: a catalog folder, a live
+server, an S3 store, each holding the phantom as format 2 (sharded) and as format 1.
 
-The folder is the reference; the server (uvicorn on 127.0.0.1) and the store (moto's S3 server
-on 127.0.0.1) serve the same phantom and must answer alike: cohorts, SQL, case fields, volume
-geometry, crop voxels, the error classes, and reopening in another process.
+The folder of the same format is the reference; the server (uvicorn on 127.0.0.1) and the store
+(moto's S3 server on 127.0.0.1) serve the same phantom and must answer alike: cohorts, SQL, case
+fields, volume geometry, crop voxels, the error classes, and reopening in another process. The
+voxels (crops, slices, masks, the preview level) must also equal the format-2 folder's, so both
+formats and every backend read the same data.
 """
 
 from __future__ import annotations
@@ -23,23 +26,31 @@ CASE = "DUKE_001"
 
 
 @pytest.fixture(scope="module")
-def reference(catalog_dir: Path) -> Iterator[mamamia.Catalog]:
+def reference(format_catalog_dir: Path) -> Iterator[mamamia.Catalog]:
+    """The folder of the format under test."""
+    with mamamia.open(format_catalog_dir) as catalog:
+        yield catalog
+
+
+@pytest.fixture(scope="module")
+def sharded(catalog_dir: Path) -> Iterator[mamamia.Catalog]:
+    """The format-2 folder: every format and backend must read its voxels."""
     with mamamia.open(catalog_dir) as catalog:
         yield catalog
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def catalog(
-    request: pytest.FixtureRequest, catalog_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, catalog_format: int, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[mamamia.Catalog]:
-    cache = tmp_path_factory.mktemp(f"cache-{request.param}")
+    cache = tmp_path_factory.mktemp(f"cache-{request.param}-{catalog_format}")
     if request.param == "local":
-        opened = mamamia.open(catalog_dir)
+        opened = mamamia.open(request.getfixturevalue("format_catalog_dir"))
     elif request.param == "http":
-        server: LiveServer = request.getfixturevalue("live_server")
+        server: LiveServer = request.getfixturevalue("format_live_server")
         opened = mamamia.connect(server.url, cache_dir=cache)
     else:
-        opened = mamamia.open(request.getfixturevalue("s3_catalog"), cache_dir=cache)
+        opened = mamamia.open(request.getfixturevalue("format_s3_catalog"), cache_dir=cache)
     with opened:
         yield opened
 
@@ -110,6 +121,40 @@ class TestBackendConformance:
             assert a["patient_id"] == b["patient_id"]
             assert np.array_equal(a["image"], b["image"]), a["patient_id"]
             assert np.array_equal(a["label"], b["label"]), a["patient_id"]
+
+    def test_voxels_equal_the_sharded_folder(
+        self, catalog: mamamia.Catalog, sharded: mamamia.Catalog, catalog_format: int
+    ) -> None:
+        got, expected = catalog.case(CASE), sharded.case(CASE)
+        assert catalog.manifest["format_version"] == catalog_format
+        image = expected.image
+        t, z, y, x = image.shape
+        # The phantom's DUKE_001 is wider than one 64^3 inner chunk: boxes below cross the inner
+        # chunk boundary at y = x = 64, and every phase (one chunk file per phase in format 1,
+        # inner chunks of one shard in format 2).
+        assert min(y, x) > 64 and t >= 3
+        boxes = [
+            (slice(0, t), slice(1, z - 1), slice(60, y), slice(50, x - 1)),
+            (1, slice(z // 2, z // 2 + 4), slice(0, y), slice(63, 65)),
+            (slice(None), z // 2),  # axial slices of every phase
+            (2, slice(None), y // 2),  # coronal
+            (0, slice(None), slice(None), 65),  # sagittal
+        ]
+        for box in boxes:
+            assert np.array_equal(got.image[box], image[box]), box
+        for kind in ("expert", "automatic"):
+            mask = expected.mask(kind)
+            assert np.array_equal(got.mask(kind)[...], mask[...]), kind
+            assert np.array_equal(got.mask(kind)[:, 62:67, 3:66], mask[:, 62:67, 3:66]), kind
+        assert np.array_equal(got.image[...], image[...])
+        # The preview level (1) of the image and of a mask: half the grid, the same voxels.
+        for row in (r for r in got.volumes if r["kind"] in ("image", "expert")):
+            preview = row["zarr_path"].removesuffix("/0") + "/1"
+            theirs = next(r for r in expected.volumes if r["kind"] == row["kind"])
+            want = sharded.open_array(theirs["zarr_path"].removesuffix("/0") + "/1")
+            have = catalog.open_array(preview)
+            assert have.shape == want.shape and have.shape[-1] == (x + 1) // 2, row["kind"]
+            assert np.array_equal(have[...], want[...]), row["kind"]
 
     def test_errors_map_to_the_same_classes(self, catalog: mamamia.Catalog) -> None:
         with pytest.raises(mamamia.NotFoundError, match="NOPE_1"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,20 +16,42 @@ from crops_catalog import PhantomCase, build_catalog
 from mamamia import CropStream, GridStitcher, InvalidRequest, NotFoundError
 
 
-@pytest.fixture(scope="session")
-def crop_cases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, PhantomCase]]:
-    root = tmp_path_factory.mktemp("crops-catalog")
-    return root, build_catalog(root)
+@pytest.fixture(scope="module")
+def crop_cases(
+    tmp_path_factory: pytest.TempPathFactory, catalog_format: int
+) -> tuple[Path, dict[str, PhantomCase]]:
+    """The hand-written crop catalog, once per catalog format."""
+    root = tmp_path_factory.mktemp(f"crops-catalog-{catalog_format}")
+    return root, build_catalog(root, catalog_format=catalog_format)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cat(crop_cases: tuple[Path, dict[str, PhantomCase]]) -> mamamia.Catalog:
     return mamamia.open(crop_cases[0])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cases(crop_cases: tuple[Path, dict[str, PhantomCase]]) -> dict[str, PhantomCase]:
     return crop_cases[1]
+
+
+def test_the_crop_catalog_is_read_by_the_direct_reader(
+    crop_cases: tuple[Path, dict[str, PhantomCase]], catalog_format: int
+) -> None:
+    from mamamia._chunks import ChunkArray
+
+    root, cases = crop_cases
+    cat = mamamia.open(root)
+    assert cat.manifest["format_version"] == catalog_format
+    image = cat.case("CROP_002").image
+    assert isinstance(image._array, ChunkArray)  # not zarr-python's fallback
+    (array,) = root.glob("volumes/CROP_002/*.zarr/0")
+    codecs = [c["name"] for c in json.loads((array / "zarr.json").read_bytes())["codecs"]]
+    sharded = catalog_format == 2
+    assert codecs == (["sharding_indexed"] if sharded else ["bytes", "blosc", "crc32c"])
+    files = [p for p in (array / "c").rglob("*") if p.is_file()]
+    assert len(files) == (1 if sharded else 3 * 3 * 3 * 4)  # (3, 24, 36, 52) in (1, 8, 16, 16)
+    assert np.array_equal(image[...], cases["CROP_002"].image)
 
 
 def padded_slice(volume: np.ndarray, index: tuple[int, ...], size: tuple[int, ...]) -> np.ndarray:
@@ -458,9 +481,9 @@ def _raw_array(path: Path) -> np.ndarray:
 
 
 def test_ingested_catalog_crops_match_the_raw_files(
-    catalog_dir: Path, phantom_raw_dir: Path
+    format_catalog_dir: Path, phantom_raw_dir: Path
 ) -> None:
-    cat = mamamia.open(catalog_dir)
+    cat = mamamia.open(format_catalog_dir)
     cohort = cat.cohort("true")
     stats = {
         (row["patient_id"], row["phase"]): (row["mean"], row["std"])
@@ -497,8 +520,8 @@ def test_ingested_catalog_crops_match_the_raw_files(
     assert seen == set(cohort.case_ids)
 
 
-def test_ingested_catalog_grid_round_trip(catalog_dir: Path, phantom_raw_dir: Path) -> None:
-    cat = mamamia.open(catalog_dir)
+def test_ingested_catalog_grid_round_trip(format_catalog_dir: Path, phantom_raw_dir: Path) -> None:
+    cat = mamamia.open(format_catalog_dir)
     pid = cat.cohort("true").case_ids[0]
     stream = cat.crops(
         [pid], size=(8, 32, 32), sampler="grid", phases=(1,), subtraction=False, normalize=None
@@ -510,10 +533,10 @@ def test_ingested_catalog_grid_round_trip(catalog_dir: Path, phantom_raw_dir: Pa
 
 
 def test_remote_catalog_streams_the_same_crops(
-    catalog_dir: Path, live_server: Any, tmp_path: Path
+    format_catalog_dir: Path, format_live_server: Any, tmp_path: Path
 ) -> None:
-    local = mamamia.open(catalog_dir)
-    remote = mamamia.connect(live_server.url, cache_dir=tmp_path / "cache")
+    local = mamamia.open(format_catalog_dir)
+    remote = mamamia.connect(format_live_server.url, cache_dir=tmp_path / "cache")
     options: dict[str, Any] = {"size": (8, 16, 16), "per_case": 2, "seed": 3}
     ids = local.cohort("true").case_ids
     assert remote.cohort("true").case_ids == ids

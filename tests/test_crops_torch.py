@@ -120,10 +120,10 @@ def test_in_process_dataset_and_grid_stitching_of_tensors(
 
 
 def test_remote_catalog_dataset_runs_in_dataloader_workers(
-    catalog_dir: Path, live_server: Any, tmp_path: Path
+    format_catalog_dir: Path, format_live_server: Any, tmp_path: Path
 ) -> None:
-    remote = mamamia.connect(live_server.url, cache_dir=tmp_path / "cache")
-    local = mamamia.open(catalog_dir)
+    remote = mamamia.connect(format_live_server.url, cache_dir=tmp_path / "cache")
+    local = mamamia.open(format_catalog_dir)
     ids = local.cohort("true").case_ids[:3]
     dataset = remote.crops(ids, size=8, seed=2).torch()
     got = [

@@ -92,7 +92,7 @@ def test_report_and_layout(built: tuple[Path, Any]) -> None:
     ):
         assert (catalog / name).is_file(), name
     manifest = _manifest(catalog)
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2  # the default
     for ref in manifest["tables"].values():
         assert (catalog / ref["path"]).is_file()
         assert ref["path"].endswith(f"-{ref['sha256'][:12]}.parquet")
@@ -164,12 +164,36 @@ def test_generation_attributes(built: tuple[Path, Any]) -> None:
     transforms = ras_attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"]
     assert [t["type"] for t in transforms] == ["scale"]  # no translation for a flipped volume
     assert ras_attrs["mamamia"]["direction"] == list(RAS)
-    # Codec chain and chunking as design.md pins them.
+    # Format 2 (the default), as docs/format.md pins it: one shard spanning the array, inner
+    # chunks of at most 64^3 under bytes -> blosc lz4 5 -> crc32c, the index checked by crc32c.
     meta = json.loads((gen_dir / "0" / "zarr.json").read_text())
-    assert [c["name"] for c in meta["codecs"]] == ["bytes", "blosc", "crc32c"]
-    blosc = meta["codecs"][1]["configuration"]
-    assert (blosc["cname"], blosc["clevel"], blosc["shuffle"]) == ("zstd", 3, "shuffle")
+    assert [c["name"] for c in meta["codecs"]] == ["sharding_indexed"]
+    assert meta["chunk_grid"]["configuration"]["chunk_shape"] == meta["shape"] == [2, 10, 32, 28]
+    sharding = meta["codecs"][0]["configuration"]
+    assert sharding["chunk_shape"] == [1, 10, 32, 28]
+    assert [c["name"] for c in sharding["codecs"]] == ["bytes", "blosc", "crc32c"]
+    blosc = sharding["codecs"][1]["configuration"]
+    assert (blosc["cname"], blosc["clevel"], blosc["shuffle"]) == ("lz4", 5, "shuffle")
+    assert [c["name"] for c in sharding["index_codecs"]] == ["bytes", "crc32c"]
+
+
+def test_format_1_codec_chain_and_chunks(raw: Path, tmp_path: Path) -> None:
+    # Format 1 (--format 1), as design.md pins it: a file per chunk, bytes -> blosc zstd 3
+    # -> crc32c at full resolution, lz4 5 for the preview level.
+    catalog = tmp_path / "catalog"
+    report = ingest(raw, catalog, jobs=1, cases="ISPY2_100899", format_version=1, progress=False)
+    assert report.exit_code == 0, report.summary()
+    assert _manifest(catalog)["format_version"] == 1
+    (gen_dir,) = (catalog / "volumes" / "ISPY2_100899").glob("*.zarr")
+    for level, cname in (("0", "zstd"), ("1", "lz4")):
+        meta = json.loads((gen_dir / level / "zarr.json").read_text())
+        assert [c["name"] for c in meta["codecs"]] == ["bytes", "blosc", "crc32c"]
+        blosc = meta["codecs"][1]["configuration"]
+        assert (blosc["cname"], blosc["shuffle"]) == (cname, "shuffle")
+    meta = json.loads((gen_dir / "0" / "zarr.json").read_text())
+    assert meta["codecs"][1]["configuration"]["clevel"] == 3
     assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [1, 10, 32, 28]
+    assert sorted(p.name for p in (gen_dir / "0" / "c").iterdir()) == ["0", "1"]  # per phase
 
 
 def test_cases_table(raw: Path, built: tuple[Path, Any]) -> None:

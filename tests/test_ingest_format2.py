@@ -1,6 +1,6 @@
-"""Catalog format 2 (``mamamia ingest --format 2``): sharded volumes, read by the SDK, zarr-python
-and the OME-Zarr models exactly as format 1's, a handful of files per case, and the upgrade of
-a format-1 catalog by re-ingesting it."""
+"""Catalog format 2 (the default of ``mamamia ingest``): sharded volumes, read by the SDK,
+zarr-python and the OME-Zarr models exactly as format 1's (``--format 1``), a handful of files
+per case, and the upgrade of a format-1 catalog by re-ingesting it."""
 
 from __future__ import annotations
 
@@ -16,16 +16,14 @@ from click.testing import CliRunner
 import mamamia
 from mamamia._chunks import ChunkArray, open_chunk_array
 from mamamia._store import StrictLocalStore
-from mamamia_ingest import IngestError, ingest, verify
+from mamamia_ingest import IngestError, verify
 from mamamia_ingest._ingest_options import IngestOptions
 
 
 @pytest.fixture(scope="module")
-def format2_dir(phantom_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("format2") / "catalog"
-    report = ingest(phantom_raw_dir, out, jobs=2, progress=False, format_version=2)
-    assert report.exit_code == 0, report.summary()
-    return out
+def format2_dir(catalog_dir: Path) -> Path:
+    """The shared catalog: format 2 is what ``ingest`` writes by default."""
+    return catalog_dir
 
 
 def _arrays(catalog: Path) -> list[Path]:
@@ -45,22 +43,29 @@ def _case_files(catalog: Path) -> dict[str, int]:
 
 
 def test_the_manifest_says_format_2_and_every_array_is_sharded(
-    format2_dir: Path, catalog_dir: Path
+    format2_dir: Path, catalog_v1_dir: Path
 ) -> None:
     assert json.loads((format2_dir / "catalog.json").read_bytes())["format_version"] == 2
-    assert json.loads((catalog_dir / "catalog.json").read_bytes())["format_version"] == 1
+    assert json.loads((catalog_v1_dir / "catalog.json").read_bytes())["format_version"] == 1
     arrays = _arrays(format2_dir)
-    assert len(arrays) == len(_arrays(catalog_dir)) > 0
+    assert len(arrays) == len(_arrays(catalog_v1_dir)) > 0
     for folder in arrays:
         codecs = json.loads((folder / "zarr.json").read_bytes())["codecs"]
         assert [c["name"] for c in codecs] == ["sharding_indexed"], folder
-    ours, before = _case_files(format2_dir), _case_files(catalog_dir)
+        # One shard per array, nothing else under c/.
+        assert [
+            p.relative_to(folder).as_posix() for p in (folder / "c").rglob("*") if p.is_file()
+        ] == ["c/0/0/0/0"]
+    for folder in _arrays(catalog_v1_dir):
+        codecs = json.loads((folder / "zarr.json").read_bytes())["codecs"]
+        assert [c["name"] for c in codecs] == ["bytes", "blosc", "crc32c"], folder
+    ours, before = _case_files(format2_dir), _case_files(catalog_v1_dir)
     assert ours.keys() == before.keys()
     assert max(ours.values()) <= 20 and all(ours[c] < before[c] for c in ours), (ours, before)
 
 
-def test_format_2_reads_the_voxels_of_format_1(format2_dir: Path, catalog_dir: Path) -> None:
-    new, old = mamamia.open(format2_dir), mamamia.open(catalog_dir)
+def test_format_2_reads_the_voxels_of_format_1(format2_dir: Path, catalog_v1_dir: Path) -> None:
+    new, old = mamamia.open(format2_dir), mamamia.open(catalog_v1_dir)
     assert new.cohort("true").case_ids == old.cohort("true").case_ids
     for case_id in old.cohort("has_images").case_ids:
         a, b = new.case(case_id), old.case(case_id)
@@ -90,8 +95,10 @@ def test_ome_zarr_models_validate_every_format_2_image(format2_dir: Path) -> Non
         Image.from_zarr(zarr.open_group(str(path), mode="r"))
 
 
-def test_verify_passes_on_format_2(format2_dir: Path, phantom_raw_dir: Path) -> None:
-    report = verify(format2_dir, deep=True, raw=phantom_raw_dir)
+def test_verify_deep_passes_on_either_format(
+    format_catalog_dir: Path, phantom_raw_dir: Path
+) -> None:
+    report = verify(format_catalog_dir, deep=True, raw=phantom_raw_dir)
     assert report.ok, report.summary()
     assert report.arrays_checked > 0
 
@@ -108,10 +115,10 @@ def test_a_damaged_shard_fails_verify(format2_dir: Path, tmp_path: Path) -> None
 
 
 def test_reingesting_a_format_1_catalog_with_format_2_upgrades_it(
-    catalog_dir: Path, phantom_raw_dir: Path, tmp_path: Path
+    catalog_v1_dir: Path, phantom_raw_dir: Path, tmp_path: Path
 ) -> None:
     copy = tmp_path / "catalog"
-    shutil.copytree(catalog_dir, copy)
+    shutil.copytree(catalog_v1_dir, copy)
     from mamamia_ingest._cli_ingest import ingest_command
 
     # As docs/format.md shows it: mamamia ingest RAW CATALOG --format 2
@@ -119,7 +126,7 @@ def test_reingesting_a_format_1_catalog_with_format_2_upgrades_it(
     result = CliRunner().invoke(ingest_command, args)
     assert result.exit_code == 0, result.output
     assert json.loads((copy / "catalog.json").read_bytes())["format_version"] == 2
-    new, old = mamamia.open(copy), mamamia.open(catalog_dir)
+    new, old = mamamia.open(copy), mamamia.open(catalog_v1_dir)
     assert new.version != old.version
     for case_id in old.cohort("has_images").case_ids:
         assert (
@@ -137,8 +144,9 @@ def test_reingesting_a_format_1_catalog_with_format_2_upgrades_it(
 def test_a_bad_format_is_refused() -> None:
     with pytest.raises(IngestError, match="--format must be 1 or 2"):
         IngestOptions(format_version=3)
-    assert IngestOptions(format_version=2).chunks == (64, 64, 64)
-    assert IngestOptions().chunks == (32, 128, 128)
+    assert IngestOptions().format_version == 2
+    assert IngestOptions().chunks == IngestOptions(format_version=2).chunks == (64, 64, 64)
+    assert IngestOptions(format_version=1).chunks == (32, 128, 128)
     from mamamia_ingest._cli_ingest import ingest_command
 
     result = CliRunner().invoke(ingest_command, ["raw", "cat", "--format", "3"])

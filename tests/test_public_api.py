@@ -49,7 +49,7 @@ PUBLIC: dict[str, set[str]] = {
     "mamamia_ingest": {
         "IngestError", "IngestReport", "PhantomCase", "PhantomError", "PhantomReport",
         "VerifyReport", "ingest", "verify", "write_phantom",
-        "IngestOptions", "PublishReport", "ingest_folder", "publish",
+        "IngestOptions", "PublishReport", "ingest_folder", "publish", "UpgradeReport", "upgrade",
     },
     "mamamia_server": {"ServerSettings", "create_app"},
 }  # fmt: skip

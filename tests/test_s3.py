@@ -2,6 +2,7 @@
 
 Ingest to it, open and query from it, crops from it equal to the local catalog's, the chunk
 cache in front (a second pass fetches nothing), and a re-ingest switching readers atomically.
+Reads run on both catalog formats (``format_s3_catalog``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ def _sorted(table: Any, key: str = "patient_id") -> list[dict[str, Any]]:
 
 
 def test_open_and_query_equal_the_local_catalog(
-    s3_catalog: str, catalog_dir: Path, tmp_path: Path
+    format_s3_catalog: str, format_catalog_dir: Path, catalog_format: int
 ) -> None:
-    with mamamia.open(catalog_dir) as local, mamamia.open(s3_catalog) as remote:
+    with mamamia.open(format_catalog_dir) as local, mamamia.open(format_s3_catalog) as remote:
+        assert remote.manifest["format_version"] == catalog_format
         assert remote.version == local.version
         assert remote.tables() == local.tables()
         for table in local.tables():
@@ -37,17 +39,17 @@ def test_open_and_query_equal_the_local_catalog(
 
 
 def test_crops_equal_local_and_second_pass_fetches_nothing(
-    s3_catalog: str, catalog_dir: Path, tmp_path: Path
+    format_s3_catalog: str, format_catalog_dir: Path, tmp_path: Path
 ) -> None:
     from mamamia._objstore import ObjectStoreBackend
 
     def crops(cat: mamamia.Catalog) -> list[dict[str, Any]]:
         return list(cat.crops(cat.cohort("has_images"), size=16, per_case=2, seed=5))
 
-    with mamamia.open(catalog_dir) as local:
+    with mamamia.open(format_catalog_dir) as local:
         expected = crops(local)
     cache = tmp_path / "cache"
-    backend = ObjectStoreBackend(s3_catalog, cache_dir=cache)
+    backend = ObjectStoreBackend(format_s3_catalog, cache_dir=cache)
     with mamamia.Catalog(backend) as remote:
         got = crops(remote)
     assert backend.fetches > 0
@@ -55,7 +57,7 @@ def test_crops_equal_local_and_second_pass_fetches_nothing(
     for a, b in zip(got, expected, strict=True):
         assert np.array_equal(a["image"], b["image"]), a["patient_id"]
         assert np.array_equal(a["label"], b["label"]), a["patient_id"]
-    again = ObjectStoreBackend(s3_catalog, cache_dir=cache)
+    again = ObjectStoreBackend(format_s3_catalog, cache_dir=cache)
     with mamamia.Catalog(again) as remote:
         second = crops(remote)
     assert again.fetches == 0, "the second pass went to the store instead of the cache"

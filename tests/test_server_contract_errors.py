@@ -34,21 +34,40 @@ def _problem(response: httpx.Response, status: int, slug: str) -> dict[str, obje
 
 
 def _chunk_files(catalog: Path, case: str) -> list[Path]:
+    """The image's stored files: its shard (format 2) or its chunks (format 1), first chunk first."""
     (gen,) = (catalog / "volumes" / case).glob("*.zarr")
     return sorted(p for p in (gen / "0" / "c").rglob("*") if p.is_file())
 
 
+def _first_chunk_middle(path: Path, catalog_format: int) -> int:
+    """The offset of a byte inside the chunk of voxel (0, 0, 0, 0): format 2 asks the index."""
+    data = path.read_bytes()
+    if catalog_format == 1:
+        return len(data) // 2
+    meta = json.loads((path.parents[4] / "zarr.json").read_bytes())
+    inner = meta["codecs"][0]["configuration"]["chunk_shape"]
+    n = 1
+    for size, chunk in zip(meta["shape"], inner, strict=True):
+        n *= -(-size // chunk)
+    index = data[-(16 * n + 4) : -4]
+    offset, nbytes = (int.from_bytes(index[i : i + 8], "little") for i in (0, 8))
+    return offset + nbytes // 2
+
+
 @pytest.fixture(scope="module")
-def damaged(tmp_path_factory: pytest.TempPathFactory, catalog_dir: Path) -> Iterator[LiveServer]:
-    """A server over a copy of the catalog with one chunk missing and one corrupt."""
+def damaged(
+    tmp_path_factory: pytest.TempPathFactory, format_catalog_dir: Path, catalog_format: int
+) -> Iterator[LiveServer]:
+    """A server over a copy of the catalog with one chunk file missing (format 2: a whole
+    shard) and one chunk corrupt (format 2: the first inner chunk of a shard)."""
     import shutil
 
     root = tmp_path_factory.mktemp("damaged") / "catalog"
-    shutil.copytree(catalog_dir, root)
+    shutil.copytree(format_catalog_dir, root)
     _chunk_files(root, "DUKE_001")[0].unlink()
     corrupt = _chunk_files(root, "DUKE_002")[0]
     data = bytearray(corrupt.read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    data[_first_chunk_middle(corrupt, catalog_format)] ^= 0xFF
     corrupt.write_bytes(bytes(data))
     server = start_server(root, preview_max_pixels=300 * 300)
     yield server

@@ -50,9 +50,10 @@ ROUTED = [
 
 
 @pytest.fixture(scope="module")
-def clients(catalog_dir: Path) -> Iterator[tuple[TestClient, TestClient]]:
-    fast = create_app(ServerSettings(catalog=catalog_dir, fast_crops=True))
-    routed = create_app(ServerSettings(catalog=catalog_dir, fast_crops=False))
+def clients(format_catalog_dir: Path) -> Iterator[tuple[TestClient, TestClient]]:
+    """The lean path and the route over one catalog, in each catalog format."""
+    fast = create_app(ServerSettings(catalog=format_catalog_dir, fast_crops=True))
+    routed = create_app(ServerSettings(catalog=format_catalog_dir, fast_crops=False))
     with TestClient(fast) as a, TestClient(routed) as b:
         yield a, b
 
@@ -134,10 +135,11 @@ def test_with_auth_on_every_crop_goes_through_the_token_check(
 
 
 def test_lean_answers_over_http_carry_the_version_and_the_voxels(
-    live_server: Any, catalog_dir: Path
+    format_live_server: Any, format_catalog_dir: Path
 ) -> None:
     import mamamia
 
+    live_server, catalog_dir = format_live_server, format_catalog_dir
     url = f"{live_server.url}/v1/cases/DUKE_001/crop"
     params = {"phase": 1, "z": "1:6", "y": "2:9", "x": "3:11", "format": "raw"}
     httpx.get(url, params=params)

@@ -1,5 +1,6 @@
 """``mamamia verify`` finds flipped bytes, missing chunks, unfinished generations and tampered
-tables, and passes a healthy catalog."""
+tables, and passes a healthy catalog, in both catalog formats: format 2 keeps one shard file per
+array (``c/0/0/0/0``), format 1 one file per chunk."""
 
 from __future__ import annotations
 
@@ -13,17 +14,31 @@ from ingest_helpers import write_case, write_table
 from mamamia_ingest import ingest, verify
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=(2, 1), ids=lambda v: f"format{v}")
+def pristine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("verify")
     raw = root / "raw"
     write_case(raw, "DUKE_001", shape=(20, 40, 36))
     write_case(raw, "NACT_01", seed=3, automatic=False)
     write_table(raw, ["DUKE_001", "NACT_01"])
     catalog = root / "catalog"
-    report = ingest(raw, catalog, jobs=1, chunks=(8, 16, 16), progress=False)
+    report = ingest(
+        raw, catalog, jobs=1, chunks=(8, 16, 16), progress=False, format_version=request.param
+    )
     assert report.exit_code == 0
+    assert json.loads((catalog / "catalog.json").read_text())["format_version"] == request.param
     return catalog
+
+
+def _stored_files(array: Path) -> list[Path]:
+    """The files holding an array's voxels: its shard (format 2) or its chunks (format 1)."""
+    files = sorted(p for p in (array / "c").rglob("*") if p.is_file())
+    codecs = json.loads((array / "zarr.json").read_text())["codecs"]
+    if codecs[0]["name"] == "sharding_indexed":
+        assert [p.relative_to(array).as_posix() for p in files] == ["c/0/0/0/0"]
+    else:  # chunks (1, 8, 16, 16) of a (3, 20, 40, 36) image: 3 * 3 * 3 * 3 files
+        assert len(files) > 3
+    return files
 
 
 @pytest.fixture
@@ -44,9 +59,10 @@ def test_healthy_catalog_passes(catalog: Path) -> None:
 
 def test_flipped_byte_in_a_chunk(catalog: Path) -> None:
     gen = next(catalog.glob("volumes/DUKE_001/*.zarr"))
-    target = sorted(p for p in (gen / "0" / "c").rglob("*") if p.is_file())[3]
+    files = _stored_files(gen / "0")
+    target = files[min(3, len(files) - 1)]
     data = bytearray(target.read_bytes())
-    data[len(data) // 2] ^= 0x01
+    data[len(data) // 3] ^= 0x01  # format 2: inside an inner chunk (the index comes last)
     target.write_bytes(bytes(data))
     report = verify(catalog)
     assert report.exit_code == 1
@@ -58,7 +74,7 @@ def test_flipped_byte_in_a_chunk(catalog: Path) -> None:
 
 def test_flipped_byte_in_a_mask_chunk(catalog: Path) -> None:
     gen = next(catalog.glob("volumes/NACT_01/*.zarr"))
-    target = next(p for p in (gen / "labels/expert/0/c").rglob("*") if p.is_file())
+    target = _stored_files(gen / "labels/expert/0")[0]
     data = bytearray(target.read_bytes())
     data[0] ^= 0x80
     target.write_bytes(bytes(data))
@@ -68,8 +84,7 @@ def test_flipped_byte_in_a_mask_chunk(catalog: Path) -> None:
 
 def test_missing_chunk(catalog: Path) -> None:
     gen = next(catalog.glob("volumes/DUKE_001/*.zarr"))
-    target = next(p for p in (gen / "0" / "c").rglob("*") if p.is_file())
-    target.unlink()
+    _stored_files(gen / "0")[0].unlink()
     report = verify(catalog)
     assert report.exit_code == 1
     assert any(p.rule == "missing_chunk" for p in report.problems), report.summary()

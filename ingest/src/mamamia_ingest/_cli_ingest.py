@@ -6,7 +6,7 @@ import sys
 
 import click
 
-__all__ = ["ingest_command", "verify_command"]
+__all__ = ["ingest_command", "upgrade_command", "verify_command"]
 
 
 def _chunks(
@@ -51,7 +51,7 @@ def _chunks(
     callback=_chunks,
     default=None,
     metavar="Z,Y,X",
-    help="Chunk shape of the volumes (default 32,128,128; format 2: 64,64,64).",
+    help="Chunk shape of the volumes (default 64,64,64; --format 1: 32,128,128).",
 )
 @click.option(
     "--max-volume-mb",
@@ -77,10 +77,10 @@ def _chunks(
     "--format",
     "format_version",
     type=click.Choice(["1", "2"]),
-    default="1",
+    default="2",
     show_default=True,
-    help="Catalog format: 1 (a file per chunk) or 2 (sharded: a few files per case, "
-    "inner chunks 64,64,64 unless --chunks says; docs/format.md).",
+    help="Catalog format: 2 (sharded: a few files per case, inner chunks 64,64,64 unless "
+    "--chunks says) or 1 (a file per chunk, chunks 32,128,128); docs/format.md.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; only the summary.")
 def ingest_command(
@@ -151,5 +151,34 @@ def verify_command(catalog: str, deep: bool, raw: str | None) -> None:
     if raw is not None and not deep:
         raise click.UsageError("--raw is used by --deep only; add --deep")
     report = verify(catalog, deep=deep, raw=raw)
+    click.echo(report.summary())
+    sys.exit(report.exit_code)
+
+
+@click.command(name="upgrade")
+@click.argument("catalog", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Cases rewritten at once (default: the number of CPU cores).",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be rewritten; change nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar; only the summary.")
+def upgrade_command(catalog: str, jobs: int | None, dry_run: bool, quiet: bool) -> None:
+    """Rewrite the format-1 catalog folder CATALOG as format 2 (sharded), without the raw
+    folder: every case as a new generation, its voxels checked equal, catalog.json replaced
+    last. Resumable; a format-2 catalog is left as it is. Exit status 0 when done (or nothing
+    to do), 1 when a case could not be upgraded (catalog.json then stays format 1), 2 when
+    the upgrade cannot run."""
+    from mamamia_ingest._ingest_report import IngestError
+    from mamamia_ingest._upgrade import upgrade
+
+    try:
+        report = upgrade(catalog, jobs=jobs, dry_run=dry_run, progress=not quiet)
+    except IngestError as exc:
+        click.echo(f"mamamia upgrade: {exc}", err=True)
+        sys.exit(2)
     click.echo(report.summary())
     sys.exit(report.exit_code)

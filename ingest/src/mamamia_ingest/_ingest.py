@@ -122,14 +122,14 @@ def ingest(
     progress: bool = True,
     executor: str = "processes",
     scheduler: str | None = None,
-    format_version: int = 1,
+    format_version: int = 2,
 ) -> IngestReport:
     """Ingest the raw MAMA-MIA folder ``raw`` into the catalog folder ``catalog``
     (or ``s3://bucket/prefix``: staged locally, then published; see docs/scaling.md).
 
     ``cases`` (glob patterns on patient_id, comma-separated) limits the catalog to those cases;
-    ``chunks`` is the (z, y, x) chunk shape; ``format_version`` 2 writes sharded volumes
-    (docs/format.md). ``executor="dask"`` runs one task per case on a
+    ``chunks`` is the (z, y, x) chunk shape; ``format_version`` 2 (the default) writes sharded
+    volumes, 1 a file per chunk (docs/format.md). ``executor="dask"`` runs one task per case on a
     Dask cluster (``scheduler``: its address; default a LocalCluster of ``jobs`` processes).
     Problems are returned in the report, never raised;
     ``IngestError`` is raised only when nothing can be ingested (no clinical table, bad args).

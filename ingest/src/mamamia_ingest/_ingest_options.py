@@ -14,7 +14,7 @@ from mamamia_ingest._volumes import DEFAULT_CHUNKS_ZYX, VolumeSettings
 __all__ = ["EXECUTORS", "FORMAT_VERSIONS", "IngestOptions"]
 
 EXECUTORS = ("processes", "dask")
-#: Catalog formats ingest writes: 1 (a file per chunk, the default) and 2 (sharded).
+#: Catalog formats ingest writes: 1 (a file per chunk) and 2 (sharded, the default).
 FORMAT_VERSIONS = (1, 2)
 
 
@@ -25,7 +25,8 @@ class IngestOptions:
     ``jobs=None`` is one worker per CPU; ``cases`` (glob patterns on patient_id, one string
     comma-separated or several) is kept uppercased, ``None`` for every case; ``chunks`` is
     the (z, y, x) chunk shape (format 2: the inner chunk shape of its shards);
-    ``format_version`` the catalog format written (docs/format.md). A bad value raises
+    ``format_version`` the catalog format written: 2 (sharded, the default) or 1 (a file per
+    chunk; docs/format.md). A bad value raises
     ``IngestError`` naming the option.
     """
 
@@ -52,7 +53,7 @@ class IngestOptions:
         progress: bool = True,
         executor: str = "processes",
         scheduler: str | None = None,
-        format_version: int = 1,
+        format_version: int = 2,
     ) -> None:
         n_jobs = jobs if jobs is not None else (os.cpu_count() or 1)
         if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:

@@ -65,6 +65,8 @@ __all__ = [
     "CaseJob",
     "CaseResult",
     "VolumeSettings",
+    "array_writer",
+    "finished_generation",
     "generation_id",
     "init_worker",
     "process_case",
@@ -177,7 +179,7 @@ def _problem(
     return Problem(severity=severity, case=case, file=file, rule=rule, message=message, value=value)
 
 
-def _read_attrs(gen_dir: Path) -> dict[str, Any] | None:
+def finished_generation(gen_dir: Path) -> dict[str, Any] | None:
     """The ``mamamia`` block of a finished generation, or None if it is not one."""
     try:
         doc = json.loads((gen_dir / "zarr.json").read_text(encoding="utf-8"))
@@ -197,7 +199,7 @@ def _existing(case_dir: Path) -> dict[str, dict[str, Any]]:
         return out
     for name in names:
         if name.endswith(".zarr") and len(name) == 21:
-            block = _read_attrs(case_dir / name)
+            block = finished_generation(case_dir / name)
             if block is not None:
                 out[name[:16]] = block
     return out
@@ -280,21 +282,17 @@ def reuse_unchanged(job: CaseJob) -> CaseResult | None:
     return _try_reuse(job, case_dir, rehash=False)[0]
 
 
-def _chunks(shape: tuple[int, ...], chunks_zyx: tuple[int, int, int]) -> tuple[int, ...]:
-    want = (1, *chunks_zyx)
-    return tuple(max(1, min(c, s)) for c, s in zip(want, shape, strict=True))
-
-
-def _writer(
-    folder: Path, name: str, shape: tuple[int, int, int, int], dtype: np.dtype[Any], job: CaseJob
+def array_writer(
+    folder: Path, name: str, shape: tuple[int, ...], dtype: Any, settings: VolumeSettings
 ) -> ChunkWriter | ShardWriter:
+    """The writer of level ``name`` (``"0"`` or ``"1"``) of an array under ``folder``."""
     # Level 1 (previews) is read whole for slices: lz4; full resolution: zstd 3 (see CODEC).
     # Format 2 uses lz4 at both levels (docs/format.md).
-    sharded = job.settings.format_version == 2
+    sharded = settings.format_version == 2
     cname, clevel = ("zstd", 3) if name == "0" and not sharded else ("lz4", 5)
-    chunks = _chunks(shape, job.settings.chunks_zyx)
-    inner = (1, chunks[1], chunks[2], chunks[3])
-    return volume_writer(folder / name, shape, inner, dtype, cname, clevel, sharded=sharded)
+    z, y, x = (max(1, min(c, n)) for c, n in zip(settings.chunks_zyx, shape[1:], strict=True))
+    shape4 = (shape[0], shape[1], shape[2], shape[3])
+    return volume_writer(folder / name, shape4, (1, z, y, x), dtype, cname, clevel, sharded=sharded)
 
 
 def _write_group(folder: Path, attributes: dict[str, Any]) -> None:
@@ -460,8 +458,8 @@ def _build(
     tmp.parent.mkdir(parents=True, exist_ok=True)
     os.mkdir(tmp)  # its zarr.json (the root group, with ``complete``) is written last
     shape4 = (len(phases), *ref.shape_zyx)
-    full = _writer(tmp, "0", shape4, dtype, job)
-    half = _writer(tmp, "1", half_shape(shape4), dtype, job)
+    full = array_writer(tmp, "0", shape4, dtype, job.settings)
+    half = array_writer(tmp, "1", half_shape(shape4), dtype, job.settings)
     expert = mask_arrays.get("expert")
     kinetics = KineticsAccumulator(mask_arrays, job.phase_times_s, len(phases), ref.spacing_xyz)
     rows: list[dict[str, Any]] = []
@@ -510,7 +508,7 @@ def _build(
             ("0", shape, m),
             ("1", half_shape(shape), m[::2, ::2, ::2]),
         ):
-            writer = _writer(g, name, level_shape, np.dtype(np.uint8), job)
+            writer = array_writer(g, name, level_shape, np.dtype(np.uint8), job.settings)
             writer.write(0, level)
             writer.close()
         _write_group(
@@ -610,7 +608,7 @@ def _build(
         os.rename(tmp, final)
     except OSError:
         # Another run finished the same content first; it is identical, so keep that one.
-        if _read_attrs(final) is None:
+        if finished_generation(final) is None:
             raise
     result.generation = gen
     result.features = features

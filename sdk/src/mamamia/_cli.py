@@ -19,6 +19,7 @@ PLUGIN_COMMANDS: dict[str, str] = {
     "ingest": "mamamia-ingest",
     "phantom": "mamamia-ingest",
     "verify": "mamamia-ingest",
+    "upgrade": "mamamia-ingest",
     "serve": "mamamia-server",
 }
 
@@ -27,6 +28,7 @@ _PLUGIN_SUMMARIES: dict[str, str] = {
     "ingest": "Turn a raw MAMA-MIA folder into a catalog.",
     "phantom": "Write a phantom raw dataset in the exact MAMA-MIA layout.",
     "verify": "Check every array and chunk of a catalog.",
+    "upgrade": "Rewrite a format-1 catalog as format 2, without the raw folder.",
     "serve": "Serve a catalog over HTTP.",
 }
 
