@@ -265,11 +265,11 @@ def test_processes_sharing_one_cache_read_the_same_voxels(
 
 
 def test_format_1_is_fetched_chunk_by_chunk_as_before(
-    live_server: LiveServer, catalog_dir: Path, tmp_path: Path
+    live_server_v1: LiveServer, catalog_v1_dir: Path, tmp_path: Path
 ) -> None:
     cache = tmp_path / "cache"
-    backend, image = _connect(live_server, cache)
-    with mamamia.open(catalog_dir) as reference:
+    backend, image = _connect(live_server_v1, cache)
+    with mamamia.open(catalog_v1_dir) as reference:
         expected = reference.case(CASE).image
         sent = backend.api.requests_sent
         assert np.array_equal(image[BOX], expected[BOX])
