@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 import tensorstore as ts
 
 import mamamia
