@@ -54,7 +54,7 @@ HELD = "nnU-Net v2 .b2nd held open (mmap, 1 thread), slice per crop"
 OURS = "mamamia.open, format 2"
 
 
-def _row(
+def row(
     benchmark: str,
     metric: str,
     ours: float,
@@ -95,7 +95,7 @@ def _b2nd(phase: np.ndarray[Any, Any], path: Path) -> Path:
     return path
 
 
-def _boxes(shape: tuple[int, ...], size: int, n: int, seed: int) -> list[tuple[slice, ...]]:
+def random_boxes(shape: tuple[int, ...], size: int, n: int, seed: int) -> list[tuple[slice, ...]]:
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
@@ -141,8 +141,8 @@ def crop_rows(f1: Path, f2: Path, rounds: int, crops: int) -> list[dict[str, Any
         "mamamia.open, format 1": lambda box: image1[(1, *box)],
     }
     tests = {
-        64: _boxes(phase.shape, 64, crops, seed=1),
-        128: _boxes(phase.shape, 128, max(5, crops // 4), seed=2),
+        64: random_boxes(phase.shape, 64, crops, seed=1),
+        128: random_boxes(phase.shape, 128, max(5, crops // 4), seed=2),
     }
     for name, read in readers.items():
         for boxes in tests.values():
@@ -160,12 +160,12 @@ def crop_rows(f1: Path, f2: Path, rounds: int, crops: int) -> list[dict[str, Any
     for size in tests:
         ms = {name: statistics.median(times[(size, name)]) * 1000 for name in readers}
         metric = f"random {size}^3 crop, in process, {note}"
-        rows.append(_row("format2", f"{metric}: {OURS}", ms[OURS], LOADER, ms[LOADER], "ms",
+        rows.append(row("format2", f"{metric}: {OURS}", ms[OURS], LOADER, ms[LOADER], "ms",
                          "<= 1.0x"))  # fmt: skip
-        rows.append(_row("format2", f"{metric}: {OURS} (context: the array held open)",
+        rows.append(row("format2", f"{metric}: {OURS} (context: the array held open)",
                          ms[OURS], HELD, ms[HELD], "ms"))  # fmt: skip
         for name in list(readers)[3:]:
-            rows.append(_row("format2", f"{metric}: {name} (context)", ms[name], LOADER,
+            rows.append(row("format2", f"{metric}: {name} (context)", ms[name], LOADER,
                              ms[LOADER], "ms"))  # fmt: skip
     return rows
 
@@ -204,7 +204,7 @@ def stream_rows(f1: Path, f2: Path, rounds: int) -> list[dict[str, Any]]:
             f"training stream 64^3, phases 0+1 + subtraction + expert label, samples_per_volume "
             f"{per_case}, {len(ids)} full-size cases: format 2"
         )
-        rows.append(_row("format2", metric, ours, "the same stream on format 1", base,
+        rows.append(row("format2", metric, ours, "the same stream on format 1", base,
                          "samples/s", ">= 2x"))  # fmt: skip
     return rows
 
@@ -220,7 +220,7 @@ def files_per_case(catalog: Path) -> dict[str, int]:
 def disk_rows(f1: Path, f2: Path) -> list[dict[str, Any]]:
     one, two = files_per_case(f1), files_per_case(f2)
     return [
-        _row("format2", f"files per case on disk, format 2 ({label} over {len(two)} cases)",
+        row("format2", f"files per case on disk, format 2 ({label} over {len(two)} cases)",
              pick(two.values()), "format 1", pick(one.values()), "files", "<= 20 per case")
         for label, pick in (("most", max), ("median", statistics.median))
     ]  # fmt: skip
