@@ -27,7 +27,7 @@ rows (default 8) at ``--scale 1`` (the real dimensions), ingested twice from the
 3. Files per case on disk (images, both masks, preview levels, ``zarr.json``), format 2
    against format 1.
 
-    uv run python bench/bench_format2.py [--rounds 3] [--crops 60] [--stream-rounds 2]
+    uv run python bench/bench_format2.py [--rounds 3] [--crops 60] [--stream-rounds 3]
 """
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ def disk_rows(f1: Path, f2: Path) -> list[dict[str, Any]]:
 
 
 def run(
-    scale: float = 1.0, cases: int = 8, rounds: int = 3, crops: int = 60, stream_rounds: int = 2
+    scale: float = 1.0, cases: int = 8, rounds: int = 3, crops: int = 60, stream_rounds: int = 3
 ) -> list[dict[str, Any]]:
     _raw, f1, f2 = format_catalogs(scale, cases)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -246,7 +246,7 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of crops")
     parser.add_argument("--crops", type=int, default=60, help="64^3 crops per round")
-    parser.add_argument("--stream-rounds", type=int, default=2)
+    parser.add_argument("--stream-rounds", type=int, default=3)
     args = parser.parse_args()
     rows = run(args.scale, args.cases, args.rounds, args.crops, args.stream_rounds)
     print(markdown_table(rows))
