@@ -8,13 +8,15 @@ reads), so they move when its remote reads change.
 
 1. Random 64^3 crops of phase 1 of the first case through ``mamamia.connect`` (the SDK's remote
    backend and its chunk cache): warm (every object the boxes need already cached) and cold (a
-   fresh cache folder per crop; connecting and the case lookup are outside the clock), against
-   the same boxes read in process with ``mamamia.open`` on the same catalog, interleaved box by
-   box. Format 2 carries the targets; format 1 is context. The server's crop route
-   (``GET /v1/cases/{id}/crop?format=raw``, httpx) is a context row.
-2. Requests per cold crop: the SDK's ``ApiClient.requests_sent`` over HTTP; over S3 (a moto
-   server on 127.0.0.1) the requests the server answered, counted by a WSGI wrapper around it,
-   so ranged GETs count as they are sent. Format 2 against format 1.
+   fresh cache folder per crop; connecting and the case lookup are outside the clock, opening
+   the image array and reading the box inside), against the same boxes read in process with
+   ``mamamia.open`` on the same catalog, interleaved box by box. Format 2 carries the targets;
+   format 1 is context. The server's crop route (``GET /v1/cases/{id}/crop?format=raw``,
+   httpx) is a context row.
+2. Requests per cold crop (the same span: open the image array, read the box): the SDK's
+   ``ApiClient.requests_sent`` over HTTP; over S3 (a moto server on 127.0.0.1) the requests the
+   server answered, counted by a WSGI wrapper around it, so ranged GETs count one by one.
+   Format 2 against format 1.
 3. Objects per case on S3: the first case ingested to ``s3://`` in each format.
 4. Axial slice previews (``GET /v1/cases/{id}/slice.png``, phase 1, at the viewer's default
    size 320 and at 192, which the 2x preview level serves), format 2 against format 1, the same
@@ -56,6 +58,11 @@ def _image(cat: Any, case_id: str) -> Any:
     return cat.case(case_id).image
 
 
+def _open_and_crop(case: Any, box: tuple[slice, ...]) -> Any:
+    """A cold crop: open the case's image array (its ``zarr.json``), then read the box."""
+    return case.image[(1, *box)]
+
+
 def http_rows(
     catalogs: dict[int, tuple[Path, str]], case_id: str, crops: int, cold: int, work: Path
 ) -> list[dict[str, Any]]:
@@ -95,9 +102,9 @@ def http_rows(
     for n, box in enumerate(boxes[:cold]):
         for v in (1, 2) if n % 2 == 0 else (2, 1):
             backend = RemoteBackend(catalogs[v][1], cache_dir=work / f"cold{v}-{n}")
-            image = _image(mamamia.Catalog(backend), case_id)
+            case = mamamia.Catalog(backend).case(case_id)
             before = backend.api.requests_sent
-            times.setdefault(f"cold{v}", []).append(_ms(image.__getitem__, (1, *box)))
+            times.setdefault(f"cold{v}", []).append(_ms(_open_and_crop, case, box))
             gets.setdefault(v, []).append(backend.api.requests_sent - before)
             backend.close()
     client.close()
@@ -192,7 +199,9 @@ def moto_s3() -> Iterator[_Counting]:
                 os.environ[key] = value
 
 
-def s3_rows(raw: Path, case_id: str, cold: int, work: Path) -> list[dict[str, Any]]:
+def s3_rows(
+    raw: Path, case_id: str, shape: tuple[int, ...], cold: int, work: Path
+) -> list[dict[str, Any]]:
     import mamamia
     from mamamia._objstore import ObjectStore, ObjectStoreBackend
     from mamamia_ingest import ingest
@@ -205,17 +214,15 @@ def s3_rows(raw: Path, case_id: str, cold: int, work: Path) -> list[dict[str, An
             report = ingest(raw, url, cases=case_id, jobs=1, progress=False, format_version=v)
             assert report.exit_code == 0, report.summary()
             objects[v] = sum(1 for _ in ObjectStore(url).list(f"volumes/{case_id}/"))
-        shape: tuple[int, ...] | None = None
+        boxes = random_boxes(shape, 64, cold, seed=7)
         for n in range(cold):
             for v in (1, 2) if n % 2 == 0 else (2, 1):
                 backend = ObjectStoreBackend(
                     f"s3://bench/format{v}", cache_dir=work / f"s3-{v}-{n}"
                 )
-                image = _image(mamamia.Catalog(backend), case_id)
-                shape = shape or tuple(image.shape[1:])
-                box = random_boxes(shape, 64, cold, seed=7)[n]
+                case = mamamia.Catalog(backend).case(case_id)
                 before = counter.count
-                times.setdefault(v, []).append(_ms(image.__getitem__, (1, *box)))
+                times.setdefault(v, []).append(_ms(_open_and_crop, case, boxes[n]))
                 gets.setdefault(v, []).append(counter.count - before)
         rows.append(row("format2-remote", f"objects per case on S3 (moto), format 2 ({case_id})",
                          objects[2], "format 1", objects[1], "objects", "<= 20 per case"))  # fmt: skip
@@ -235,15 +242,15 @@ def run(
 
     raw, f1, f2 = format_catalogs(scale, cases)
     case_id = mamamia.open(f2).cohort("true").case_ids[0]
-    depth = int(mamamia.open(f2).case(case_id).image.shape[1])
+    shape = tuple(int(n) for n in mamamia.open(f2).case(case_id).image.shape[1:])
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-format2-") as tmp, ExitStack() as stack:
         urls = {v: stack.enter_context(serve(path)) for v, path in ((1, f1), (2, f2))}
         catalogs = {1: (f1, urls[1]), 2: (f2, urls[2])}
         rows += http_rows(catalogs, case_id, crops, cold, Path(tmp))
-        rows += slice_rows(urls, case_id, depth, slices)
+        rows += slice_rows(urls, case_id, shape[0], slices)
         stack.close()
-        rows += s3_rows(raw, case_id, cold, Path(tmp))
+        rows += s3_rows(raw, case_id, shape, cold, Path(tmp))
     return rows
 
 
