@@ -90,7 +90,7 @@ _PEAK = textwrap.dedent(
     from mamamia import read_clinical_table
     from mamamia_ingest import write_phantom
     from mamamia_ingest.phantom._spec import spec_from_record
-    from mamamia_ingest.phantom._volume import build_case
+    from mamamia_ingest.phantom._phantom_volume import build_case
     from mamamia_ingest.phantom._writer import _facts, _report_case
 
     out, table, which = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
