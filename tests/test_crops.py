@@ -302,6 +302,34 @@ def test_the_same_seed_gives_the_same_crops_and_another_epoch_others(cat: mamami
     assert [(c["patient_id"], c["index"]) for c in stream] == [(c[0], c[1]) for c in other_epoch]
 
 
+def test_a_stream_queries_its_cases_once_and_later_epochs_read_the_same_rows(
+    cat: mamamia.Catalog,
+) -> None:
+    cohort = cat.cohort("true")
+    queries: list[str] = []
+
+    class Counting:
+        """The catalog, counting the SQL the stream sends."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(cat, name)
+
+        def sql(self, query: str, **params: Any) -> Any:
+            queries.append(query)
+            return cat.sql(query, **params)
+
+    stream = CropStream(Counting(), cohort.case_ids, cat.crops(cohort, size=8).options)  # type: ignore[arg-type]
+    first = [(c["patient_id"], c["index"], c["image"].tobytes()) for c in stream]
+    asked = len(queries)
+    assert asked >= 1
+    stream.set_epoch(1)
+    again = [(c["patient_id"], c["index"], c["image"].tobytes()) for c in stream]
+    assert len(queries) == asked  # the second epoch sent no query
+    fresh = cat.crops(cohort, size=8, epoch=1)
+    assert again == [(c["patient_id"], c["index"], c["image"].tobytes()) for c in fresh]
+    assert {pid for pid, _i, _b in again} == {pid for pid, _i, _b in first}
+
+
 def test_shards_cover_each_case_once_per_epoch(cat: mamamia.Catalog) -> None:
     cohort = cat.cohort("true")
     for epoch in (0, 1):

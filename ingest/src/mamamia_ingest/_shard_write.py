@@ -212,6 +212,8 @@ def _write_all(fd: int, parts: list[bytes]) -> None:
     for at in range(0, len(parts), _MAX_PARTS):
         batch = parts[at : at + _MAX_PARTS]
         done = os.writev(fd, batch)
+        if done == sum(len(part) for part in batch):
+            continue  # the usual case: no copy of a phase's bytes to find an empty rest
         rest = b"".join(batch)[done:]
         while rest:
             rest = rest[os.write(fd, rest) :]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from mamamia._case import Case
@@ -90,6 +91,9 @@ class CropStream:
         self.worker = worker
         self.num_workers = num_workers
         self._shapes: dict[str, tuple[int, int, int]] | None = None
+        # Each case's table rows, kept across epochs: the catalog version is pinned, so they
+        # never change, and a new epoch need not query them again (bounded by the cohort).
+        self._rows: dict[str, tuple[dict[str, Any], pa.Table]] = {}
         if validate:
             self._check_cases()
 
@@ -211,29 +215,36 @@ class CropStream:
         return len(grid_starts(shape, self.options.size, self.options.overlap))
 
     def _cases(self, slots: Sequence[ShardSlot]) -> Iterator[tuple[ShardSlot, Case]]:
-        """Each slot with its Case, the rows fetched a batch of cases per query."""
+        """Each slot with its Case, the rows fetched a batch of cases per query (once per
+        stream: later epochs reuse them)."""
         for at in range(0, len(slots), _ROWS_PER_QUERY):
             batch = slots[at : at + _ROWS_PER_QUERY]
-            ids = sorted({slot.patient_id for slot in batch})
-            rows = self.catalog.sql(
-                "SELECT * FROM cases WHERE list_contains($ids, patient_id)", ids=ids
-            ).to_pylist()
-            fields = {str(row["patient_id"]): row for row in rows}
-            volumes = self.catalog.sql(
-                "SELECT * FROM volumes WHERE list_contains($ids, patient_id) "
-                "ORDER BY patient_id, kind, phase NULLS FIRST",
-                ids=ids,
-            )
-            column = volumes.column("patient_id")
+            ids = sorted({slot.patient_id for slot in batch} - self._rows.keys())
+            if ids:
+                self._fetch_rows(ids)
             made: dict[str, Case] = {}
             for slot in batch:
                 pid = slot.patient_id
                 if pid not in made:
-                    if pid not in fields:
-                        raise NotFoundError(f"no case {pid} in catalog {self.catalog.version}")
-                    own = volumes.filter(pc.equal(column, pid))
-                    made[pid] = Case(self.catalog, fields[pid], own)
+                    fields, own = self._rows[pid]
+                    made[pid] = Case(self.catalog, fields, own)
                 yield slot, made[pid]
+
+    def _fetch_rows(self, ids: list[str]) -> None:
+        rows = self.catalog.sql(
+            "SELECT * FROM cases WHERE list_contains($ids, patient_id)", ids=ids
+        ).to_pylist()
+        fields = {str(row["patient_id"]): row for row in rows}
+        volumes = self.catalog.sql(
+            "SELECT * FROM volumes WHERE list_contains($ids, patient_id) "
+            "ORDER BY patient_id, kind, phase NULLS FIRST",
+            ids=ids,
+        )
+        column = volumes.column("patient_id")
+        for pid in ids:
+            if pid not in fields:
+                raise NotFoundError(f"no case {pid} in catalog {self.catalog.version}")
+            self._rows[pid] = (fields[pid], volumes.filter(pc.equal(column, pid)))
 
     def _tasks(self) -> Iterator[_Task]:
         if self.options.sampler != "grid":
