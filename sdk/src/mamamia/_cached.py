@@ -229,15 +229,20 @@ def prefetch_arrays(
     from concurrent.futures import ThreadPoolExecutor
 
     items = [
-        (HttpCachedStore(cache, path, fetch), f"{path}/{key}", key)
+        (HttpCachedStore(cache, path, fetch), f"{path}/{key}", key, array)
         for path, array in arrays
         for key in chunk_keys(array)
     ]
 
-    def load(item: tuple[HttpCachedStore, str, str]) -> int:
-        store, relative, key = item
+    def load(item: tuple[HttpCachedStore, str, str, Any]) -> int:
+        store, relative, key, array = item
         already = cache.path(relative).is_file() or cache.is_known_empty(relative)
-        store.get_sync(key)
+        if not already:
+            # A shard read before by ranges may be cached whole already, as pieces.
+            spans = getattr(array, "shard_spans", None)
+            already = callable(spans) and store.holds(key, lambda: spans(key))
+        if not already:
+            store.get_sync(key)
         if on_chunk is not None:
             on_chunk(1)
         return 0 if already else 1

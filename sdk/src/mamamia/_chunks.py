@@ -268,6 +268,13 @@ class ChunkArray:
     def __repr__(self) -> str:
         return f"<ChunkArray {self._where} shape={self.shape} chunks={self.chunks} {self.dtype}>"
 
+    def shard_spans(self, key: str) -> list[tuple[int, int]] | None:
+        """For a sharded array, the byte ranges of stored object ``key`` (``c/0/0/0/0``) a read
+        may ask for (its index and written inner chunks); None when unsharded or absent."""
+        if self._shards is None:
+            return None
+        return self._shards.stored_spans(self._read_range, key)
+
     # -- indexing ---------------------------------------------------------------------------
 
     def __getitem__(self, key: Any) -> Any:

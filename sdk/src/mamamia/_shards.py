@@ -170,6 +170,20 @@ class ShardLayout:
             )
         return offset, nbytes
 
+    def stored_spans(self, read: RangeReader, key: str) -> list[tuple[int, int]] | None:
+        """Every byte range of a shard a reader may ask for: its index (as the suffix
+        ``(-n, n)``) and each written inner chunk's ``(offset, nbytes)``; None if no shard."""
+        self.chunk_range(read, key, 0)  # reads and checks the index once
+        with self._lock:
+            table = self._indexes.get(key)
+        if table is None:
+            return None
+        spans = [(-self.index_bytes, self.index_bytes)]
+        for offset, nbytes in table.tolist():
+            if offset != _MISSING and nbytes != _MISSING:
+                spans.append((int(offset), int(nbytes)))
+        return spans
+
     def forget(self, key: str) -> None:
         """Drop a shard's cached index (its bytes are being fetched again)."""
         with self._lock:

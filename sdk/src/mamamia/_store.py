@@ -541,6 +541,19 @@ class HttpCachedStore(LocalStore):
         self._pieces.pop(relative, None)  # look on disk again next time
         return fetched
 
+    def holds(self, key: str, spans: Callable[[], Sequence[tuple[int, int]] | None]) -> bool:
+        """True when the cache answers every one of ``spans()`` of ``key`` without a request:
+        the whole object, or pieces covering each span (``spans`` is asked only then)."""
+        relative = f"{self._prefix}/{key}"
+        path = str(self._cache.path(relative))
+        if os.path.isfile(path):
+            return True
+        pieces = PieceIndex.scan(path + PARTS_SUFFIX)
+        if pieces is None:
+            return False
+        wanted = spans()
+        return wanted is not None and all(pieces.find(s, n) is not None for s, n in wanted)
+
     def discard_key(self, key: str) -> bool:
         """Drop a (damaged) cached copy, whole or pieces, so the next read fetches it again."""
         relative = f"{self._prefix}/{key}"
