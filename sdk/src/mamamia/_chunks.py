@@ -79,6 +79,11 @@ class _Where:
         return f"{self.array}/{self.chunk}"
 
 
+#: A box touching at most this many inner chunks (a 64^3 crop touches 8) is decoded on the
+#: calling thread: each decode is short, and handing half of them to another thread cost more
+#: in GIL hand-offs than it saved (bench/bench_format2.py: 0.56 ms on one thread, 0.70 on two).
+_INLINE_INNER_CHUNKS = 8
+
 #: At most this many threads decode the chunks of one read (shared by all arrays).
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
@@ -401,7 +406,8 @@ class ChunkArray:
                 [
                     partial(self._fill_inner, self._shards, out, job, found)
                     for job, found in zip(jobs, fetched, strict=True)
-                ]
+                ],
+                inline=_INLINE_INNER_CHUNKS,
             )
         else:
             _run_split([partial(self._fill, out, *job) for job in jobs])
@@ -586,12 +592,14 @@ class ChunkArray:
         return decoded, inner
 
 
-def _run_split(tasks: list[Callable[[], None]]) -> None:
+def _run_split(tasks: list[Callable[[], None]], inline: int = 1) -> None:
     """Run the tasks split into ``DECODE_THREADS`` runs: the caller takes the first run, the
     pool the others (one hand-off per thread, not per chunk: a future per chunk cost as much as
-    decoding a small one). The first error is raised once all have ended."""
-    if len(tasks) == 1:
-        tasks[0]()
+    decoding a small one); up to ``inline`` tasks all on the caller. The first error is raised
+    once all have ended."""
+    if len(tasks) <= inline:
+        for task in tasks:
+            task()
         return
     runs = [tasks[i::DECODE_THREADS] for i in range(min(DECODE_THREADS, len(tasks)))]
 
