@@ -7,6 +7,7 @@ edge inner chunks on every spatial axis.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -236,3 +237,24 @@ def test_a_shard_rewritten_in_place_between_reads_is_read_as_it_now_is(tmp_path:
     with shard.open("r+b") as handle:  # and back, in place again
         handle.write(whole)
     assert np.array_equal(_open(path)[1, 0:16, 0:32, 0:32], data[1, 0:16, 0:32, 0:32])
+
+
+def test_a_chunk_damaged_after_it_was_read_is_caught_on_the_next_read(tmp_path: Path) -> None:
+    # Checked chunks are not checked again from the same memory map; a file changed since
+    # (here one byte, in place) is mapped afresh, so its chunks are checked again.
+    path = tmp_path / "a.zarr"
+    data = _write(path, True, "end")
+    array = _open(path)
+    box = (1, slice(8, 16), slice(32, 48), slice(32, 48))  # inner chunk 1/1/2/2 whole
+    assert np.array_equal(array[box], data[box])
+    assert np.array_equal(array[box], data[box])  # again: from the checked map
+    offset, nbytes = _index(path, "c/1/0/1/1")[4]  # that inner chunk's bytes
+    shard = path / "c" / "1" / "0" / "1" / "1"
+    time.sleep(0.01)  # a modification time the file system can tell apart
+    with shard.open("r+b") as handle:
+        handle.seek(int(offset) + int(nbytes) // 2)
+        byte = handle.read(1)
+        handle.seek(int(offset) + int(nbytes) // 2)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    with pytest.raises(mamamia.ChunkCorruptError, match=r"c/1/0/1/1 \(inner chunk"):
+        array[box]

@@ -521,7 +521,16 @@ class ChunkArray:
                         f"chunk {self._where}/{label} is truncated: the shard index says "
                         f"{nbytes} bytes at {offset}, {len(data)} were there"
                     )
-                chunk, local = self._decode(data, label, inner)
+                # An inner chunk read from a memory map is checked the first time, not again
+                # from the same map (the same bytes): a slice reads dozens of chunks for one
+                # plane each, and checking whole chunks cost more than decoding that plane.
+                memo = shards.checked_in(data)
+                seen = (key, slot)
+                chunk, local = self._decode(
+                    data, label, inner, checked=memo is not None and seen in memo
+                )
+                if memo is not None:
+                    memo.add(seen)
                 out[placed] = chunk[local]
                 return
             except ChunkCorruptError:
@@ -538,8 +547,14 @@ class ChunkArray:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _decode(
-        self, data: bytes | memoryview, key: str | _InnerLabel, inner: tuple[slice, ...]
+        self,
+        data: bytes | memoryview,
+        key: str | _InnerLabel,
+        inner: tuple[slice, ...],
+        *,
+        checked: bool = False,
     ) -> tuple[npt.NDArray[Any], tuple[slice, ...]]:
+        """Check (unless ``checked``: these very bytes passed before) and decode a chunk."""
         where = _Where(self._where, key)  # formatted only into an error's message
         trailer = 4 if self._checksummed else 0
         if len(data) < trailer + 16:  # crc32c trailer + blosc header
@@ -548,7 +563,7 @@ class ChunkArray:
         # The CRC-32C of a message followed by its own CRC (little-endian) is a fixed residue,
         # so the whole chunk is checked in place (crc32c reads any buffer: a view of a
         # memory-mapped shard is not copied).
-        if self._checksummed and crc32c.crc32c(data) != _CRC32C_RESIDUE:
+        if self._checksummed and not checked and crc32c.crc32c(data) != _CRC32C_RESIDUE:
             raise ChunkCorruptError(
                 f"chunk {where} fails its crc32c check (damaged on disk or in transit): run "
                 "mamamia verify"

@@ -17,7 +17,9 @@ addressing; ``mamamia._chunks`` decodes and checks the chunks themselves.
 from __future__ import annotations
 
 import math
+import mmap
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -137,6 +139,12 @@ class ShardLayout:
         )
         self.index_bytes = 16 * self._count + (4 if self._index_crc else 0)
         self._indexes: dict[str, npt.NDArray[np.uint64] | None] = {}
+        # (shard key, slot) of the inner chunks whose crc32c passed, per memory map they were
+        # read from: the same map holds the same bytes, a new one (a file replaced or changed
+        # since) starts unchecked, and a map's entries go when it does.
+        self._checked: weakref.WeakKeyDictionary[Any, set[tuple[str, int]]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
 
     def locate(self, index: tuple[int, ...]) -> tuple[str, int]:
@@ -184,10 +192,21 @@ class ShardLayout:
                 spans.append((int(offset), int(nbytes)))
         return spans
 
+    def checked_in(self, data: bytes | memoryview) -> set[tuple[str, int]] | None:
+        """The inner chunks already checked in the memory map ``data`` is a view of; None when
+        ``data`` is not such a view (bytes read afresh are always checked)."""
+        owner = data.obj if isinstance(data, memoryview) else None
+        if not isinstance(owner, mmap.mmap):
+            return None
+        with self._lock:
+            return self._checked.setdefault(owner, set())
+
     def forget(self, key: str) -> None:
         """Drop a shard's cached index (its bytes are being fetched again)."""
         with self._lock:
             self._indexes.pop(key, None)
+            for checked in self._checked.values():
+                checked.difference_update([seen for seen in checked if seen[0] == key])
 
     def _read_index(self, read: RangeReader, key: str) -> npt.NDArray[np.uint64] | None:
         start = -self.index_bytes if self._at_end else 0
