@@ -38,7 +38,13 @@ import numpy as np
 import numpy.typing as npt
 
 from mamamia._errors import CatalogFormatError, ChunkCorruptError
-from mamamia._shards import ShardLayout, inner_codec_chain, read_range_of, read_ranges_of
+from mamamia._shards import (
+    InnerChunkLabel,
+    ShardLayout,
+    inner_codec_chain,
+    read_range_of,
+    read_ranges_of,
+)
 from mamamia._volume import ArrayLike
 
 __all__ = ["ChunkArray", "ChunkSource", "open_chunk_array", "supports_fast_path"]
@@ -50,20 +56,6 @@ _ChunkJob = tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]
 
 #: A fetched inner chunk: its shard's key, its slot in the shard's index, offset, size, bytes.
 _Fetched = tuple[str, int, int, int, bytes | memoryview]
-
-
-class _InnerLabel:
-    """An inner chunk's name in messages (``c/0/0/0/0 (inner chunk 0/1/2/3)``), formatted only
-    when a message needs it: most reads raise nothing."""
-
-    __slots__ = ("index", "key")
-
-    def __init__(self, key: str, index: tuple[int, ...]) -> None:
-        self.key = key
-        self.index = index
-
-    def __str__(self) -> str:
-        return f"{self.key} (inner chunk {'/'.join(str(i) for i in self.index)})"
 
 
 class _Where:
@@ -513,7 +505,7 @@ class ChunkArray:
             out[placed] = self.fill_value
             return
         key, slot, offset, nbytes, data = found
-        label = _InnerLabel(key, index)
+        label = InnerChunkLabel(key, index)
         for attempt in (0, 1):
             try:
                 if len(data) != nbytes:
@@ -549,7 +541,7 @@ class ChunkArray:
     def _decode(
         self,
         data: bytes | memoryview,
-        key: str | _InnerLabel,
+        key: str | InnerChunkLabel,
         inner: tuple[slice, ...],
         *,
         checked: bool = False,

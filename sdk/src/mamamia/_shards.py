@@ -30,6 +30,7 @@ import numpy.typing as npt
 from mamamia._errors import ChunkCorruptError
 
 __all__ = [
+    "InnerChunkLabel",
     "RangeReader",
     "RangesReader",
     "ShardLayout",
@@ -116,6 +117,20 @@ def read_ranges_of(source: Any) -> RangesReader:
         return found
 
     return each
+
+
+class InnerChunkLabel:
+    """An inner chunk's name in messages (``c/0/0/0/0 (inner chunk 0/1/2/3)``), formatted only
+    when a message needs it: most reads raise nothing."""
+
+    __slots__ = ("index", "key")
+
+    def __init__(self, key: str, index: tuple[int, ...]) -> None:
+        self.key = key
+        self.index = index
+
+    def __str__(self) -> str:
+        return f"{self.key} (inner chunk {'/'.join(str(i) for i in self.index)})"
 
 
 class ShardLayout:
