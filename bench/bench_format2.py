@@ -44,7 +44,7 @@ import numpy as np
 
 from _data import OUT, format_catalogs
 from _table import markdown_table
-from bench_format import nnunet_blosc2_params
+from bench_format import write_b2nd
 
 LOADER = (
     "nnU-Net v2 loader: blosc2.open(.b2nd, mmap_mode='r', nthreads 1) + slice per crop, "
@@ -77,20 +77,11 @@ def row(
 
 def _b2nd(phase: np.ndarray[Any, Any], path: Path) -> Path:
     """The phase as nnU-Net v2 stores a preprocessed case (written once, atomically)."""
-    import blosc2
-
     if path.is_file():
         return path
-    blocks, chunks = nnunet_blosc2_params(phase.shape, (64, 64, 64), phase.dtype.itemsize)
     partial = path.with_suffix(".partial.b2nd")
     partial.unlink(missing_ok=True)
-    blosc2.asarray(
-        phase,
-        urlpath=str(partial),
-        chunks=chunks,
-        blocks=blocks,
-        cparams={"codec": blosc2.Codec.LZ4HC, "clevel": 8, "nthreads": 1},
-    )
+    write_b2nd(phase, partial)
     partial.rename(path)
     return path
 

@@ -39,20 +39,16 @@ OTHER = (2, slice(0, 8), slice(0, 16), slice(0, 16))  # the same place in phase 
 
 
 @pytest.fixture(scope="module")
-def format2(phantom_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mamamia_ingest import ingest
-
-    out = tmp_path_factory.mktemp("ranged") / "catalog"
-    report = ingest(phantom_raw_dir, out, jobs=2, progress=False, format_version=2)
-    assert report.exit_code == 0, report.summary()
-    return out
+def format2(catalog_dir: Path) -> Path:
+    """The shared phantom catalog: format 2, the default (only read here; damage is done to
+    copies and to caches)."""
+    assert json.loads((catalog_dir / "catalog.json").read_text())["format_version"] == 2
+    return catalog_dir
 
 
 @pytest.fixture(scope="module")
-def server(format2: Path) -> Iterator[LiveServer]:
-    live = start_server(format2)
-    yield live
-    live.stop()
+def server(live_server_v2: LiveServer) -> LiveServer:
+    return live_server_v2
 
 
 @pytest.fixture(scope="module")
