@@ -362,7 +362,7 @@ class ChunkCache:
                 if total <= limit:
                     break
                 path.unlink(missing_ok=True)
-                _mapped_files.forget(str(path))  # a kept descriptor would hold its disk space
+                _mapped_files.forget(str(path))  # a kept map would hold its disk space
                 total -= size
                 removed += 1
         return removed
