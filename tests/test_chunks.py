@@ -198,13 +198,13 @@ def test_catalog_volumes_read_through_the_fast_path(catalog_dir: Path) -> None:
 def test_partial_and_full_decodes_agree(
     written: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mamamia._chunks as chunks
+    import mamamia._blosc_items as blosc_items
 
     path, data = written
     box = (2, slice(3, 13), slice(5, 30), slice(1, 44))  # partial planes of two z-chunks
     partial = _open(path)[box]
-    assert chunks._getitem is not None, "numcodecs' blosc_getitem should bind on this build"
-    monkeypatch.setattr(chunks, "_getitem", None)
+    assert blosc_items._getitem is not None, "numcodecs' blosc_getitem should bind on this build"
+    monkeypatch.setattr(blosc_items, "_getitem", None)
     full = _open(path)[box]
     assert np.array_equal(partial, data[box]) and np.array_equal(full, data[box])
 

@@ -37,6 +37,7 @@ import numcodecs.blosc
 import numpy as np
 import numpy.typing as npt
 
+from mamamia._blosc_items import BLOSC_HEADER, decode_items
 from mamamia._errors import CatalogFormatError, ChunkCorruptError
 from mamamia._shards import (
     InnerChunkLabel,
@@ -54,8 +55,18 @@ _CRC32C_RESIDUE = 0x48674BC7
 #: One chunk's part of a read: (chunk index, where in the chunk, where in the output).
 _ChunkJob = tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]
 
-#: A fetched inner chunk: its shard's key, its slot in the shard's index, offset, size, bytes.
-_Fetched = tuple[str, int, int, int, bytes | memoryview]
+#: One inner chunk's part of a read: its shard's key, its slot in the shard's index, the inner
+#: chunk's index, where in the chunk, where in the output, then its (offset, size) in the shard
+#: and its bytes (both None where it was never written).
+_Inner = tuple[
+    str,
+    int,
+    tuple[int, ...],
+    tuple[slice, ...],
+    tuple[slice, ...],
+    tuple[int, int] | None,
+    bytes | memoryview | None,
+]
 
 
 class _Where:
@@ -74,6 +85,7 @@ class _Where:
 #: A box touching at most this many inner chunks (a 64^3 crop touches 8) is decoded on the
 #: calling thread: each decode is short, and handing half of them to another thread cost more
 #: in GIL hand-offs than it saved (bench/bench_format2.py: 0.56 ms on one thread, 0.70 on two).
+#: So is a thin box (an axial plane): it decodes one blosc block of each inner chunk.
 _INLINE_INNER_CHUNKS = 8
 
 #: At most this many threads decode the chunks of one read (shared by all arrays).
@@ -118,50 +130,6 @@ def _decode_pool() -> ThreadPoolExecutor:
             _pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="mamamia-decode")
             _pool_pid = os.getpid()
         return _pool
-
-
-_getitem: Any = None
-_getitem_checked = False
-
-
-def _bind_getitem() -> Any:
-    """c-blosc's ``blosc_getitem`` from numcodecs' own extension, if it exports one that works.
-
-    numcodecs does not wrap it, but its extension links c-blosc statically and exports the
-    symbol. It is checked once against a full decompress; any doubt means full decodes only.
-    """
-    try:
-        import ctypes
-
-        function = ctypes.CDLL(numcodecs.blosc.__file__).blosc_getitem
-        function.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
-        function.restype = ctypes.c_int
-        probe = (np.arange(3 * 4096, dtype=np.int16) % 251).reshape(3, 4096)
-        packed = numcodecs.blosc.compress(probe, b"zstd", 3, numcodecs.blosc.SHUFFLE, 2048)
-        part = np.empty((2, 4096), dtype=np.int16)
-        got = function(packed, 4096, 2 * 4096, part.ctypes.data)
-        if got != part.nbytes or not np.array_equal(part, probe[1:]):
-            return None
-        return function
-    except (OSError, AttributeError, ValueError, TypeError, RuntimeError):
-        return None
-
-
-def decode_items(data: bytes | memoryview, start: int, count: int, out: npt.NDArray[Any]) -> bool:
-    """Decode items ``[start, start + count)`` of a blosc buffer into ``out`` (C-contiguous,
-    ``count`` items); False when partial decoding is unavailable or refused the buffer."""
-    global _getitem, _getitem_checked
-    if not _getitem_checked:
-        with _pool_lock:
-            if not _getitem_checked:
-                _getitem = _bind_getitem()
-                _getitem_checked = True
-    if _getitem is None:
-        return False
-    # A view (of a memory-mapped shard) is passed by address, read in place; ``data`` stays
-    # referenced for the call. ctypes releases the GIL, so pool threads decode in parallel.
-    source = data if isinstance(data, bytes) else np.frombuffer(data, np.uint8).ctypes.data
-    return bool(_getitem(source, start, count, out.ctypes.data) == out.nbytes)
 
 
 def supports_fast_path(meta: dict[str, Any]) -> bool:
@@ -260,6 +228,9 @@ class ChunkArray:
         # box that needs only some of its planes decodes only those (see decode_items).
         self._slab_axis = next((a for a, n in enumerate(self.chunks) if n > 1), -1)
         self._slab_items = math.prod(self.chunks[self._slab_axis + 1 :])
+        # Planes of the slab axis per blosc block, learnt from the first chunk decoded (0 until
+        # then): a box no thicker decodes at most two blocks per chunk, too little to hand off.
+        self._block_planes = 0
         self.ndim = len(self.shape)
 
     def __repr__(self) -> str:
@@ -391,18 +362,16 @@ class ChunkArray:
         out = np.empty(tuple(hi - lo for lo, hi in box), dtype=self.dtype)
         if out.size == 0:
             return out
-        jobs = list(self._chunk_jobs(box))
         if self._shards is not None:
-            fetched = self._fetch_inner(self._shards, jobs)
+            jobs = self._fetch_inner(self._shards, box)
+            slab = self._slab_axis
+            thin = 0 < box[slab][1] - box[slab][0] <= self._block_planes if slab >= 0 else False
             _run_split(
-                [
-                    partial(self._fill_inner, self._shards, out, job, found)
-                    for job, found in zip(jobs, fetched, strict=True)
-                ],
-                inline=_INLINE_INNER_CHUNKS,
+                [partial(self._fill_inner, self._shards, out, job) for job in jobs],
+                inline=len(jobs) if thin else _INLINE_INNER_CHUNKS,
             )
         else:
-            _run_split([partial(self._fill, out, *job) for job in jobs])
+            _run_split([partial(self._fill, out, *job) for job in self._chunk_jobs(box)])
         return out
 
     def _chunk_jobs(self, box: Sequence[tuple[int, int]]) -> Iterator[_ChunkJob]:
@@ -458,20 +427,38 @@ class ChunkArray:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _fetch_inner(self, shards: ShardLayout, jobs: list[_ChunkJob]) -> list[_Fetched | None]:
-        """Where each job's inner chunk lies and its bytes, None where never written: the
-        chunks of one shard are asked for in one ``read_ranges`` call."""
-        located = [shards.locate(job[0]) for job in jobs]
-        by_shard: dict[str, list[int]] = {}
-        for at, (key, _slot) in enumerate(located):
-            by_shard.setdefault(key, []).append(at)
-        found: list[_Fetched | None] = [None] * len(jobs)
-        for key, members in by_shard.items():
+    def _fetch_inner(self, shards: ShardLayout, box: Sequence[tuple[int, int]]) -> list[_Inner]:
+        """Each inner chunk the box touches, with its bytes: the chunks of one shard are looked
+        up in its index together and asked for in one ``read_ranges`` call."""
+        # Per axis: (inner index, shard index, slot offset, where in the chunk, where in out).
+        axes: list[list[tuple[int, int, int, slice, slice]]] = []
+        for (lo, hi), size, count, stride in zip(
+            box, self.chunks, shards.per_shard, shards.strides, strict=True
+        ):
+            axis = []
+            for index in range(lo // size, (hi - 1) // size + 1):
+                first, last = max(lo, index * size), min(hi, (index + 1) * size)
+                shard, local = divmod(index, count)
+                axis.append(
+                    (
+                        index,
+                        shard,
+                        local * stride,
+                        slice(first - index * size, last - index * size),
+                        slice(first - lo, last - lo),
+                    )
+                )
+            axes.append(axis)
+        by_shard: dict[tuple[int, ...], list[tuple[tuple[int, int, int, slice, slice], ...]]] = {}
+        for combo in itertools.product(*axes):
+            by_shard.setdefault(tuple(part[1] for part in combo), []).append(combo)
+        jobs: list[_Inner] = []
+        for grid, combos in by_shard.items():
+            key = "c/" + "/".join(map(str, grid))
+            slots = [sum(part[2] for part in combo) for combo in combos]
             for attempt in (0, 1):
                 try:
-                    spans = [
-                        shards.chunk_range(self._read_range, key, located[at][1]) for at in members
-                    ]
+                    spans = shards.chunk_ranges(self._read_range, key, slots)
                 except ChunkCorruptError:
                     # A cache may hold a damaged copy of the index: drop it and fetch once more.
                     if attempt == 1 or not self._source.discard_key(key):
@@ -479,32 +466,38 @@ class ChunkArray:
                     shards.forget(key)
                     continue
                 break
-            wanted = [(at, span) for at, span in zip(members, spans, strict=True) if span]
-            if not wanted:
-                continue
-            data = self._read_ranges(key, [span for _at, span in wanted])
-            if data is None or len(data) != len(wanted):
-                raise ChunkCorruptError(
-                    f"shard {self._where}/{key} has an index but its inner chunks cannot be "
-                    "read: run mamamia verify"
+            wanted = [span for span in spans if span is not None]
+            data: Sequence[bytes | memoryview | None] = []
+            if wanted:
+                found = self._read_ranges(key, wanted)
+                if found is None or len(found) != len(wanted):
+                    raise ChunkCorruptError(
+                        f"shard {self._where}/{key} has an index but its inner chunks cannot be "
+                        "read: run mamamia verify"
+                    )
+                data = found
+            fetched = iter(data)
+            for combo, slot, span in zip(combos, slots, spans, strict=True):
+                jobs.append(
+                    (
+                        key,
+                        slot,
+                        tuple(part[0] for part in combo),
+                        tuple(part[3] for part in combo),
+                        tuple(part[4] for part in combo),
+                        span,
+                        None if span is None else next(fetched),
+                    )
                 )
-            for (at, (offset, nbytes)), chunk in zip(wanted, data, strict=True):
-                found[at] = (key, located[at][1], offset, nbytes, chunk)
-        return found
+        return jobs
 
-    def _fill_inner(
-        self,
-        shards: ShardLayout,
-        out: npt.NDArray[Any],
-        job: _ChunkJob,
-        found: _Fetched | None,
-    ) -> None:
+    def _fill_inner(self, shards: ShardLayout, out: npt.NDArray[Any], job: _Inner) -> None:
         """``_fill`` of a sharded array with its inner chunk's fetched bytes."""
-        index, inner, placed = job
-        if found is None:
+        key, slot, index, inner, placed, span, data = job
+        if span is None or data is None:
             out[placed] = self.fill_value
             return
-        key, slot, offset, nbytes, data = found
+        offset, nbytes = span
         label = InnerChunkLabel(key, index)
         for attempt in (0, 1):
             try:
@@ -530,11 +523,11 @@ class ChunkArray:
                 if attempt == 1 or not self._source.discard_key(key):
                     raise
                 shards.forget(key)
-                span = shards.chunk_range(self._read_range, key, slot)
-                if span is None:
+                found = shards.chunk_range(self._read_range, key, slot)
+                if found is None:
                     out[placed] = self.fill_value
                     return
-                offset, nbytes = span
+                offset, nbytes = found
                 data = self._read_range(key, offset, nbytes) or b""
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -560,11 +553,9 @@ class ChunkArray:
                 f"chunk {where} fails its crc32c check (damaged on disk or in transit): run "
                 "mamamia verify"
             )
-        # The blosc header: version, versionlz, flags, typesize, then nbytes, blocksize and
-        # cbytes as little-endian uint32 (c-blosc's README_HEADER.rst).
-        typesize = data[3]
-        nbytes = int.from_bytes(body[4:8], "little")
-        cbytes = int.from_bytes(body[12:16], "little")
+        _version, _versionlz, _flags, typesize, nbytes, blocksize, cbytes = (
+            BLOSC_HEADER.unpack_from(body)
+        )
         if cbytes != len(body):
             raise ChunkCorruptError(
                 f"chunk {where} has a blosc header for {cbytes} bytes but holds {len(body)}"
@@ -575,6 +566,8 @@ class ChunkArray:
                 f"{self._chunk_bytes}"
             )
         slab = self._slab_axis
+        if not self._block_planes and slab >= 0:
+            self._block_planes = blocksize // (self._slab_items * self._stored.itemsize)
         first, stop = inner[slab].start, inner[slab].stop
         if slab >= 0 and stop - first < self.chunks[slab] and typesize == self._stored.itemsize:
             # Only the planes the box needs: blosc decodes just the blocks that hold them.

@@ -23,9 +23,8 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import google_crc32c
+import crc32c
 import numpy as np
-import numpy.typing as npt
 
 from mamamia._errors import ChunkCorruptError
 
@@ -149,11 +148,13 @@ class ShardLayout:
         self._at_end = config.get("index_location", "end") == "end"
         self._count = math.prod(self.per_shard)
         # C-order strides of the inner-chunk grid of one shard (its index's order).
-        self._strides = tuple(
+        self.strides = tuple(
             math.prod(self.per_shard[axis + 1 :]) for axis in range(len(self.per_shard))
         )
         self.index_bytes = 16 * self._count + (4 if self._index_crc else 0)
-        self._indexes: dict[str, npt.NDArray[np.uint64] | None] = {}
+        # Each shard's index as a flat list of Python ints (offset, nbytes, offset, ...): a
+        # read looks up a few entries, and a list item costs a fraction of a numpy scalar.
+        self._indexes: dict[str, list[int] | None] = {}
         # (shard key, slot) of the inner chunks whose crc32c passed, per memory map they were
         # read from: the same map holds the same bytes, a new one (a file replaced or changed
         # since) starts unchecked, and a map's entries go when it does.
@@ -166,7 +167,7 @@ class ShardLayout:
         """The shard key holding inner chunk ``index`` and the chunk's place in its index."""
         parts: list[str] = []
         slot = 0
-        for i, n, stride in zip(index, self.per_shard, self._strides, strict=True):
+        for i, n, stride in zip(index, self.per_shard, self.strides, strict=True):
             shard, local = divmod(i, n)
             parts.append(str(shard))
             slot += local * stride
@@ -174,37 +175,49 @@ class ShardLayout:
 
     def chunk_range(self, read: RangeReader, key: str, slot: int) -> tuple[int, int] | None:
         """(offset, nbytes) of one inner chunk, None if it was never written (or the shard)."""
-        with self._lock:
-            cached = key in self._indexes
-            table = self._indexes.get(key)
-        if not cached:
-            table = self._read_index(read, key)
-            with self._lock:
-                self._indexes[key] = table
+        return self.chunk_ranges(read, key, (slot,))[0]
+
+    def chunk_ranges(
+        self, read: RangeReader, key: str, slots: Sequence[int]
+    ) -> list[tuple[int, int] | None]:
+        """``chunk_range`` of several inner chunks of one shard (its index looked up once)."""
+        table = self._table(read, key)
         if table is None:
-            return None
-        offset, nbytes = int(table[slot, 0]), int(table[slot, 1])
-        if offset == _MISSING and nbytes == _MISSING:
-            return None
-        if offset == _MISSING or nbytes == _MISSING or nbytes == 0:
-            raise ChunkCorruptError(
-                f"shard {self.where}/{key} has an index entry ({offset}, {nbytes}) for inner "
-                f"chunk {slot} that points nowhere: run mamamia verify"
-            )
-        return offset, nbytes
+            return [None] * len(slots)
+        found: list[tuple[int, int] | None] = []
+        for slot in slots:
+            offset, nbytes = table[2 * slot], table[2 * slot + 1]
+            if offset == _MISSING or nbytes == _MISSING or nbytes == 0:
+                if offset == _MISSING and nbytes == _MISSING:
+                    found.append(None)
+                    continue
+                raise ChunkCorruptError(
+                    f"shard {self.where}/{key} has an index entry ({offset}, {nbytes}) for "
+                    f"inner chunk {slot} that points nowhere: run mamamia verify"
+                )
+            found.append((offset, nbytes))
+        return found
+
+    def _table(self, read: RangeReader, key: str) -> list[int] | None:
+        """The shard's index (read and checked on first use, then kept); None if no shard."""
+        with self._lock:
+            if key in self._indexes:
+                return self._indexes[key]
+        table = self._read_index(read, key)
+        with self._lock:
+            self._indexes[key] = table
+        return table
 
     def stored_spans(self, read: RangeReader, key: str) -> list[tuple[int, int]] | None:
         """Every byte range of a shard a reader may ask for: its index (as the suffix
         ``(-n, n)``) and each written inner chunk's ``(offset, nbytes)``; None if no shard."""
-        self.chunk_range(read, key, 0)  # reads and checks the index once
-        with self._lock:
-            table = self._indexes.get(key)
+        table = self._table(read, key)
         if table is None:
             return None
         spans = [(-self.index_bytes, self.index_bytes)]
-        for offset, nbytes in table.tolist():
+        for offset, nbytes in zip(table[0::2], table[1::2], strict=True):
             if offset != _MISSING and nbytes != _MISSING:
-                spans.append((int(offset), int(nbytes)))
+                spans.append((offset, nbytes))
         return spans
 
     def checked_in(self, data: bytes | memoryview) -> set[tuple[str, int]] | None:
@@ -223,7 +236,7 @@ class ShardLayout:
             for checked in self._checked.values():
                 checked.difference_update([seen for seen in checked if seen[0] == key])
 
-    def _read_index(self, read: RangeReader, key: str) -> npt.NDArray[np.uint64] | None:
+    def _read_index(self, read: RangeReader, key: str) -> list[int] | None:
         start = -self.index_bytes if self._at_end else 0
         data = read(key, start, self.index_bytes)
         if data is None:
@@ -234,10 +247,10 @@ class ShardLayout:
                 f"shard {where} is truncated: its index needs {self.index_bytes} bytes, "
                 f"{len(data)} were there"
             )
-        if self._index_crc and google_crc32c.value(bytes(data)) != _CRC32C_RESIDUE:
+        if self._index_crc and crc32c.crc32c(data) != _CRC32C_RESIDUE:
             raise ChunkCorruptError(
                 f"shard {where} has an index that fails its crc32c check (damaged on disk or "
                 "in transit): run mamamia verify"
             )
-        table = np.frombuffer(data, dtype="<u8", count=2 * self._count).reshape(self._count, 2)
-        return table.astype(np.uint64, copy=False)
+        table: list[int] = np.frombuffer(data, dtype="<u8", count=2 * self._count).tolist()
+        return table
