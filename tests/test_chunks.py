@@ -202,11 +202,17 @@ def test_partial_and_full_decodes_agree(
 
     path, data = written
     box = (2, slice(3, 13), slice(5, 30), slice(1, 44))  # partial planes of two z-chunks
-    partial = _open(path)[box]
+    whole = (slice(None), slice(None), slice(5, 30), slice(1, 44))  # whole chunks only
+    partial, direct = _open(path)[box], _open(path)[whole]
     assert blosc_items._getitem is not None, "numcodecs' blosc_getitem should bind on this build"
+    assert blosc_items._decompress is not None, "and so should blosc_decompress_ctx"
     monkeypatch.setattr(blosc_items, "_getitem", None)
     full = _open(path)[box]
-    assert np.array_equal(partial, data[box]) and np.array_equal(full, data[box])
+    monkeypatch.setattr(blosc_items, "_decompress", None)  # numcodecs' own decompress
+    numcodecs_box, numcodecs_whole = _open(path)[box], _open(path)[whole]
+    for got in (partial, full, numcodecs_box):
+        assert np.array_equal(got, data[box])
+    assert np.array_equal(direct, data[whole]) and np.array_equal(numcodecs_whole, data[whole])
 
 
 def test_async_reads_equal_sync_reads(catalog_dir: Path, written: tuple[Path, Any]) -> None:

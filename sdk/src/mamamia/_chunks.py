@@ -37,7 +37,7 @@ import numcodecs.blosc
 import numpy as np
 import numpy.typing as npt
 
-from mamamia._blosc_items import BLOSC_HEADER, decode_items
+from mamamia._blosc_items import BLOSC_HEADER, decode_all, decode_items
 from mamamia._errors import CatalogFormatError, ChunkCorruptError
 from mamamia._shards import (
     InnerChunkLabel,
@@ -579,11 +579,9 @@ class ChunkArray:
                 local[slab] = slice(0, stop - first)
                 return part, tuple(local)
         decoded = np.empty(self.chunks, dtype=self._stored)
-        # Whole chunks too through blosc_getitem where it works: one thread per decode, as the
-        # pool expects (numcodecs would start blosc's own threads when called on the main one).
-        if typesize == self._stored.itemsize and decode_items(
-            data, 0, math.prod(self.chunks), decoded
-        ):
+        # Whole chunks too on this thread alone, as the pool expects (numcodecs would start
+        # blosc's own threads when called on the main one).
+        if decode_all(body, decoded):
             return decoded, inner
         try:
             numcodecs.blosc.decompress(body, decoded)
