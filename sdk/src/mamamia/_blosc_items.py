@@ -20,7 +20,7 @@ import numcodecs.blosc
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BLOSC_HEADER", "decode_all", "decode_items"]
+__all__ = ["BLOSC_HEADER", "Source", "address_of", "decode_all", "decode_items"]
 
 #: c-blosc's 16-byte header (its README_HEADER.rst): version, versionlz, flags, typesize, then
 #: nbytes, blocksize and cbytes as little-endian uint32.
@@ -77,13 +77,23 @@ def _ensure_bound() -> None:
                 _bound = True
 
 
-def _address(data: bytes | memoryview) -> Any:
-    """What ctypes passes for ``data``: bytes as they are, a view (of a memory-mapped shard, read
-    in place) by its address; the caller keeps ``data`` referenced for the call."""
-    return data if isinstance(data, bytes) else np.frombuffer(data, np.uint8).ctypes.data
+#: A compressed buffer: bytes, a view (of a memory-mapped shard, read in place), or the address
+#: of one the caller keeps alive for the call.
+Source = bytes | memoryview | int
 
 
-def decode_items(data: bytes | memoryview, start: int, count: int, out: npt.NDArray[Any]) -> bool:
+def address_of(data: memoryview) -> int:
+    """The address of a view's first byte (valid while the view lives)."""
+    return int(np.frombuffer(data, np.uint8).ctypes.data)
+
+
+def _address(data: Source) -> Any:
+    """What ctypes passes for ``data``: bytes and addresses as they are, a view by its address;
+    the caller keeps ``data`` referenced for the call."""
+    return address_of(data) if isinstance(data, memoryview) else data
+
+
+def decode_items(data: Source, start: int, count: int, out: npt.NDArray[Any]) -> bool:
     """Decode items ``[start, start + count)`` of a blosc buffer into ``out`` (C-contiguous,
     ``count`` items); False when partial decoding is unavailable or refused the buffer."""
     _ensure_bound()
@@ -92,7 +102,7 @@ def decode_items(data: bytes | memoryview, start: int, count: int, out: npt.NDAr
     return bool(_getitem(_address(data), start, count, out.ctypes.data) == out.nbytes)
 
 
-def decode_all(data: bytes | memoryview, out: npt.NDArray[Any]) -> bool:
+def decode_all(data: Source, out: npt.NDArray[Any]) -> bool:
     """Decode a whole blosc buffer into ``out`` (C-contiguous, exactly its decoded size) on
     this thread; False when unavailable or refused. (A partial decode goes through a block-sized
     scratch copy that a whole one does not need: a 64^3 inner chunk decodes in 35 us, not 45.)"""

@@ -37,7 +37,7 @@ import numcodecs.blosc
 import numpy as np
 import numpy.typing as npt
 
-from mamamia._blosc_items import BLOSC_HEADER, decode_all, decode_items
+from mamamia._blosc_items import BLOSC_HEADER, address_of, decode_all, decode_items
 from mamamia._errors import CatalogFormatError, ChunkCorruptError
 from mamamia._shards import (
     InnerChunkLabel,
@@ -55,31 +55,24 @@ _CRC32C_RESIDUE = 0x48674BC7
 #: One chunk's part of a read: (chunk index, where in the chunk, where in the output).
 _ChunkJob = tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]
 
-#: One inner chunk's part of a read: its shard's key, its slot in the shard's index, the inner
-#: chunk's index, where in the chunk, where in the output, then its (offset, size) in the shard
-#: and its bytes (both None where it was never written).
+#: Where a box meets one inner chunk, per axis: (inner chunk index, shard index, the chunk's
+#: share of its slot in the shard index, where in the chunk, where in the output).
+_AxisPart = tuple[int, int, int, slice, slice]
+
+#: One inner chunk's part of a read: its shard's key, its slot in the shard's index, its
+#: ``_AxisPart`` fields gathered per field (``zip(*parts)``), its (offset, size) in the shard,
+#: its bytes and their address (None where never written; the address also where the bytes
+#: are not a memory-mapped slice), and the inner chunks already checked in the memory map the
+#: bytes are a slice of (None: not such a slice, check them).
 _Inner = tuple[
     str,
     int,
-    tuple[int, ...],
-    tuple[slice, ...],
-    tuple[slice, ...],
+    tuple[tuple[Any, ...], ...],
     tuple[int, int] | None,
     bytes | memoryview | None,
+    int | None,
+    set[tuple[str, int]] | None,
 ]
-
-
-class _Where:
-    """``<array>/<chunk>`` for messages, formatted on demand."""
-
-    __slots__ = ("array", "chunk")
-
-    def __init__(self, array: str, chunk: object) -> None:
-        self.array = array
-        self.chunk = chunk
-
-    def __str__(self) -> str:
-        return f"{self.array}/{self.chunk}"
 
 
 #: A box touching at most this many inner chunks (a 64^3 crop touches 8) is decoded on the
@@ -104,6 +97,10 @@ class ChunkSource(Protocol):
     def discard_key(self, key: str) -> bool:
         """Forget a locally cached copy of ``key`` (True if a refetch may help)."""
         ...
+
+    # Optional: ``read_range`` and ``read_ranges`` (``mamamia._shards``), and
+    # ``mapped(key) -> memoryview | None``, a whole stored object as a view of a kept memory
+    # map (None where there is none: the ranged reads answer then).
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -208,6 +205,12 @@ class ChunkArray:
         self._shards = ShardLayout(meta, where) if chain is not None else None
         self._read_range = read_range_of(source)
         self._read_ranges = read_ranges_of(source)
+        # A local source keeps whole shards memory-mapped: slicing one here skips a call per
+        # inner chunk and gives each its address at once (the decoder reads it in place).
+        mapped = getattr(source, "mapped", None)
+        self._mapped: Callable[[str], memoryview | None] | None = (
+            mapped if callable(mapped) else None
+        )
         self._checksummed = [c["name"] for c in chain or meta["codecs"]][-1] == "crc32c"
         self.chunks: tuple[int, ...] = (
             self._shards.inner_shape
@@ -367,11 +370,12 @@ class ChunkArray:
             slab = self._slab_axis
             thin = 0 < box[slab][1] - box[slab][0] <= self._block_planes if slab >= 0 else False
             _run_split(
-                [partial(self._fill_inner, self._shards, out, job) for job in jobs],
+                partial(self._fill_inner, self._shards, out),
+                jobs,
                 inline=len(jobs) if thin else _INLINE_INNER_CHUNKS,
             )
         else:
-            _run_split([partial(self._fill, out, *job) for job in self._chunk_jobs(box)])
+            _run_split(partial(self._fill_job, out), list(self._chunk_jobs(box)))
         return out
 
     def _chunk_jobs(self, box: Sequence[tuple[int, int]]) -> Iterator[_ChunkJob]:
@@ -395,6 +399,9 @@ class ChunkArray:
                 tuple(c[1] for c in combo),
                 tuple(c[2] for c in combo),
             )
+
+    def _fill_job(self, out: npt.NDArray[Any], job: _ChunkJob) -> None:
+        self._fill(out, *job)
 
     def _fill(
         self,
@@ -429,9 +436,9 @@ class ChunkArray:
 
     def _fetch_inner(self, shards: ShardLayout, box: Sequence[tuple[int, int]]) -> list[_Inner]:
         """Each inner chunk the box touches, with its bytes: the chunks of one shard are looked
-        up in its index together and asked for in one ``read_ranges`` call."""
-        # Per axis: (inner index, shard index, slot offset, where in the chunk, where in out).
-        axes: list[list[tuple[int, int, int, slice, slice]]] = []
+        up in its index together, then sliced from the shard's memory map where the source
+        keeps one (``mapped``), else asked for in one ``read_ranges`` call."""
+        axes: list[list[_AxisPart]] = []
         for (lo, hi), size, count, stride in zip(
             box, self.chunks, shards.per_shard, shards.strides, strict=True
         ):
@@ -449,13 +456,14 @@ class ChunkArray:
                     )
                 )
             axes.append(axis)
-        by_shard: dict[tuple[int, ...], list[tuple[tuple[int, int, int, slice, slice], ...]]] = {}
+        by_shard: dict[tuple[int, ...], list[tuple[tuple[Any, ...], ...]]] = {}
         for combo in itertools.product(*axes):
-            by_shard.setdefault(tuple(part[1] for part in combo), []).append(combo)
+            parts = tuple(zip(*combo, strict=True))
+            by_shard.setdefault(parts[1], []).append(parts)
         jobs: list[_Inner] = []
-        for grid, combos in by_shard.items():
+        for grid, chunks in by_shard.items():
             key = "c/" + "/".join(map(str, grid))
-            slots = [sum(part[2] for part in combo) for combo in combos]
+            slots = [sum(parts[2]) for parts in chunks]
             for attempt in (0, 1):
                 try:
                     spans = shards.chunk_ranges(self._read_range, key, slots)
@@ -466,53 +474,64 @@ class ChunkArray:
                     shards.forget(key)
                     continue
                 break
+            whole = self._mapped(key) if self._mapped is not None else None
+            if whole is not None:
+                # One address and one checked-set per shard, not per inner chunk.
+                base = address_of(whole) if len(whole) else 0
+                memo = shards.checked_in(whole)
+                for parts, slot, span in zip(chunks, slots, spans, strict=True):
+                    if span is None:
+                        jobs.append((key, slot, parts, None, None, None, None))
+                        continue
+                    offset, nbytes = span
+                    view = whole[offset : offset + nbytes]
+                    jobs.append((key, slot, parts, span, view, base + offset, memo))
+                continue
             wanted = [span for span in spans if span is not None]
-            data: Sequence[bytes | memoryview | None] = []
+            found: Sequence[bytes | memoryview] = []
             if wanted:
-                found = self._read_ranges(key, wanted)
-                if found is None or len(found) != len(wanted):
+                read = self._read_ranges(key, wanted)
+                if read is None or len(read) != len(wanted):
                     raise ChunkCorruptError(
                         f"shard {self._where}/{key} has an index but its inner chunks cannot be "
                         "read: run mamamia verify"
                     )
-                data = found
-            fetched = iter(data)
-            for combo, slot, span in zip(combos, slots, spans, strict=True):
-                jobs.append(
-                    (
-                        key,
-                        slot,
-                        tuple(part[0] for part in combo),
-                        tuple(part[3] for part in combo),
-                        tuple(part[4] for part in combo),
-                        span,
-                        None if span is None else next(fetched),
-                    )
-                )
+                found = read
+            fetched = iter(found)
+            for parts, slot, span in zip(chunks, slots, spans, strict=True):
+                if span is None:
+                    jobs.append((key, slot, parts, None, None, None, None))
+                    continue
+                data = next(fetched)
+                jobs.append((key, slot, parts, span, data, None, shards.checked_in(data)))
         return jobs
 
     def _fill_inner(self, shards: ShardLayout, out: npt.NDArray[Any], job: _Inner) -> None:
         """``_fill`` of a sharded array with its inner chunk's fetched bytes."""
-        key, slot, index, inner, placed, span, data = job
+        key, slot, parts, span, data, address, memo = job
+        index, _shard, _slot, inner, placed = parts
         if span is None or data is None:
             out[placed] = self.fill_value
             return
         offset, nbytes = span
-        label = InnerChunkLabel(key, index)
         for attempt in (0, 1):
             try:
                 if len(data) != nbytes:
                     raise ChunkCorruptError(
-                        f"chunk {self._where}/{label} is truncated: the shard index says "
-                        f"{nbytes} bytes at {offset}, {len(data)} were there"
+                        f"chunk {self._where}/{InnerChunkLabel(key, index)} is truncated: the "
+                        f"shard index says {nbytes} bytes at {offset}, {len(data)} were there"
                     )
                 # An inner chunk read from a memory map is checked the first time, not again
                 # from the same map (the same bytes): a slice reads dozens of chunks for one
                 # plane each, and checking whole chunks cost more than decoding that plane.
-                memo = shards.checked_in(data)
                 seen = (key, slot)
                 chunk, local = self._decode(
-                    data, label, inner, checked=memo is not None and seen in memo
+                    data,
+                    key,
+                    inner,
+                    checked=memo is not None and seen in memo,
+                    address=address,
+                    index=index,
                 )
                 if memo is not None:
                     memo.add(seen)
@@ -529,42 +548,48 @@ class ChunkArray:
                     return
                 offset, nbytes = found
                 data = self._read_range(key, offset, nbytes) or b""
+                address = memo = None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _decode(
         self,
         data: bytes | memoryview,
-        key: str | InnerChunkLabel,
+        key: str,
         inner: tuple[slice, ...],
         *,
         checked: bool = False,
+        address: int | None = None,
+        index: tuple[int, ...] | None = None,
     ) -> tuple[npt.NDArray[Any], tuple[slice, ...]]:
-        """Check (unless ``checked``: these very bytes passed before) and decode a chunk."""
-        where = _Where(self._where, key)  # formatted only into an error's message
+        """Check (unless ``checked``: these very bytes passed before) and decode a chunk: a
+        format-1 chunk ``key``, or inner chunk ``index`` of shard ``key``; ``address`` is where
+        ``data`` lies in memory when the caller knows it (a memory-mapped shard)."""
         trailer = 4 if self._checksummed else 0
-        if len(data) < trailer + 16:  # crc32c trailer + blosc header
-            raise ChunkCorruptError(f"chunk {where} is truncated ({len(data)} bytes)")
-        body = memoryview(data)[: len(data) - trailer]
+        size = len(data)
+        if size < trailer + 16:  # crc32c trailer + blosc header
+            raise ChunkCorruptError(f"chunk {self._name(key, index)} is truncated ({size} bytes)")
         # The CRC-32C of a message followed by its own CRC (little-endian) is a fixed residue,
         # so the whole chunk is checked in place (crc32c reads any buffer: a view of a
         # memory-mapped shard is not copied).
         if self._checksummed and not checked and crc32c.crc32c(data) != _CRC32C_RESIDUE:
             raise ChunkCorruptError(
-                f"chunk {where} fails its crc32c check (damaged on disk or in transit): run "
-                "mamamia verify"
+                f"chunk {self._name(key, index)} fails its crc32c check (damaged on disk or in "
+                "transit): run mamamia verify"
             )
         _version, _versionlz, _flags, typesize, nbytes, blocksize, cbytes = (
-            BLOSC_HEADER.unpack_from(body)
+            BLOSC_HEADER.unpack_from(data)
         )
-        if cbytes != len(body):
+        if cbytes != size - trailer:
             raise ChunkCorruptError(
-                f"chunk {where} has a blosc header for {cbytes} bytes but holds {len(body)}"
+                f"chunk {self._name(key, index)} has a blosc header for {cbytes} bytes but holds "
+                f"{size - trailer}"
             )
         if nbytes != self._chunk_bytes:
             raise ChunkCorruptError(
-                f"chunk {where} holds {nbytes} bytes; its chunk shape {self.chunks} needs "
-                f"{self._chunk_bytes}"
+                f"chunk {self._name(key, index)} holds {nbytes} bytes; its chunk shape "
+                f"{self.chunks} needs {self._chunk_bytes}"
             )
+        source = data if address is None else address
         slab = self._slab_axis
         if not self._block_planes and slab >= 0:
             self._block_planes = blocksize // (self._slab_items * self._stored.itemsize)
@@ -574,36 +599,42 @@ class ChunkArray:
             shape = (*self.chunks[:slab], stop - first, *self.chunks[slab + 1 :])
             part = np.empty(shape, dtype=self._stored)
             items = self._slab_items
-            if decode_items(data, first * items, (stop - first) * items, part):
+            if decode_items(source, first * items, (stop - first) * items, part):
                 local = list(inner)
                 local[slab] = slice(0, stop - first)
                 return part, tuple(local)
         decoded = np.empty(self.chunks, dtype=self._stored)
         # Whole chunks too on this thread alone, as the pool expects (numcodecs would start
         # blosc's own threads when called on the main one).
-        if decode_all(body, decoded):
+        if decode_all(source, decoded):
             return decoded, inner
         try:
-            numcodecs.blosc.decompress(body, decoded)
+            numcodecs.blosc.decompress(memoryview(data)[: size - trailer], decoded)
         except (RuntimeError, ValueError) as exc:
-            raise ChunkCorruptError(f"chunk {where} does not decompress: {exc}") from exc
+            raise ChunkCorruptError(
+                f"chunk {self._name(key, index)} does not decompress: {exc}"
+            ) from exc
         return decoded, inner
 
+    def _name(self, key: str, index: tuple[int, ...] | None) -> str:
+        """``<array>/<chunk>`` for a message (a shard's inner chunk named with its index)."""
+        return f"{self._where}/{key if index is None else InnerChunkLabel(key, index)}"
 
-def _run_split(tasks: list[Callable[[], None]], inline: int = 1) -> None:
-    """Run the tasks split into ``DECODE_THREADS`` runs: the caller takes the first run, the
-    pool the others (one hand-off per thread, not per chunk: a future per chunk cost as much as
-    decoding a small one); up to ``inline`` tasks all on the caller. The first error is raised
-    once all have ended."""
-    if len(tasks) <= inline:
-        for task in tasks:
-            task()
+
+def _run_split(task: Callable[[Any], None], items: list[Any], inline: int = 1) -> None:
+    """Run ``task`` on each item, the items split into ``DECODE_THREADS`` runs: the caller
+    takes the first run, the pool the others (one hand-off per thread, not per chunk: a future
+    per chunk cost as much as decoding a small one); up to ``inline`` items all on the caller.
+    The first error is raised once all have ended."""
+    if len(items) <= inline:
+        for item in items:
+            task(item)
         return
-    runs = [tasks[i::DECODE_THREADS] for i in range(min(DECODE_THREADS, len(tasks)))]
+    runs = [items[i::DECODE_THREADS] for i in range(min(DECODE_THREADS, len(items)))]
 
-    def run_all(run: list[Callable[[], None]]) -> None:
-        for task in run:
-            task()
+    def run_all(run: list[Any]) -> None:
+        for item in run:
+            task(item)
 
     pending = [_decode_pool().submit(run_all, run) for run in runs[1:]]
     try:

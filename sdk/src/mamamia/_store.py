@@ -163,6 +163,15 @@ class StrictLocalStore(LocalStore):
         finally:
             os.close(fd)
 
+    def mapped(self, key: str) -> memoryview | None:
+        """The whole file as a view of a kept memory map, so a reader slices its inner chunks
+        itself; None where there is no whole file (missing, or pieces in a cache folder):
+        ``read_ranges`` answers then, with its errors."""
+        try:
+            return _mapped_files.view(os.path.join(self._root_text, key))
+        except (OSError, ValueError):
+            return None
+
     def read_range(self, key: str, start: int, length: int) -> bytes | None:
         """``length`` bytes at ``start`` of a file (``start < 0``: from its end); an inner
         chunk of a shard is read without reading the shard."""
