@@ -116,6 +116,9 @@ def _step(n: int) -> int:
 
 #: Voxels per block of the sums: a float64 copy of one block stays in the L2 cache.
 _SUM_BLOCK = 1 << 18
+#: Length of the dot products of the sums of squares: below OpenBLAS's threshold for threads
+#: (10000), so each is one core's SIMD loop.
+_DOT_ROW = 1 << 13
 
 
 def _integer_sums(
@@ -124,7 +127,8 @@ def _integer_sums(
     """The sum and the sum of squares of 8/16-bit integers, exactly, and the strided percentile
     subsample, in one pass over the volume in cache-sized blocks.
 
-    Each block is converted to float64 and summed there (SIMD, no int64 copy of the volume).
+    Each block is converted to float64 and summed there (SIMD, no int64 copy of the volume);
+    its squares are summed as dot products of rows (BLAS: several times faster than einsum).
     Exact: a block's values are below 2**16 in magnitude and its squares below 2**32, so with
     2**18 voxels every partial sum, in any order, is an integer below 2**50 < 2**53."""
     n = flat.size
@@ -137,7 +141,12 @@ def _integer_sums(
         block = buf[: part.size]
         np.copyto(block, part)
         total += int(np.add.reduce(block))
-        squares += int(np.einsum("i,i->", block, block))
+        whole = part.size - part.size % _DOT_ROW
+        if whole:
+            rows = block[:whole].reshape(-1, 1, _DOT_ROW)
+            squares += int(np.add.reduce(np.matmul(rows, rows.transpose(0, 2, 1)), axis=None))
+        rest = block[whole:]
+        squares += int(np.dot(rest, rest))
         if step > 1:  # flat[::step], gathered while the block is in cache
             first = -start % step
             picked = part[first::step]
