@@ -22,6 +22,7 @@ from typing import Any
 
 import crc32c
 import numcodecs
+import numcodecs.blosc
 import numpy as np
 
 from mamamia_ingest._zarr_write import ChunkFolders, ChunkWriter, array_metadata, write_new_file
@@ -112,8 +113,11 @@ class ShardWriter:
         self.shards = shards
         self.inner = inner
         self.dtype = np.dtype(dtype).newbyteorder("<")
-        self.codec = numcodecs.Blosc(
-            cname=cname,
+        # What ``numcodecs.Blosc(...).encode`` calls, without its per-call buffer checks (the
+        # buffer is always the writer's own contiguous chunk): the same bytes.
+        self._compress = functools.partial(
+            numcodecs.blosc.compress,
+            cname=cname.encode(),
             clevel=clevel,
             shuffle=numcodecs.Blosc.SHUFFLE,
             blocksize=FORMAT2_BLOCK_BYTES,
@@ -180,7 +184,7 @@ class ShardWriter:
         counts = self._counts
         parts: list[bytes] = []
         index = [_MISSING] * (counts[0] * counts[1] * counts[2])
-        encode = self.codec.encode
+        encode = self._compress
         buf = self._block
         for a, b, c in _morton_order(counts):
             k, j, i = origin[0] + a * cz, origin[1] + b * cy, origin[2] + c * cx
