@@ -159,3 +159,19 @@ def test_shape_features_feret_is_itk_s_on_the_padded_crop() -> None:
     spacing = (0.7, 0.75, 2.0)
     assert mask.any()
     assert shape_features(mask, spacing)["shape_feret_mm"] == itk_feret(mask, spacing)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_components_are_itk_s_26_connected_count(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        shape = tuple(int(s) for s in rng.integers(1, 18, 3))
+        mask = (rng.random(shape) < rng.uniform(0.05, 0.5)).astype(np.uint8)
+        if not mask.any():
+            continue
+        image = sitk.GetImageFromArray(mask)
+        itk = sitk.ConnectedComponentImageFilter()
+        itk.FullyConnectedOn()
+        itk.Execute(image)
+        got = shape_features(mask, (0.7, 0.75, 2.0))["shape_components"]
+        assert got == itk.GetObjectCount(), shape

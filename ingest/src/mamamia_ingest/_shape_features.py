@@ -3,7 +3,7 @@
 Computed on the expert mask's bounding box (with the volume's spacing; origin and direction do
 not change any of these values). Definitions: docs/features.md. The Feret diameter is computed
 here (``feret_diameter``), to the bit what ITK computes, without ITK's comparison of every pair
-of border voxels (most of the filter's time).
+of border voxels (most of the filter's time); the components are scipy's count.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
+from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from mamamia_ingest._features import finite
@@ -32,6 +33,10 @@ SHAPE_COLUMNS: tuple[str, ...] = (
     "shape_feret_mm",
     "shape_components",
 )
+
+
+#: scipy's structuring element for 26-connectivity.
+_FULLY_CONNECTED = np.ones((3, 3, 3), np.bool_)
 
 
 def _crop(mask: npt.NDArray[Any]) -> npt.NDArray[np.uint8] | None:
@@ -60,10 +65,6 @@ def shape_features(mask: npt.NDArray[Any] | None, spacing_xyz: Sequence[float]) 
     stats.Execute(image)
     volume = stats.GetPhysicalSize(1)
     surface = stats.GetPerimeter(1)
-    components = sitk.ConnectedComponentImageFilter()
-    components.SetNumberOfThreads(1)
-    components.FullyConnectedOn()
-    components.Execute(image)
     out["shape_volume_cm3"] = finite(volume / 1000.0)
     out["shape_surface_mm2"] = finite(surface) if surface > 0 else None
     if surface > 0:
@@ -75,7 +76,9 @@ def shape_features(mask: npt.NDArray[Any] | None, spacing_xyz: Sequence[float]) 
     ):
         out[key] = finite(value) if value > 0 else None
     out["shape_feret_mm"] = finite(feret_diameter(crop, spacing_xyz))
-    out["shape_components"] = int(components.GetObjectCount())
+    # 26-connected components: what ITK's ConnectedComponentImageFilter counts with
+    # FullyConnectedOn, several times faster.
+    out["shape_components"] = int(ndimage.label(crop, structure=_FULLY_CONNECTED)[1])
     return out
 
 
