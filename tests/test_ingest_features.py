@@ -8,11 +8,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mamamia_ingest import _features
 from mamamia_ingest._features import (
     EXACT_PERCENTILE_VOXELS,
     _integer_sums,
     intensity_stats,
     mask_features,
+    percentiles,
     percentiles_1_99,
 )
 
@@ -41,6 +43,16 @@ def test_percentiles_equal_numpy_bit_for_bit() -> None:
         want = np.percentile(sample, [1.0, 99.0])
         got = percentiles_1_99(sample)
         assert got == (float(want[0]), float(want[1])), (sample.dtype, sample.size)
+
+
+# numpy's scalar form warns where b - a of two extreme 8/16-bit values wraps (as ours does).
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("q", [95.0, 90.0, 50.0, 0.0, 100.0, 99.9, 0.1])
+def test_any_percentile_equals_numpy_s_scalar_form_bit_for_bit(q: float) -> None:
+    # The kinetic features' background threshold asks for np.percentile(sample, 95.0).
+    for sample in _samples():
+        assert percentiles(sample, (q,)) == (float(np.percentile(sample, q)),), sample.dtype
+    assert _features._histogram_ok is True  # the histogram path, not numpy's fallback
 
 
 def test_percentiles_of_other_types_are_numpy_s() -> None:

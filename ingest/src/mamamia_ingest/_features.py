@@ -32,6 +32,7 @@ __all__ = [
     "enhancement_ratio",
     "intensity_stats",
     "mask_features",
+    "percentiles",
     "percentiles_1_99",
     "voxel_checksum",
 ]
@@ -155,31 +156,35 @@ def _integer_sums(
     return total, squares, sample
 
 
-_Q = np.true_divide([1.0, 99.0], 100)  # what np.percentile divides q into
 _histogram_ok: bool | None = None
 
 
 def percentiles_1_99(sample: np.ndarray[Any, Any]) -> tuple[float, float]:
-    """``np.percentile(sample, [1, 99])``, bit for bit. For 8- and 16-bit integers the order
+    """``np.percentile(sample, [1, 99])``, bit for bit (``percentiles``)."""
+    p1, p99 = percentiles(sample, (1.0, 99.0))
+    return p1, p99
+
+
+def percentiles(sample: np.ndarray[Any, Any], q: Sequence[float]) -> tuple[float, ...]:
+    """``np.percentile(sample, q)``, bit for bit. For 8- and 16-bit integers the order
     statistics come from a histogram (a counting pass instead of numpy's partition, several
     times faster) and numpy's linear interpolation is replayed on them; checked once per
     process against numpy itself, and numpy is used if they ever differ."""
     global _histogram_ok
     if sample.dtype.kind not in "iu" or sample.dtype.itemsize > 2 or sample.size == 0:
-        return _np_percentiles(sample)
+        return _np_percentiles(sample, q)
     if _histogram_ok is None:
         _histogram_ok = _self_check()
     if not _histogram_ok:
-        return _np_percentiles(sample)
-    return _histogram_percentiles(sample)
+        return _np_percentiles(sample, q)
+    return _histogram_percentiles(sample, q)
 
 
-def _np_percentiles(sample: np.ndarray[Any, Any]) -> tuple[float, float]:
-    p1, p99 = np.percentile(sample, [1.0, 99.0])
-    return float(p1), float(p99)
+def _np_percentiles(sample: np.ndarray[Any, Any], q: Sequence[float]) -> tuple[float, ...]:
+    return tuple(float(v) for v in np.percentile(sample, list(q)))
 
 
-def _histogram_percentiles(sample: np.ndarray[Any, Any]) -> tuple[float, float]:
+def _histogram_percentiles(sample: np.ndarray[Any, Any], q: Sequence[float]) -> tuple[float, ...]:
     dt = sample.dtype
     bits = dt.itemsize * 8
     unsigned = np.dtype(f"u{dt.itemsize}")
@@ -190,7 +195,7 @@ def _histogram_percentiles(sample: np.ndarray[Any, Any]) -> tuple[float, float]:
     n = sample.size
     # numpy's "linear" method: virtual index (n - 1) * q, neighbours floor and floor + 1,
     # clamped to [0, n - 1], then _lerp (numpy/lib/_function_base_impl.py).
-    virtual = (n - 1) * _Q
+    virtual = (n - 1) * np.true_divide(list(q), 100)  # what np.percentile divides q into
     prev = np.floor(virtual)
     nxt = prev + 1
     above = virtual >= n - 1
@@ -208,11 +213,11 @@ def _histogram_percentiles(sample: np.ndarray[Any, Any]) -> tuple[float, float]:
     if dt.kind == "i":
         values = values ^ unsigned.type(1 << (bits - 1))
     values = values.view(dt)
-    a, b = values[:2], values[2:]
+    a, b = values[: len(q)], values[len(q) :]
     diff = b - a
     lerp = np.add(a, diff * gamma)
     np.subtract(b, diff * (1 - gamma), out=lerp, where=gamma >= 0.5, casting="unsafe")
-    return float(lerp[0]), float(lerp[1])
+    return tuple(float(v) for v in lerp)
 
 
 def _self_check() -> bool:
@@ -226,8 +231,11 @@ def _self_check() -> bool:
         rng.integers(0, 65536, 1001).astype(np.uint16),
         rng.normal(300, 80, 20011).astype(np.int16),
     ]
+    qs = ((1.0, 99.0), (95.0,), (90.0, 50.0, 0.0, 100.0))
     try:
-        return all(_histogram_percentiles(s) == _np_percentiles(s) for s in samples)
+        return all(
+            _histogram_percentiles(s, q) == _np_percentiles(s, q) for s in samples for q in qs
+        )
     except Exception:  # any surprise from numpy internals: use numpy itself
         return False
 
