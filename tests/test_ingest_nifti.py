@@ -114,3 +114,35 @@ def test_oversized_header_falls_back_to_a_link(
     monkeypatch.setattr(nifti, "_MAX_HEADER_COPY", 100)
     path = write_volume(tmp_path / "f.nii.gz", _array((4, 20, 30)), direction=ROT)
     _check(path, private)
+
+
+def test_a_header_shared_byte_for_byte_is_read_by_itk_once(
+    tmp_path: Path, private: PrivateDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    real = sitk.ImageFileReader.ReadImageInformation
+
+    def counted(self: sitk.ImageFileReader) -> None:
+        reads.append(self.GetFileName())
+        real(self)
+
+    monkeypatch.setattr(sitk.ImageFileReader, "ReadImageInformation", counted)
+    # Two phases of one case: the same header bytes, other voxels; a third with other spacing.
+    one = write_volume(tmp_path / "p0.nii.gz", _array((6, 20, 30), seed=1), direction=ROT)
+    two = write_volume(tmp_path / "p1.nii.gz", _array((6, 20, 30), seed=2), direction=ROT)
+    other = write_volume(tmp_path / "p2.nii.gz", _array((6, 20, 30)), spacing=(0.5, 0.5, 2.0))
+    assert nifti._peek_header(one)[1] == nifti._peek_header(two)[1]
+    infos = [read_header_info(p, private, BUDGET) for p in (one, two, other)]
+    assert len(reads) == 2
+    assert infos[0] == infos[1] != infos[2]
+    for path, info in zip((one, two, other), infos, strict=True):
+        image = sitk.ReadImage(str(path))
+        assert (info.size_xyz, info.spacing_xyz, info.direction) == (
+            image.GetSize(),
+            image.GetSpacing(),
+            image.GetDirection(),
+        )
+    # A header already read is still held to the budget of each call.
+    with pytest.raises(NiftiError) as err:
+        read_header_info(two, private, infos[1].nbytes - 1)
+    assert err.value.rule == "voxel_budget"

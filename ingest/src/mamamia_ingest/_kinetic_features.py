@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mamamia_ingest._features import EXACT_PERCENTILE_VOXELS, finite
+from mamamia_ingest._features import EXACT_PERCENTILE_VOXELS, finite, percentiles
 
 __all__ = [
     "BACKGROUND_FRACTION",
@@ -179,7 +179,7 @@ class KineticsAccumulator:
         if phase == 0:
             flat = data.reshape(-1)
             step = max(1, -(-flat.size // EXACT_PERCENTILE_VOXELS))
-            p95 = float(np.percentile(flat[::step], 95.0))
+            (p95,) = percentiles(flat[::step], (95.0,))  # np.percentile's, from a histogram
             self._background = BACKGROUND_FRACTION * p95
 
     def features(self) -> dict[str, Any]:

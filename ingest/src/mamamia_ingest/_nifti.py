@@ -127,6 +127,10 @@ class PrivateDir:
 
     def __init__(self, parent: Path | None = None) -> None:
         self.path = Path(tempfile.mkdtemp(prefix="mamamia-nifti-", dir=parent))
+        #: What ITK read from each header (bytes up to the voxels) copied here: a case's
+        #: phases usually share one header byte for byte, and the same bytes give the same
+        #: geometry, so ITK reads each distinct header once.
+        self.headers: dict[bytes, HeaderInfo] = {}
 
     def link(self, source: Path, name: str) -> Path:
         target = self.path / name
@@ -230,6 +234,26 @@ def read_header_info(path: Path, private: PrivateDir, max_bytes: int) -> HeaderI
             f"{raw.payload_bytes} bytes exceed the per-volume budget of {max_bytes} bytes; "
             "refused before loading",
         )
+    copied = len(head) == raw.vox_offset
+    info = private.headers.get(head) if copied else None
+    if info is None:
+        info = _itk_header_info(path, private, raw, head, max_bytes)
+        if copied:
+            private.headers[head] = info
+    if info.nbytes > max_bytes:
+        raise NiftiError(
+            "voxel_budget",
+            f"{path.name}: header dimensions {info.size_xyz} x {info.dtype.itemsize} bytes = "
+            f"{info.nbytes} bytes exceed the per-volume budget of {max_bytes} bytes; refused "
+            "before loading",
+        )
+    return info
+
+
+def _itk_header_info(
+    path: Path, private: PrivateDir, raw: _RawHeader, head: bytes, max_bytes: int
+) -> HeaderInfo:
+    """SimpleITK's reading of ``path``'s header: from the copy ``head`` when it is whole."""
     if len(head) == raw.vox_offset:
         link = _header_copy(private, head)
         keep = True
@@ -278,12 +302,6 @@ def read_header_info(path: Path, private: PrivateDir, max_bytes: int) -> HeaderI
         raise NiftiError(
             "header",
             f"{path.name}: SimpleITK reports size {size} but the header says {raw.dims}",
-        )
-    if info.nbytes > max_bytes:
-        raise NiftiError(
-            "voxel_budget",
-            f"{path.name}: header dimensions {size} x {dtype.itemsize} bytes = {info.nbytes} "
-            f"bytes exceed the per-volume budget of {max_bytes} bytes; refused before loading",
         )
     return info
 

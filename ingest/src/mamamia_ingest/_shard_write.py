@@ -20,8 +20,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import google_crc32c
+import crc32c
 import numcodecs
+import numcodecs.blosc
 import numpy as np
 
 from mamamia_ingest._zarr_write import ChunkFolders, ChunkWriter, array_metadata, write_new_file
@@ -112,13 +113,18 @@ class ShardWriter:
         self.shards = shards
         self.inner = inner
         self.dtype = np.dtype(dtype).newbyteorder("<")
-        self.codec = numcodecs.Blosc(
-            cname=cname,
+        # What ``numcodecs.Blosc(...).encode`` calls, without its per-call buffer checks (the
+        # buffer is always the writer's own contiguous chunk): the same bytes.
+        self._compress = functools.partial(
+            numcodecs.blosc.compress,
+            cname=cname.encode(),
             clevel=clevel,
             shuffle=numcodecs.Blosc.SHUFFLE,
             blocksize=FORMAT2_BLOCK_BYTES,
         )
         self._counts = tuple(s // c for s, c in zip(shards[1:], inner[1:], strict=True))
+        # One inner chunk's buffer, refilled for every chunk (blosc copies what it reads).
+        self._block = np.empty(inner[1:], self.dtype)
         # Shards that span the phases: path -> (open file, its index entries, bytes so far).
         self._open: dict[str, tuple[int, list[bytes], int]] = {}
         os.mkdir(self.dir)
@@ -165,7 +171,7 @@ class ShardWriter:
             _path, (fd, index, _done) = self._open.popitem()
             try:
                 table = b"".join(index)
-                _write_all(fd, [table, int(google_crc32c.value(table)).to_bytes(4, "little")])
+                _write_all(fd, [table, crc32c.crc32c(table).to_bytes(4, "little")])
             finally:
                 os.close(fd)
 
@@ -178,20 +184,24 @@ class ShardWriter:
         counts = self._counts
         parts: list[bytes] = []
         index = [_MISSING] * (counts[0] * counts[1] * counts[2])
-        encode = self.codec.encode
+        encode = self._compress
+        buf = self._block
         for a, b, c in _morton_order(counts):
             k, j, i = origin[0] + a * cz, origin[1] + b * cy, origin[2] + c * cx
             if k >= data.shape[0] or j >= data.shape[1] or i >= data.shape[2]:
                 continue  # wholly outside the array: the index keeps the sentinel
             block = data[k : k + cz, j : j + cy, i : i + cx]
             if block.shape != (cz, cy, cx):
-                full = np.zeros((cz, cy, cx), self.dtype)
-                full[: block.shape[0], : block.shape[1], : block.shape[2]] = block
-                block = full
+                buf.fill(0)  # padded with the fill value, as zarr-python does
+                np.copyto(
+                    buf[: block.shape[0], : block.shape[1], : block.shape[2]],
+                    block,
+                    casting="unsafe",
+                )
             else:
-                block = np.ascontiguousarray(block, dtype=self.dtype)
-            encoded = bytes(encode(block))
-            crc = int(google_crc32c.value(encoded)).to_bytes(4, "little")
+                np.copyto(buf, block, casting="unsafe")
+            encoded = bytes(encode(buf))
+            crc = crc32c.crc32c(encoded).to_bytes(4, "little")
             parts += (encoded, crc)
             size = len(encoded) + 4
             slot = (a * counts[1] + b) * counts[2] + c  # the index is in C order
@@ -203,7 +213,7 @@ class ShardWriter:
 def _parts(chunks: list[bytes], index: list[bytes]) -> list[bytes]:
     """A whole shard's byte parts: its chunks, its index, the index's crc32c."""
     table = b"".join(index)
-    parts = [*chunks, table, int(google_crc32c.value(table)).to_bytes(4, "little")]
+    parts = [*chunks, table, crc32c.crc32c(table).to_bytes(4, "little")]
     # Far below any system's IOV_MAX (1024 on Linux): more parts than this are joined first.
     return parts if len(parts) <= _MAX_PARTS else [b"".join(parts)]
 

@@ -473,7 +473,8 @@ def _build(
         result.problems.extend(non_finite_problems(case, f.rel, vol.non_finite))
         data = vol.array if vol.array.dtype == dtype else vol.array.astype(dtype)
         full.write(p, data)
-        half.write(p, data[::2, ::2, ::2])
+        # Gathered once: chunking the strided view would re-walk it chunk by chunk.
+        half.write(p, np.ascontiguousarray(data[::2, ::2, ::2]))
         if p < 2:
             tumour_means.append(masked_mean(data, expert))
         kinetics.add(p, data)
@@ -506,7 +507,7 @@ def _build(
         shape = (1, z, y, x)
         for name, level_shape, level in (
             ("0", shape, m),
-            ("1", half_shape(shape), m[::2, ::2, ::2]),
+            ("1", half_shape(shape), np.ascontiguousarray(m[::2, ::2, ::2])),
         ):
             writer = array_writer(g, name, level_shape, np.dtype(np.uint8), job.settings)
             writer.write(0, level)

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import google_crc32c
+import crc32c
 import numcodecs
 import numpy as np
 
@@ -171,5 +171,5 @@ class ChunkWriter:
                     else:
                         block = np.ascontiguousarray(block, dtype=self.dtype)
                     encoded = encode(block)
-                    crc = int(google_crc32c.value(encoded)).to_bytes(4, "little")
+                    crc = crc32c.crc32c(encoded).to_bytes(4, "little")
                     write_new_file(f"{folder}/{i // cx}", [encoded, crc])
