@@ -108,6 +108,39 @@ def test_a_cold_crop_costs_the_index_and_one_request_then_nothing(
     assert again.api.requests_sent - sent == 1
 
 
+def test_warm_pieces_are_read_in_place_and_checked_once(
+    server: LiveServer,
+    local: mamamia.Catalog,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    import mamamia._chunks as chunks
+    from mamamia._mapped import mapped_files
+
+    _backend, image = _connect(server, tmp_path / "cache")
+    expected = local.case(CASE).image[BOX]
+    assert np.array_equal(image[BOX], expected)  # fetched and checked
+    piece = next(p for p in _pieces(tmp_path / "cache") if not p.name.startswith("end"))
+    checks: list[int] = []
+    real_crc = chunks.crc32c.crc32c
+
+    def counted(data: Any) -> int:
+        checks.append(len(data))
+        return int(real_crc(data))
+
+    monkeypatch.setattr(chunks.crc32c, "crc32c", counted)
+    os.utime(piece, (1, 1))  # changed by someone else (long unused): mapped and checked afresh
+    assert np.array_equal(image[BOX], expected)
+    assert len(checks) == 1
+    assert piece.stat().st_mtime > 1  # the read marked it recently used (the eviction order)
+    view = mapped_files.view(str(piece))  # ... and our own mark kept its map
+    assert np.array_equal(image[BOX], expected)
+    assert len(checks) == 1  # the same mapped bytes are not checked twice
+    assert mapped_files.view(str(piece)) is view
+
+
 def test_the_cache_opens_offline_and_an_unfetched_box_is_missing(
     server: LiveServer, local: mamamia.Catalog, tmp_path: Path
 ) -> None:

@@ -18,7 +18,6 @@ in several processes see a piece whole or not at all.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, SuffixByteRequest
 
 from mamamia._errors import InvalidRequest
+from mamamia._mapped import mapped_files
 
 __all__ = [
     "COALESCE_GAP",
@@ -97,21 +97,22 @@ def piece_name(start: int, length: int) -> str:
     return f"end-{length}" if start < 0 else f"{start}-{length}"
 
 
-def read_piece(path: str, offset: int, length: int) -> bytes | None:
-    """``length`` bytes at ``offset`` of one piece file, None when it is gone (evicted)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        data = os.pread(fd, length, offset)
-    finally:
-        os.close(fd)
-    if len(data) != length:
+def read_piece(
+    path: str, offset: int, length: int, view: memoryview | None = None
+) -> memoryview | None:
+    """``length`` bytes at ``offset`` of one piece file, as a view of its kept memory map (a
+    piece is never changed in place, so a warm read copies nothing and each inner chunk is
+    checked once per map; ``view``: the map, when the caller has it); None when it is gone
+    (evicted) or shorter than its name says. The caller marks the piece recently used
+    (``mapped_files.touch``)."""
+    if view is None:
+        try:
+            view = mapped_files.view(path)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+    if len(view) < offset + length:
         return None  # shorter than its name says: not a piece to trust
-    with contextlib.suppress(OSError):
-        os.utime(path)  # recency for the cache's LRU eviction
-    return data
+    return view[offset : offset + length]
 
 
 class PieceIndex:
@@ -179,12 +180,23 @@ class PieceIndex:
             at -= 1
         return None
 
-    def read(self, span: tuple[int, int | None]) -> bytes | None:
+    def read(self, span: tuple[int, int | None]) -> memoryview | None:
         """The range's bytes from a piece, None when no piece holds it."""
-        start, length = span
-        if length is None:
-            return None  # to the end: only the whole object can answer
-        found = self.find(start, length)
-        if found is None:
-            return None
-        return read_piece(found[0], found[1], length)
+        return self.read_all([span])[0]
+
+    def read_all(self, spans: Sequence[tuple[int, int | None]]) -> list[memoryview | None]:
+        """``read`` of each span, each piece read marked recently used once."""
+        found: list[memoryview | None] = []
+        used: dict[str, memoryview] = {}  # each piece's map, looked up once
+        for start, length in spans:
+            where = None if length is None else self.find(start, length)
+            data = None
+            if where is not None and length is not None:
+                path, offset = where
+                data = read_piece(path, offset, length, used.get(path))
+                if data is not None and data.obj is not None and path not in used:
+                    used[path] = memoryview(data.obj)
+            found.append(data)  # None for a span to the end: only the whole object answers
+        for path in used:
+            mapped_files.touch(path)  # recency for the cache's LRU eviction
+        return found

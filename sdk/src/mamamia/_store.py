@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import mmap
 import os
 import shutil
 import threading
@@ -34,6 +33,7 @@ from zarr.storage import LocalStore
 
 from mamamia._atomic import ATOMIC_TEMP_PREFIX, write_atomic
 from mamamia._errors import ChunkCorruptError, ChunkMissingError
+from mamamia._mapped import mapped_files
 from mamamia._pieces import (
     COALESCE_GAP,
     PARTS_SUFFIX,
@@ -56,69 +56,13 @@ __all__ = [
 ]
 
 EMPTY_SUFFIX = ".empty"
+#: How many cache keys' resolved paths a cache remembers.
+_REMEMBERED_PATHS = 4096
 
 
 def is_chunk_key(key: str) -> bool:
     """True for a chunk key (``c/0/1/2/3``), false for metadata (``zarr.json``)."""
     return key == "c" or key.startswith("c/")
-
-
-class _MappedFiles:
-    """A bounded LRU of read-only memory maps by path, shared by every local store.
-
-    Opening a shard and copying out each inner chunk a box touches cost more than checking and
-    decoding it; a kept map makes a ranged read a slice (the checksum and the decoder read the
-    page cache in place). Our writers never change a file in place (a generation is immutable;
-    a cache replaces a file by rename; eviction unlinks), but another tool might: every use
-    compares the file's identity (inode, size, modification time) with the mapped one and maps
-    it afresh when they differ, so a file rewritten between reads is read as it now is, never
-    past its new end. Dropping a map from the LRU never invalidates a slice a reader still
-    holds: the map lives until its last slice is released.
-    """
-
-    def __init__(self, limit: int = 64) -> None:
-        self._limit = limit
-        # path -> (identity, view), least recently used first
-        self._maps: dict[str, tuple[tuple[int, ...], memoryview]] = {}
-        self._lock = threading.Lock()
-
-    def reset_after_fork(self) -> None:
-        # The child keeps the maps but not a lock another thread of the parent held.
-        self._lock = threading.Lock()
-
-    def view(self, path: str) -> memoryview:
-        """The whole file as a read-only view (``OSError`` as ``os.open`` raises it)."""
-        info = os.stat(path)
-        identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-        with self._lock:
-            found = self._maps.pop(path, None)
-            if found is not None and found[0] == identity:
-                self._maps[path] = found  # most recently used last
-                return found[1]
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        try:
-            info = os.fstat(fd)
-            identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-            if info.st_size == 0:
-                return memoryview(b"")  # mmap refuses empty files; nothing to keep
-            view = memoryview(mmap.mmap(fd, info.st_size, access=mmap.ACCESS_READ))
-        finally:
-            os.close(fd)
-        with self._lock:
-            self._maps[path] = (identity, view)
-            while len(self._maps) > self._limit:
-                del self._maps[next(iter(self._maps))]
-        return view
-
-    def forget(self, path: str) -> None:
-        """Drop ``path``'s map (a file replaced by a fresh copy is mapped again)."""
-        with self._lock:
-            self._maps.pop(path, None)
-
-
-_mapped_files = _MappedFiles()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_mapped_files.reset_after_fork)
 
 
 class StrictLocalStore(LocalStore):
@@ -168,7 +112,7 @@ class StrictLocalStore(LocalStore):
         itself; None where there is no whole file (missing, or pieces in a cache folder):
         ``read_ranges`` answers then, with its errors."""
         try:
-            return _mapped_files.view(os.path.join(self._root_text, key))
+            return mapped_files.view(os.path.join(self._root_text, key))
         except (OSError, ValueError):
             return None
 
@@ -192,8 +136,7 @@ class StrictLocalStore(LocalStore):
             self._missing(key)
             return None
         read: list[bytes | memoryview] = []
-        for start, length in ranges:
-            data = pieces.read((start, length))
+        for (start, length), data in zip(ranges, pieces.read_all(ranges), strict=True):
             if data is None:
                 if start < 0:
                     what = f"its last {length} bytes"
@@ -250,7 +193,7 @@ def _read_whole(path: str, ranges: Sequence[Span]) -> list[memoryview] | None:
     """Views of each range of a whole file (cut short at its end) from a kept memory map, None
     when there is no such file."""
     try:
-        view = _mapped_files.view(path)
+        view = mapped_files.view(path)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
     except (OSError, ValueError):
@@ -292,12 +235,22 @@ class ChunkCache:
         self.stats = CacheStats()
         self._written_since_check = 0
         self._lock = threading.Lock()
+        self._paths: dict[str, Path] = {}
         (self.root / ".mamamia").mkdir(parents=True, exist_ok=True)
 
     def path(self, relative: str) -> Path:
+        """Where ``relative`` lies in the cache; ``ValueError`` for a key that escapes it. The
+        answers are remembered (a bounded number): resolving a path costs a system call per
+        folder, and a warm crop asks for the same few keys again and again."""
+        found = self._paths.get(relative)
+        if found is not None:
+            return found
         target = (self.root / relative).resolve()
         if not target.is_relative_to(self.root):
             raise ValueError(f"cache key {relative!r} escapes the cache folder")
+        if len(self._paths) >= _REMEMBERED_PATHS:
+            self._paths.clear()
+        self._paths[relative] = target
         return target
 
     def read(self, relative: str) -> bytes | None:
@@ -371,7 +324,7 @@ class ChunkCache:
                 if total <= limit:
                     break
                 path.unlink(missing_ok=True)
-                _mapped_files.forget(str(path))  # a kept map would hold its disk space
+                mapped_files.forget(str(path))  # a kept map would hold its disk space
                 total -= size
                 removed += 1
         return removed
@@ -462,7 +415,7 @@ class HttpCachedStore(LocalStore):
     def _keep_whole(self, relative: str, data: bytes) -> None:
         path = self._cache.path(relative)
         self._cache.write(relative, data)
-        _mapped_files.forget(str(path))
+        mapped_files.forget(str(path))
         # The whole object answers every range now: its pieces are redundant.
         shutil.rmtree(str(path) + PARTS_SUFFIX, ignore_errors=True)
         self._pieces.pop(relative, None)
@@ -506,7 +459,7 @@ class HttpCachedStore(LocalStore):
         whole = _read_whole(path, ranges)
         if whole is not None:
             self._cache.count_hit()
-            _touch(path)
+            mapped_files.touch(path)  # recency for LRU eviction; the map stays
             return list[bytes | memoryview | None](whole)
         pieces = None if look_again else self._pieces.get(relative)
         if pieces is None:
@@ -516,7 +469,7 @@ class HttpCachedStore(LocalStore):
                     return None
                 pieces = PieceIndex(path + PARTS_SUFFIX)
             self._pieces[relative] = pieces
-        found: list[bytes | memoryview | None] = [pieces.read(span) for span in ranges]
+        found: list[bytes | memoryview | None] = list(pieces.read_all(ranges))
         if any(data is not None for data in found):
             self._cache.count_hit()
         return found
@@ -568,7 +521,7 @@ class HttpCachedStore(LocalStore):
         relative = f"{self._prefix}/{key}"
         path = self._cache.path(relative)
         path.unlink(missing_ok=True)
-        _mapped_files.forget(str(path))
+        mapped_files.forget(str(path))
         shutil.rmtree(str(path) + PARTS_SUFFIX, ignore_errors=True)
         self._pieces.pop(relative, None)
         return True
@@ -617,8 +570,3 @@ def _cut(fetched: Sequence[tuple[int, bytes]], span: Span) -> bytes:
         if 0 <= first <= start < first + len(data):
             return data[start - first : start - first + length]
     return b""  # past the end of the object: the reader reports it truncated
-
-
-def _touch(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.utime(path)  # recency for LRU eviction
