@@ -160,20 +160,20 @@ def test_the_index_is_read_once_and_only_touched_inner_chunks_are_read(
 def test_a_thin_box_is_decoded_on_the_calling_thread(
     written: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mamamia._chunks as chunks
+    import mamamia._decode_pool as pool_module
 
     path = written["inner-crc-end"]
     array = _open(path)
     array[1, 3, :, :]  # the first decode tells the reader how many planes a blosc block holds
     handed_off: list[int] = []
-    pool = chunks._decode_pool()
+    pool = pool_module.decode_pool()
 
     class Counting:
         def submit(self, *args: Any) -> Any:
             handed_off.append(1)
             return pool.submit(*args)
 
-    monkeypatch.setattr(chunks, "_decode_pool", lambda: Counting())
+    monkeypatch.setattr(pool_module, "decode_pool", lambda: Counting())
     # One plane of 3 x 3 inner chunks (more than a crop's inline limit), yet nothing handed off.
     assert np.array_equal(array[1, 9, :, :], _data()[1, 9, :, :])
     assert handed_off == []

@@ -25,10 +25,8 @@ import contextlib
 import itertools
 import json
 import math
-import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Protocol, cast
 
@@ -38,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mamamia._blosc_items import BLOSC_HEADER, address_of, decode_all, decode_items
+from mamamia._decode_pool import decode_pool, run_split
 from mamamia._errors import CatalogFormatError, ChunkCorruptError
 from mamamia._shards import (
     InnerChunkLabel,
@@ -81,9 +80,6 @@ _Inner = tuple[
 #: So is a thin box (an axial plane): it decodes one blosc block of each inner chunk.
 _INLINE_INNER_CHUNKS = 8
 
-#: At most this many threads decode the chunks of one read (shared by all arrays).
-DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
-
 
 class ChunkSource(Protocol):
     """Where an array's bytes come from (the SDK's stores satisfy it)."""
@@ -101,32 +97,6 @@ class ChunkSource(Protocol):
     # Optional: ``read_range`` and ``read_ranges`` (``mamamia._shards``), and
     # ``mapped(key) -> memoryview | None``, a whole stored object as a view of a kept memory
     # map (None where there is none: the ranged reads answer then).
-
-
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = 0
-_pool_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    # A forked DataLoader worker inherits no running threads: start afresh, lock included.
-    global _pool, _pool_lock
-    _pool = None
-    _pool_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _decode_pool() -> ThreadPoolExecutor:
-    """One lazily started pool per process (a DataLoader worker gets its own after fork)."""
-    global _pool, _pool_pid
-    with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid():
-            _pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="mamamia-decode")
-            _pool_pid = os.getpid()
-        return _pool
 
 
 def supports_fast_path(meta: dict[str, Any]) -> bool:
@@ -309,7 +279,7 @@ class ChunkArray:
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(settle)
 
-        pool = _decode_pool()
+        pool = decode_pool()
         for job in jobs:
             pool.submit(run, job)
         await finished
@@ -369,13 +339,13 @@ class ChunkArray:
             jobs = self._fetch_inner(self._shards, box)
             slab = self._slab_axis
             thin = 0 < box[slab][1] - box[slab][0] <= self._block_planes if slab >= 0 else False
-            _run_split(
+            run_split(
                 partial(self._fill_inner, self._shards, out),
                 jobs,
                 inline=len(jobs) if thin else _INLINE_INNER_CHUNKS,
             )
         else:
-            _run_split(partial(self._fill_job, out), list(self._chunk_jobs(box)))
+            run_split(partial(self._fill_job, out), list(self._chunk_jobs(box)))
         return out
 
     def _chunk_jobs(self, box: Sequence[tuple[int, int]]) -> Iterator[_ChunkJob]:
@@ -619,31 +589,6 @@ class ChunkArray:
     def _name(self, key: str, index: tuple[int, ...] | None) -> str:
         """``<array>/<chunk>`` for a message (a shard's inner chunk named with its index)."""
         return f"{self._where}/{key if index is None else InnerChunkLabel(key, index)}"
-
-
-def _run_split(task: Callable[[Any], None], items: list[Any], inline: int = 1) -> None:
-    """Run ``task`` on each item, the items split into ``DECODE_THREADS`` runs: the caller
-    takes the first run, the pool the others (one hand-off per thread, not per chunk: a future
-    per chunk cost as much as decoding a small one); up to ``inline`` items all on the caller.
-    The first error is raised once all have ended."""
-    if len(items) <= inline:
-        for item in items:
-            task(item)
-        return
-    runs = [items[i::DECODE_THREADS] for i in range(min(DECODE_THREADS, len(items)))]
-
-    def run_all(run: list[Any]) -> None:
-        for item in run:
-            task(item)
-
-    pending = [_decode_pool().submit(run_all, run) for run in runs[1:]]
-    try:
-        run_all(runs[0])
-    finally:
-        errors = [future.exception() for future in pending]
-    for error in errors:
-        if error is not None:
-            raise error
 
 
 def _cut(block: npt.NDArray[Any], local: list[Any]) -> Any:
