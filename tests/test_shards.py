@@ -209,6 +209,18 @@ def test_a_damaged_shard_index_raises_chunk_corrupt_error(tmp_path: Path) -> Non
         _open(path)[2, 0, 0, 0]
 
 
+def test_an_inner_chunk_cut_short_raises_naming_it(tmp_path: Path) -> None:
+    # The index at the start survives a cut; the inner chunks past the new end do not.
+    path = tmp_path / "a.zarr"
+    _write(path, True, "start")
+    shard = path / "c" / "2" / "0" / "0" / "0"
+    raw = shard.read_bytes()
+    shard.write_bytes(raw[: len(raw) - 100])
+    for store in (None, CountingStore(path)):  # sliced from the map, or through read_ranges
+        with pytest.raises(mamamia.ChunkCorruptError, match=r"c/2/0/0/0 \(inner chunk .*truncated"):
+            _open(path, store)[2, :, :, :]
+
+
 def test_a_missing_shard_raises_and_a_known_empty_one_reads_as_fill(tmp_path: Path) -> None:
     path = tmp_path / "a.zarr"
     _write(path, True, "end")
