@@ -39,6 +39,7 @@ from mamamia._blosc_items import BLOSC_HEADER, address_of, decode_all, decode_it
 from mamamia._decode_pool import decode_pool, run_split
 from mamamia._errors import CatalogFormatError, ChunkCorruptError
 from mamamia._shards import (
+    CRC32C_RESIDUE,
     InnerChunkLabel,
     ShardLayout,
     inner_codec_chain,
@@ -49,7 +50,6 @@ from mamamia._volume import ArrayLike
 
 __all__ = ["ChunkArray", "ChunkSource", "open_chunk_array", "supports_fast_path"]
 
-_CRC32C_RESIDUE = 0x48674BC7
 
 #: One chunk's part of a read: (chunk index, where in the chunk, where in the output).
 _ChunkJob = tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]
@@ -541,7 +541,7 @@ class ChunkArray:
         # The CRC-32C of a message followed by its own CRC (little-endian) is a fixed residue,
         # so the whole chunk is checked in place (crc32c reads any buffer: a view of a
         # memory-mapped shard is not copied).
-        if self._checksummed and not checked and crc32c.crc32c(data) != _CRC32C_RESIDUE:
+        if self._checksummed and not checked and crc32c.crc32c(data) != CRC32C_RESIDUE:
             raise ChunkCorruptError(
                 f"chunk {self._name(key, index)} fails its crc32c check (damaged on disk or in "
                 "transit): run mamamia verify"

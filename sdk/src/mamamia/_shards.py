@@ -29,6 +29,7 @@ import numpy as np
 from mamamia._errors import ChunkCorruptError
 
 __all__ = [
+    "CRC32C_RESIDUE",
     "InnerChunkLabel",
     "RangeReader",
     "RangesReader",
@@ -39,7 +40,9 @@ __all__ = [
 ]
 
 _MISSING = 2**64 - 1
-_CRC32C_RESIDUE = 0x48674BC7
+#: The CRC-32C of a message followed by its own CRC (little-endian): a fixed residue, so a
+#: checksummed buffer is checked whole, in place.
+CRC32C_RESIDUE = 0x48674BC7
 
 #: ``read_range(key, start, length)``: ``length`` bytes at ``start`` (``start < 0`` counts from
 #: the end, as an HTTP suffix range does), or None where the object was never written.
@@ -247,7 +250,7 @@ class ShardLayout:
                 f"shard {where} is truncated: its index needs {self.index_bytes} bytes, "
                 f"{len(data)} were there"
             )
-        if self._index_crc and crc32c.crc32c(data) != _CRC32C_RESIDUE:
+        if self._index_crc and crc32c.crc32c(data) != CRC32C_RESIDUE:
             raise ChunkCorruptError(
                 f"shard {where} has an index that fails its crc32c check (damaged on disk or "
                 "in transit): run mamamia verify"
