@@ -36,7 +36,6 @@ __all__ = [
     "Span",
     "coalesce",
     "piece_name",
-    "read_piece",
     "span_of",
 ]
 
@@ -97,7 +96,7 @@ def piece_name(start: int, length: int) -> str:
     return f"end-{length}" if start < 0 else f"{start}-{length}"
 
 
-def read_piece(
+def _read_piece(
     path: str, offset: int, length: int, view: memoryview | None = None
 ) -> memoryview | None:
     """``length`` bytes at ``offset`` of one piece file, as a view of its kept memory map (a
@@ -180,12 +179,9 @@ class PieceIndex:
             at -= 1
         return None
 
-    def read(self, span: tuple[int, int | None]) -> memoryview | None:
-        """The range's bytes from a piece, None when no piece holds it."""
-        return self.read_all([span])[0]
-
     def read_all(self, spans: Sequence[tuple[int, int | None]]) -> list[memoryview | None]:
-        """``read`` of each span, each piece read marked recently used once."""
+        """Each span's bytes from a piece (None where no piece holds it), each piece read
+        marked recently used once."""
         found: list[memoryview | None] = []
         used: dict[str, memoryview] = {}  # each piece's map, looked up once
         for start, length in spans:
@@ -193,7 +189,7 @@ class PieceIndex:
             data = None
             if where is not None and length is not None:
                 path, offset = where
-                data = read_piece(path, offset, length, used.get(path))
+                data = _read_piece(path, offset, length, used.get(path))
                 if data is not None and data.obj is not None and path not in used:
                     used[path] = memoryview(data.obj)
             found.append(data)  # None for a span to the end: only the whole object answers
