@@ -13,7 +13,7 @@ $(UV):
 	python3 -m pip install --quiet --target .tools/lib uv
 	mkdir -p .tools/bin && printf '#!/bin/sh\nPYTHONPATH=%s/.tools/lib exec python3 -m uv "$$@"\n' "$(CURDIR)" > .tools/bin/uv && chmod +x .tools/bin/uv
 
-.venv/.synced: $(UV) uv.lock pyproject.toml schema/pyproject.toml sdk/pyproject.toml ingest/pyproject.toml server/pyproject.toml
+.venv/.synced: $(UV) uv.lock pyproject.toml schema/pyproject.toml sdk/pyproject.toml sdk/src/mamamia/_boxdecode.c ingest/pyproject.toml server/pyproject.toml
 	$(UV) sync --locked --inexact --compile-bytecode
 	touch $@
 

@@ -25,11 +25,11 @@ than ``--jobs 1``. The kinetic and shape features (docs/features.md) are also ti
 volumes already read: their CPU over the rest of the ingest's may be at most 0.1 (they may raise
 its ratio to floor 2 by 10 % at most). On a shared machine (other processes busy) the parallel
 figure is noisy. Every catalog is written with an explicit ``format_version`` (1 above). Format 2
-(docs/format.md) has its own floor 2, the same read plus blosc lz4 clevel 5 + byte shuffle and
-crc32c in ``(1, 64, 64, 64)`` inner chunks, and its own row: ``ingest --format 2 --jobs 1``
+(docs/format.md) has its own floor 2, the same read plus format 2's blosc (LZ4HC clevel 3, byte
+shuffle, 8 KiB blocks) and crc32c in its ``(1, 64, 32, 32)`` inner chunks, and its own row: ``ingest --format 2 --jobs 1``
 within 1.3x of that floor per core, measured in the same rounds. For context (no target), in
 the same rounds: format 2's floor 2 with edge inner chunks padded (those that stick out of the
-volume compressed padded with zeros to the full 64^3, as the shard writer must for Zarr: more
+volume compressed padded with zeros to whole inner chunks, as the shard writer must for Zarr: more
 voxels to compress wherever a dimension is not a multiple of 64), format 2's floor 3 (floor 2
 plus writing each volume's compressed chunks to one new file, as one shard per array does), and
 ``ingest --format 2 --jobs 1`` against that floor 3.
@@ -69,6 +69,13 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 from _data import phantom_raw
 from _table import markdown_table
 from mamamia_ingest import ingest
+from mamamia_ingest._shard_write import (
+    FORMAT2_BLOCK_BYTES,
+    FORMAT2_CLEVEL,
+    FORMAT2_CNAME,
+    FORMAT2_INNER_ZYX,
+    unsplit_blocks,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -135,15 +142,26 @@ def _compress(
 #: format 2's inner chunks (the shard's index is 16 bytes per inner chunk: left out).
 FLOOR_CODECS = {
     1: ("zstd", 3, CHUNK_SHAPES[0]),
-    2: ("lz4", 5, (1, 64, 64, 64)),
+    2: (FORMAT2_CNAME, FORMAT2_CLEVEL, (1, *FORMAT2_INNER_ZYX)),
 }
+
+
+def _floor_codec(version: int) -> Any:
+    """The floor's blosc codec: format 2's with its block size (and its blocks unsplit)."""
+    cname, clevel, _chunks = FLOOR_CODECS[version]
+    if version == 1:
+        return numcodecs.Blosc(cname=cname, clevel=clevel, shuffle=numcodecs.Blosc.SHUFFLE)
+    unsplit_blocks()
+    return numcodecs.Blosc(
+        cname=cname, clevel=clevel, shuffle=numcodecs.Blosc.SHUFFLE, blocksize=FORMAT2_BLOCK_BYTES
+    )
 
 
 def floor_read_compress(
     files: list[Path], version: int = 1, *, pad: bool = False
 ) -> tuple[float, float, int]:
-    cname, clevel, chunks = FLOOR_CODECS[version]
-    codec = numcodecs.Blosc(cname=cname, clevel=clevel, shuffle=numcodecs.Blosc.SHUFFLE)
+    chunks = FLOOR_CODECS[version][2]
+    codec = _floor_codec(version)
     started, cpu = time.perf_counter(), _cpu()
     stored = 0
     for f in files:
@@ -156,8 +174,8 @@ def floor_read_compress(
 def floor_read_compress_write_volume(files: list[Path], dest: Path) -> tuple[float, float, int]:
     """Format 2's floor 2 plus writing each volume's compressed chunks, one after another, to
     one new file (a shard without its index): what any writer of one file per volume pays."""
-    cname, clevel, chunks = FLOOR_CODECS[2]
-    codec = numcodecs.Blosc(cname=cname, clevel=clevel, shuffle=numcodecs.Blosc.SHUFFLE)
+    chunks = FLOOR_CODECS[2][2]
+    codec = _floor_codec(2)
     dest.mkdir(parents=True)
     started, cpu = time.perf_counter(), _cpu()
     for n, f in enumerate(files):
@@ -553,7 +571,8 @@ def run(
         ),
         _row("2-worker pool start-up from the running forkserver", start_s, unit="s"),
         _row(
-            "format 2 floor 2: read + blosc-lz4-5 + crc32c in 64^3 inner chunks, per CPU-second "
+            f"format 2 floor 2: read + blosc-{FORMAT2_CNAME}-{FORMAT2_CLEVEL} + crc32c in "
+            f"{'x'.join(map(str, FORMAT2_INNER_ZYX))} inner chunks, per CPU-second "
             f"(ratio {nbytes / stored2:.2f}x)",
             mb / med["rc2_cpu"],
             "floor 1",
@@ -563,7 +582,7 @@ def run(
         ),
         _row(
             "format 2 floor 2 with edge inner chunks padded (context): the same, edge inner "
-            "chunks padded with zeros to 64^3 as the shard writer must, per CPU-second "
+            "chunks padded with zeros to whole inner chunks as the shard writer must, per CPU-second "
             f"(stored {stored2p / stored2:.2f}x floor 2's bytes; time ratio vs format 2 floor 2)",
             mb / med["rc2p_cpu"],
             "format 2 floor 2",

@@ -165,7 +165,8 @@ def test_generation_attributes(built: tuple[Path, Any]) -> None:
     assert [t["type"] for t in transforms] == ["scale"]  # no translation for a flipped volume
     assert ras_attrs["mamamia"]["direction"] == list(RAS)
     # Format 2 (the default), as docs/format.md pins it: one shard spanning the array, inner
-    # chunks of at most 64^3 under bytes -> blosc lz4 5 -> crc32c, the index checked by crc32c.
+    # chunks of at most 64 x 32 x 32 under bytes -> blosc lz4hc 3 (8 KiB blocks) -> crc32c, the
+    # index checked by crc32c.
     meta = json.loads((gen_dir / "0" / "zarr.json").read_text())
     assert [c["name"] for c in meta["codecs"]] == ["sharding_indexed"]
     assert meta["chunk_grid"]["configuration"]["chunk_shape"] == meta["shape"] == [2, 10, 32, 28]
@@ -173,7 +174,7 @@ def test_generation_attributes(built: tuple[Path, Any]) -> None:
     assert sharding["chunk_shape"] == [1, 10, 32, 28]
     assert [c["name"] for c in sharding["codecs"]] == ["bytes", "blosc", "crc32c"]
     blosc = sharding["codecs"][1]["configuration"]
-    assert (blosc["cname"], blosc["clevel"], blosc["shuffle"]) == ("lz4", 5, "shuffle")
+    assert (blosc["cname"], blosc["clevel"], blosc["shuffle"]) == ("lz4hc", 3, "shuffle")
     assert [c["name"] for c in sharding["index_codecs"]] == ["bytes", "crc32c"]
 
 

@@ -13,10 +13,13 @@ chunk files, while a crop still decodes only the small inner chunks it touches (
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import itertools
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +32,32 @@ from mamamia_ingest._zarr_write import ChunkFolders, ChunkWriter, array_metadata
 
 __all__ = [
     "FORMAT2_BLOCK_BYTES",
+    "FORMAT2_CLEVEL",
+    "FORMAT2_CNAME",
     "FORMAT2_CODEC",
     "FORMAT2_INNER_ZYX",
     "ShardWriter",
     "sharded_array_metadata",
+    "unsplit_blocks",
     "volume_writer",
 ]
 
 #: Format 2's inner chunk shape and codec, chosen by bench/bench_format.py (docs/format.md).
-FORMAT2_INNER_ZYX: tuple[int, int, int] = (64, 64, 64)
-FORMAT2_CODEC = "sharding_indexed(phase; bytes|blosc:lz4:5:shuffle|crc32c; index crc32c at end)"
-#: blosc's block size asked for inside an inner chunk. blosc compresses lz4 in byte-split
-#: streams, scales a block by the item size and keeps it at least 64 KiB, so an int16 (or
-#: uint8) inner chunk of 64^3 gets 64 KiB blocks: eight z-planes, against 256 KiB (32 planes)
-#: by default. A box that needs a few planes of an inner chunk decodes only their blocks
-#: (measured: a plane in 12 us, the whole chunk in 89 us).
-FORMAT2_BLOCK_BYTES = 32768
+FORMAT2_INNER_ZYX: tuple[int, int, int] = (64, 32, 32)
+#: LZ4HC, as nnU-Net's own preprocessed arrays: slower to write than LZ4, but its output
+#: decodes about twice as fast, and a crop pays the decode every time it is read.
+FORMAT2_CNAME, FORMAT2_CLEVEL = "lz4hc", 3
+FORMAT2_CODEC = (
+    "sharding_indexed(phase; bytes|blosc:lz4hc:3:shuffle:8KiB blocks unsplit|crc32c; "
+    "index crc32c at end)"
+)
+#: blosc's block size inside an inner chunk: 8 KiB, four z-planes of a 32 x 32 int16 tile
+#: (eight of a uint8 mask's). A box that needs a few planes of an inner chunk decodes only
+#: their blocks. blosc's default would split an LZ4 block into per-byte streams and then
+#: scale it to at least 64 KiB (a whole 64 x 32 x 32 int16 chunk in two blocks); the writer
+#: turns that split off (``unsplit_blocks``), which is recorded per chunk in its header, so
+#: every blosc reader decodes it.
+FORMAT2_BLOCK_BYTES = 8192
 
 _MISSING = (2**64 - 1).to_bytes(8, "little") * 2
 _MAX_PARTS = 512
@@ -113,6 +126,7 @@ class ShardWriter:
         self.shards = shards
         self.inner = inner
         self.dtype = np.dtype(dtype).newbyteorder("<")
+        unsplit_blocks()
         # What ``numcodecs.Blosc(...).encode`` calls, without its per-call buffer checks (the
         # buffer is always the writer's own contiguous chunk): the same bytes.
         self._compress = functools.partial(
@@ -208,6 +222,28 @@ class ShardWriter:
             index[slot] = offset.to_bytes(8, "little") + size.to_bytes(8, "little")
             offset += size
         return parts, index
+
+
+#: c-blosc 1's ``BLOSC_AUTO_SPLIT``: split blocks into per-byte streams for blosclz and snappy
+#: only, never for LZ4, LZ4HC, zlib or zstd (its default, ``BLOSC_FORWARD_COMPAT_SPLIT``,
+#: splits all but zstd).
+_BLOSC_AUTO_SPLIT = 3
+_split_set = threading.Lock()
+_split_done = False
+
+
+def unsplit_blocks() -> None:
+    """Have numcodecs' c-blosc keep LZ4HC blocks whole, at the size asked for (once per
+    process; it is c-blosc's global setting, the same for every caller, and changes no zstd
+    chunk: format 1's bytes stay as they were). Where the setting cannot be reached the
+    blocks are split and larger: slower partial decodes, the same voxels."""
+    global _split_done
+    with _split_set:
+        if _split_done:
+            return
+        _split_done = True
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(numcodecs.blosc.__file__).blosc_set_splitmode(_BLOSC_AUTO_SPLIT)
 
 
 def _parts(chunks: list[bytes], index: list[bytes]) -> list[bytes]:

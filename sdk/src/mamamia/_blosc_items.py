@@ -20,7 +20,7 @@ import numcodecs.blosc
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BLOSC_HEADER", "Source", "address_of", "decode_all", "decode_items"]
+__all__ = ["BLOSC_HEADER", "Source", "address_of", "decode_all", "decode_items", "entry_points"]
 
 #: c-blosc's 16-byte header (its README_HEADER.rst): version, versionlz, flags, typesize, then
 #: nbytes, blocksize and cbytes as little-endian uint32.
@@ -110,3 +110,16 @@ def decode_all(data: Source, out: npt.NDArray[Any]) -> bool:
     if _decompress is None:
         return False
     return bool(_decompress(_address(data), out.ctypes.data, out.nbytes, 1) == out.nbytes)
+
+
+def entry_points() -> tuple[int, int] | None:
+    """The addresses of the bound, probe-checked ``blosc_getitem`` and ``blosc_decompress_ctx``
+    (for ``mamamia._boxdecode``, which calls them without the GIL); None unless both are."""
+    import ctypes
+
+    _ensure_bound()
+    if _getitem is None or _decompress is None:
+        return None
+    getitem = ctypes.cast(_getitem, ctypes.c_void_p).value
+    decompress = ctypes.cast(_decompress, ctypes.c_void_p).value
+    return (getitem, decompress) if getitem and decompress else None

@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mamamia._blosc_items import BLOSC_HEADER, address_of, decode_all, decode_items
+from mamamia._boxread import BoxDecoder
 from mamamia._decode_pool import decode_pool, run_split
 from mamamia._errors import CatalogFormatError, ChunkCorruptError
 from mamamia._shards import (
@@ -205,6 +206,15 @@ class ChunkArray:
         # then): a box no thicker decodes at most two blocks per chunk, too little to hand off.
         self._block_planes = 0
         self.ndim = len(self.shape)
+        # The compiled loop for a sharded array's boxes (mamamia._boxread), when it can run.
+        boxes = (
+            BoxDecoder(
+                self.chunks, self._stored, checksummed=self._checksummed, fill_value=self.fill_value
+            )
+            if self._shards is not None
+            else None
+        )
+        self._boxes = boxes if boxes is not None and boxes.usable else None
 
     def __repr__(self) -> str:
         return f"<ChunkArray {self._where} shape={self.shape} chunks={self.chunks} {self.dtype}>"
@@ -336,7 +346,15 @@ class ChunkArray:
         if out.size == 0:
             return out
         if self._shards is not None:
+            if self._boxes is not None and self._mapped is not None:
+                with contextlib.suppress(ChunkCorruptError):  # the Python path retries, names it
+                    if self._boxes.read_mapped(
+                        self._shards, self._read_range, self._mapped, box, out
+                    ):
+                        return out
             jobs = self._fetch_inner(self._shards, box)
+            if self._boxes is not None and self._boxes.read_fetched(jobs, out):
+                return out
             slab = self._slab_axis
             thin = 0 < box[slab][1] - box[slab][0] <= self._block_planes if slab >= 0 else False
             run_split(

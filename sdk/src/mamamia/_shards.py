@@ -25,11 +25,13 @@ from typing import Any
 
 import crc32c
 import numpy as np
+import numpy.typing as npt
 
 from mamamia._errors import ChunkCorruptError
 
 __all__ = [
     "CRC32C_RESIDUE",
+    "MISSING_ENTRY",
     "InnerChunkLabel",
     "RangeReader",
     "RangesReader",
@@ -39,7 +41,8 @@ __all__ = [
     "read_ranges_of",
 ]
 
-_MISSING = 2**64 - 1
+#: An index entry's value for an inner chunk never written (both offset and nbytes).
+MISSING_ENTRY = 2**64 - 1
 #: The CRC-32C of a message followed by its own CRC (little-endian): a fixed residue, so a
 #: checksummed buffer is checked whole, in place.
 CRC32C_RESIDUE = 0x48674BC7
@@ -158,6 +161,8 @@ class ShardLayout:
         # Each shard's index as a flat list of Python ints (offset, nbytes, offset, ...): a
         # read looks up a few entries, and a list item costs a fraction of a numpy scalar.
         self._indexes: dict[str, list[int] | None] = {}
+        # The same indexes as (count, 2) uint64 arrays, for the compiled reader's gathers.
+        self._arrays: dict[str, npt.NDArray[np.uint64] | None] = {}
         # (shard key, slot) of the inner chunks whose crc32c passed, per memory map they were
         # read from: the same map holds the same bytes, a new one (a file replaced or changed
         # since) starts unchecked, and a map's entries go when it does.
@@ -190,8 +195,8 @@ class ShardLayout:
         found: list[tuple[int, int] | None] = []
         for slot in slots:
             offset, nbytes = table[2 * slot], table[2 * slot + 1]
-            if offset == _MISSING or nbytes == _MISSING or nbytes == 0:
-                if offset == _MISSING and nbytes == _MISSING:
+            if offset == MISSING_ENTRY or nbytes == MISSING_ENTRY or nbytes == 0:
+                if offset == MISSING_ENTRY and nbytes == MISSING_ENTRY:
                     found.append(None)
                     continue
                 raise ChunkCorruptError(
@@ -211,6 +216,20 @@ class ShardLayout:
             self._indexes[key] = table
         return table
 
+    def index_array(self, read: RangeReader, key: str) -> npt.NDArray[np.uint64] | None:
+        """The shard's index as a read-only ``(count, 2)`` array of (offset, nbytes), the
+        sentinel ``2**64 - 1`` where never written; None if no shard."""
+        with self._lock:
+            if key in self._arrays:
+                return self._arrays[key]
+        table = self._table(read, key)
+        array = None if table is None else np.array(table, dtype=np.uint64).reshape(-1, 2)
+        if array is not None:
+            array.flags.writeable = False
+        with self._lock:
+            self._arrays[key] = array
+        return array
+
     def stored_spans(self, read: RangeReader, key: str) -> list[tuple[int, int]] | None:
         """Every byte range of a shard a reader may ask for: its index (as the suffix
         ``(-n, n)``) and each written inner chunk's ``(offset, nbytes)``; None if no shard."""
@@ -219,7 +238,7 @@ class ShardLayout:
             return None
         spans = [(-self.index_bytes, self.index_bytes)]
         for offset, nbytes in zip(table[0::2], table[1::2], strict=True):
-            if offset != _MISSING and nbytes != _MISSING:
+            if offset != MISSING_ENTRY and nbytes != MISSING_ENTRY:
                 spans.append((offset, nbytes))
         return spans
 
@@ -236,6 +255,7 @@ class ShardLayout:
         """Drop a shard's cached index (its bytes are being fetched again)."""
         with self._lock:
             self._indexes.pop(key, None)
+            self._arrays.pop(key, None)
             for checked in self._checked.values():
                 checked.difference_update([seen for seen in checked if seen[0] == key])
 

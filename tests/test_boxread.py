@@ -1,0 +1,143 @@
+"""The compiled box read (``mamamia._boxread`` and its C loop) against zarr-python and the
+Python path: the same voxels from every kind of source, edge shards, unwritten chunks and
+boxes split over the decode pool; anything it refuses is read (or raised) the Python way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec
+
+import mamamia._boxread as boxread
+import mamamia._chunks as chunks_module
+from mamamia._chunks import ChunkArray, open_chunk_array
+from mamamia._errors import ChunkCorruptError
+from mamamia._store import StrictLocalStore
+
+SHAPE = (2, 37, 70, 66)
+SHARDS = (1, 32, 64, 64)
+INNER = (1, 16, 16, 16)
+#: Boxes crossing shard and inner-chunk edges, a plane, a column, the whole array, a corner.
+BOXES = [
+    (1, slice(3, 35), slice(10, 69), slice(5, 66)),
+    (0, slice(0, 37), slice(0, 70), slice(0, 66)),
+    (slice(0, 2), slice(30, 34), slice(60, 70), slice(60, 66)),
+    (1, 20, slice(None), slice(None)),
+    (0, slice(None), slice(None), 40),
+    (1, slice(36, 37), slice(69, 70), slice(65, 66)),
+]
+
+
+def _data() -> np.ndarray[Any, Any]:
+    data = np.random.default_rng(5).integers(-900, 4000, size=SHAPE).astype("int16")
+    data[0, :16, :16, :32] = 0  # fill value: zarr-python leaves these inner chunks unwritten
+    return data
+
+
+@pytest.fixture(scope="module")
+def path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = tmp_path_factory.mktemp("boxread") / "a.zarr"
+    array = zarr.create_array(
+        store=str(where),
+        shape=SHAPE,
+        chunks=INNER,
+        shards=SHARDS,
+        dtype="int16",
+        fill_value=0,
+        compressors=[BloscCodec(cname="lz4hc", clevel=3, shuffle="shuffle"), Crc32cCodec()],
+    )
+    array[...] = _data()
+    return where
+
+
+class RangesOnly(StrictLocalStore):
+    """The local store without memory maps: every inner chunk through ``read_ranges``, as a
+    cache or a remote source hands them over."""
+
+    def mapped(self, key: str) -> memoryview | None:
+        return None
+
+
+class Calls:
+    """Counts calls into the C loop, passing them on."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.module = boxread._boxdecode
+
+    def decode_boxes(self, *args: Any) -> int:
+        self.count += 1
+        return int(self.module.decode_boxes(*args))
+
+
+def _open(path: Path, store: StrictLocalStore) -> Any:
+    return open_chunk_array(store, where=str(path), fallback=lambda: zarr.open_array(str(path)))
+
+
+def test_the_compiled_loop_is_built_and_taken_here(path: Path) -> None:
+    # The package's install compiles it wherever a C compiler is (as here and in CI).
+    assert boxread.compiled()
+    array = _open(path, StrictLocalStore(path))
+    assert isinstance(array, ChunkArray) and array._boxes is not None
+
+
+@pytest.mark.parametrize("source", [StrictLocalStore, RangesOnly])
+def test_boxes_equal_zarr_python_and_decode_in_one_call(
+    path: Path, source: type[StrictLocalStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = Calls()
+    monkeypatch.setattr(boxread, "_boxdecode", calls)
+
+    def python_decode(*args: Any) -> bool:
+        raise AssertionError("a chunk was decoded by the Python path")
+
+    monkeypatch.setattr(chunks_module, "decode_items", python_decode)
+    monkeypatch.setattr(chunks_module, "decode_all", python_decode)
+    array = _open(path, source(path))
+    reference = zarr.open_array(str(path), mode="r")
+    for box in BOXES:
+        before = calls.count
+        got = array[box]
+        assert calls.count == before + 1, box  # one call per box, not one per chunk
+        assert np.array_equal(got, reference[box]), box
+        assert np.array_equal(got, _data()[box]), box
+
+
+def test_a_large_box_is_split_over_the_decode_pool(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = Calls()
+    monkeypatch.setattr(boxread, "_boxdecode", calls)
+    monkeypatch.setattr(boxread, "_SPLIT_BYTES", 0)
+    monkeypatch.setattr(boxread, "DECODE_THREADS", 2)
+    array = _open(path, StrictLocalStore(path))
+    assert np.array_equal(array[...], _data())
+    assert calls.count == 2
+
+
+def test_the_python_path_reads_what_the_compiled_loop_refuses(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A refused job (here: every one) leaves the box to the Python path, which reads it the same.
+    monkeypatch.setattr(boxread.BoxDecoder, "_run", lambda self, rows, out: False)
+    array = _open(path, StrictLocalStore(path))
+    for box in BOXES:
+        assert np.array_equal(array[box], _data()[box]), box
+
+
+def test_a_damaged_inner_chunk_still_raises_chunk_corrupt_error(path: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "a.zarr"
+    shutil.copytree(path, copy)
+    shard = copy / "c" / "1" / "0" / "0" / "0"
+    raw = bytearray(shard.read_bytes())
+    raw[40] ^= 0xFF  # inside the first inner chunk written
+    shard.write_bytes(bytes(raw))
+    array = _open(copy, StrictLocalStore(copy))
+    with pytest.raises(ChunkCorruptError, match="crc32c"):
+        array[1, 0:16, 0:16, 0:16]
