@@ -8,8 +8,9 @@ with one thread), the baseline of every read row. Then, in interleaved rounds (e
 reads the same boxes in each round, so load on the machine hits all of them alike), it times:
 random 64^3 and 128^3 crops, an axial, a coronal and a sagittal slice, the whole phase; and it
 reports bytes and files on disk and write speed. zarr-python reading the chosen candidate is
-a context row. Our reads go through the SDK's direct reader
-(``mamamia._chunks``) on its decode pool; every read is checked against the source voxels once.
+a context row. Our reads go through the SDK's direct reader (``mamamia._chunks``, its compiled
+box read ``mamamia._boxread`` where built); every read is checked against the source voxels
+once.
 
     uv run python bench/bench_format.py [--rounds 3] [--crops 200] [--only-table]
 """
@@ -32,15 +33,18 @@ from _data import OUT, TABLE
 from _table import markdown_table
 
 BASELINE = "nnU-Net v2 blosc2 .b2nd (mmap, 1 thread)"
-# (name, inner chunk z, y, x or None for format 1, cname, clevel)
+# (name, inner chunk z, y, x, cname, clevel, sharded); every sharded candidate has format 2's
+# 8 KiB unsplit blosc blocks; the last is the choice (FORMAT2_INNER_ZYX, FORMAT2_CNAME).
 CANDIDATES: list[tuple[str, tuple[int, int, int], str, int, bool]] = [
     ("format 1: chunks 32x128x128 zstd3", (32, 128, 128), "zstd", 3, False),
     ("shard, inner 32x32x32 zstd3", (32, 32, 32), "zstd", 3, True),
-    ("shard, inner 32x32x32 lz4-5", (32, 32, 32), "lz4", 5, True),
-    ("shard, inner 16x32x32 lz4-5", (16, 32, 32), "lz4", 5, True),
     ("shard, inner 32x64x64 zstd1", (32, 64, 64), "zstd", 1, True),
-    ("shard, inner 32x64x64 lz4-5", (32, 64, 64), "lz4", 5, True),
     ("shard, inner 64x64x64 lz4-5", (64, 64, 64), "lz4", 5, True),
+    ("shard, inner 64x64x64 lz4hc-3", (64, 64, 64), "lz4hc", 3, True),
+    ("shard, inner 64x32x32 lz4-5", (64, 32, 32), "lz4", 5, True),
+    ("shard, inner 32x32x32 lz4hc-3", (32, 32, 32), "lz4hc", 3, True),
+    ("shard, inner 64x16x16 lz4hc-3", (64, 16, 16), "lz4hc", 3, True),
+    ("shard, inner 64x32x32 lz4hc-3", (64, 32, 32), "lz4hc", 3, True),
 ]
 
 

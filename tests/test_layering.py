@@ -93,7 +93,9 @@ class Module:
 def package_modules(package: str) -> dict[str, Module]:
     root = SOURCES[package]
     modules: dict[str, Module] = {}
-    for path in sorted(root.rglob("*.py")):
+    # A compiled module is known by its stub (``_boxdecode.pyi`` beside ``_boxdecode.c``).
+    stubs = [p for p in root.rglob("*.pyi") if not p.with_suffix(".py").exists()]
+    for path in sorted([*root.rglob("*.py"), *stubs]):
         name = module_name(path, root)
         found = imports_of(
             path.read_text(encoding="utf-8"), name, is_package=path.name == "__init__.py"
