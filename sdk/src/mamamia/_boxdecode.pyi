@@ -12,3 +12,21 @@ def decode_boxes(
     ystride: int,
     /,
 ) -> int: ...
+def read_shard(
+    getitem: int,
+    decompress: int,
+    index: object,
+    shard: object,
+    checked: bytearray | None,
+    axes: object,
+    cz: int,
+    cy: int,
+    cx: int,
+    itemsize: int,
+    trailer: int,
+    fill: bytes,
+    out: int,
+    zstride: int,
+    ystride: int,
+    /,
+) -> int: ...

@@ -1,10 +1,13 @@
 """The compiled read of a box: every inner chunk it touches decoded and copied in one C call.
 
 ``mamamia._chunks`` reads a box chunk by chunk in Python: a few microseconds of bookkeeping per
-chunk, as much as a small chunk's decode. Here the chunks a box touches become one int64 table
-of jobs (where the compressed bytes lie, which planes, rows and columns of the chunk, where
-they go in the output), built with a few numpy operations, and ``mamamia._boxdecode`` (C)
-runs it without the GIL: the header checks, the partial or whole blosc decode, the copy.
+chunk, as much as a small chunk's decode. Here ``mamamia._boxdecode`` (C) does that work for a
+whole box without the GIL. From a memory-mapped shard (a local catalog) it gets where the box
+meets the chunks along each axis and walks the grid itself: each chunk looked up in the shard's
+index, its crc32c checked the first time in this map, its header checked, the planes the box
+needs decoded, the overlap copied, a chunk never written filled. From bytes already fetched (a
+cache's pieces, a remote source) it gets one int64 row per chunk instead (where the compressed
+bytes lie, which planes, rows and columns, where they go), the crc32c checked here.
 
 Only what the Python path would read the same way comes here: arrays whose chunks are one
 index deep on every axis but the last three (``(1, z, y, x)`` chunks of ``(t, z, y, x)``
@@ -17,6 +20,7 @@ cache, refetches. Without a C compiler at install time the package works the sam
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,9 +45,9 @@ __all__ = ["JOB_FIELDS", "BoxDecoder", "compiled"]
 JOB_FIELDS = ("src", "size", "z0", "z1", "y0", "y1", "x0", "x1", "out")
 _SRC, _SIZE, _Z0, _Z1, _Y0, _Y1, _X0, _X1, _OUT = range(len(JOB_FIELDS))
 
-#: A box whose chunks decode to more than this is split over the decode pool; below it the
-#: hand-off costs more than the second thread saves (a random 64^3 crop decodes about 1 MiB).
-_SPLIT_BYTES = 3 << 20
+#: A box of more bytes than this is split over the decode pool; below it the hand-off costs more
+#: than the second thread saves (a random 64^3 int16 crop holds 0.5 MiB and decodes about 1).
+_SPLIT_BYTES = 1 << 20
 
 
 def compiled() -> bool:
@@ -52,9 +56,9 @@ def compiled() -> bool:
 
 
 #: Where a box meets the chunks along one axis, one list entry per chunk: its shard's index,
-#: its slot along the axis in that shard, the first and end index inside the chunk, and its
-#: offset in the box. (Plain lists: a box touches a handful of chunks per axis, too few for
-#: numpy to pay.)
+#: its slot along the axis in that shard times the axis' stride in the shard's index, the first
+#: and end index inside the chunk, and its byte offset in the output. (Plain lists: a box
+#: touches a handful of chunks per axis, and the C module reads lists directly.)
 _Axis = tuple[list[int], list[int], list[int], list[int], list[int]]
 
 
@@ -74,18 +78,20 @@ class BoxDecoder:
         self._itemsize = stored.itemsize
         self._trailer = 4 if checksummed else 0
         self._fill = fill_value
+        # The fill value as stored, for the chunks a shard's index marks as never written.
+        self._fill_bytes = np.array(fill_value, dtype=stored).tobytes()
         chunk_bytes = int(np.prod(chunks)) * stored.itemsize
         found = entry_points() if compiled() else None
         self.usable = (
             found is not None
-            and len(chunks) >= 3
+            and 3 <= len(chunks) <= 8
             and all(n == 1 for n in chunks[:-3])
             and stored.byteorder in ("<", "=", "|")
             and chunk_bytes < 2**31
         )
         self._entry = found or (0, 0)
 
-    # -- a memory-mapped shard: the table from the shard's index -----------------------------
+    # -- memory-mapped shards: the C module reads their indexes itself ----------------------
 
     def read_mapped(
         self,
@@ -98,70 +104,47 @@ class BoxDecoder:
         """Fill ``out`` with ``box`` from shards the source keeps memory-mapped; False when a
         shard is not mapped or anything needs the Python path."""
         axes = [
-            _axis(lo, hi, size, count)
-            for (lo, hi), size, count in zip(box, self.chunks, shards.per_shard, strict=True)
+            _axis(lo, hi, size, count, stride, out_stride)
+            for (lo, hi), size, count, stride, out_stride in zip(
+                box, self.chunks, shards.per_shard, shards.strides, out.strides, strict=True
+            )
         ]
-        tables: list[npt.NDArray[np.int64]] = []
-        keep: list[memoryview] = []
+        reads: list[tuple[Any, ...]] = []
+        absent = False
         for combo in itertools.product(*(_by_shard(axis) for axis in axes)):
             key = "c/" + "/".join(str(axis[0][0]) for axis in combo)
-            rows, slots = self._grid(combo, shards.strides, out.strides)
             index = shards.index_array(read_range, key)
             if index is None:  # no shard: its chunks read as the fill value
-                out.fill(self._fill)
-                rows[:, _SRC] = 0
-                tables.append(rows)
+                absent = True
                 continue
             whole = mapped(key)
             if whole is None:
                 return False
-            entries = index[slots].view(np.int64)  # the sentinel 2**64 - 1 reads as -1
-            offsets, sizes = entries[:, 0], entries[:, 1]
-            missing = (offsets == -1) & (sizes == -1)
-            valid = (offsets >= 0) & (sizes > 0) & (offsets <= len(whole) - sizes)
-            if not (missing | valid).all():
-                return False  # the Python path names the bad index entry
-            if self._trailer and not _checked(shards, key, whole, slots, entries, valid):
-                return False
-            if missing.any():
-                out.fill(self._fill)
-            base = address_of(whole) if len(whole) else 0
-            keep.append(whole)
-            rows[:, _SRC] = np.where(missing, 0, offsets + base)
-            rows[:, _SIZE] = np.where(missing, 0, sizes)
-            tables.append(rows)
-        return self._run(tables[0] if len(tables) == 1 else np.concatenate(tables), out)
+            checked = shards.checked_in(whole, key) if self._trailer else None
+            reads.append((index, whole, checked, [axis[1:] for axis in combo]))
+        if absent:
+            out.fill(self._fill)
+        getitem, decompress = self._entry
+        cz, cy, cx = self.chunks[-3:]
+        tail = (
+            cz, cy, cx, self._itemsize, self._trailer, self._fill_bytes, out.ctypes.data,
+            out.strides[-3], out.strides[-2],
+        )  # fmt: skip
+        refused: list[bool] = []
 
-    @staticmethod
-    def _grid(
-        combo: tuple[_Axis, ...], strides: tuple[int, ...], out_strides: tuple[int, ...]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """The job rows of one shard's chunks in C order of the box's chunk grid (all but
-        their source filled in) and each chunk's slot in the shard's index."""
-        lead = len(combo) - 3
-        # Per axis and chunk: (slot in the index, offset in the output) summed over the axes,
-        # and for the last three axes the chunk's first and end index.
-        steps = [
-            [
-                (slot * stride, offset * out_stride)
-                for slot, offset in zip(axis[1], axis[4], strict=True)
-            ]
-            for axis, stride, out_stride in zip(combo, strides, out_strides, strict=True)
-        ]
-        cuts = [list(zip(axis[2], axis[3], strict=True)) for axis in combo[lead:]]
-        rows: list[tuple[int, ...]] = []
-        for head in itertools.product(*steps[:lead]):
-            slot0 = sum(step[0] for step in head)
-            out0 = sum(step[1] for step in head)
-            for (zs, zo), (z0, z1) in zip(steps[lead], cuts[0], strict=True):
-                for (ys, yo), (y0, y1) in zip(steps[lead + 1], cuts[1], strict=True):
-                    for (xs, xo), (x0, x1) in zip(steps[lead + 2], cuts[2], strict=True):
-                        rows.append(
-                            (slot0 + zs + ys + xs, 0, z0, z1, y0, y1, x0, x1, out0 + zo + yo + xo)
-                        )
-        table = np.array(rows, dtype=np.int64)
-        slots = table[:, _SRC].copy()
-        return table, slots
+        def run(read: tuple[Any, ...]) -> None:
+            index, whole, checked, parts = read
+            done = _boxdecode.read_shard(getitem, decompress, index, whole, checked, parts, *tail)
+            if done != math.prod(len(part[0]) for part in parts):
+                refused.append(True)
+
+        if out.nbytes > _SPLIT_BYTES and DECODE_THREADS > 1:
+            reads = [half for read in reads for half in _halves(read)]
+            run_split(run, reads, inline=0)
+        else:
+            for read in reads:
+                run(read)
+        return not refused
 
     # -- chunks already fetched (a cache's or a remote source's bytes) ---------------------
 
@@ -176,7 +159,7 @@ class BoxDecoder:
         strides = out.strides
         filled = False
         keep: list[Any] = []
-        for row, (key, slot, parts, span, data, address, memo) in zip(rows, jobs, strict=True):
+        for row, (_key, slot, parts, span, data, address, memo) in zip(rows, jobs, strict=True):
             inner, placed = parts[3], parts[4]
             row[_OUT] = sum(s.start * stride for s, stride in zip(placed, strides, strict=True))
             row[_Z0], row[_Z1] = inner[-3].start, inner[-3].stop
@@ -190,12 +173,11 @@ class BoxDecoder:
                 continue
             if len(data) != span[1]:
                 return False
-            seen = (key, slot)
-            if self._trailer and (memo is None or seen not in memo):
+            if self._trailer and (memo is None or not memo[slot]):
                 if crc32c.crc32c(data) != CRC32C_RESIDUE:
                     return False
                 if memo is not None:
-                    memo.add(seen)
+                    memo[slot] = 1
             if address is None:
                 view = data if isinstance(data, memoryview) else memoryview(data)
                 address = address_of(view) if len(view) else 0
@@ -221,38 +203,14 @@ class BoxDecoder:
             if done != len(part):
                 refused.append(True)
 
-        decoded = int((rows[:, _Z1] - rows[:, _Z0]).sum()) * cy * cx * self._itemsize
-        if decoded <= _SPLIT_BYTES or DECODE_THREADS < 2:
+        if out.nbytes <= _SPLIT_BYTES or DECODE_THREADS < 2:
             run(rows)
         else:
             run_split(run, list(np.array_split(rows, DECODE_THREADS)), inline=0)
         return not refused
 
 
-def _checked(
-    shards: ShardLayout,
-    key: str,
-    whole: memoryview,
-    slots: npt.NDArray[np.int64],
-    entries: npt.NDArray[np.int64],
-    present: npt.NDArray[np.bool_],
-) -> bool:
-    """The crc32c of each present chunk not yet checked in this map (then remembered)."""
-    memo = shards.checked_in(whole)
-    for slot, (offset, nbytes) in zip(
-        slots[present].tolist(), entries[present].tolist(), strict=True
-    ):
-        seen = (key, slot)
-        if memo is not None and seen in memo:
-            continue
-        if crc32c.crc32c(whole[offset : offset + nbytes]) != CRC32C_RESIDUE:
-            return False
-        if memo is not None:
-            memo.add(seen)
-    return True
-
-
-def _axis(lo: int, hi: int, size: int, count: int) -> _Axis:
+def _axis(lo: int, hi: int, size: int, count: int, stride: int, out_stride: int) -> _Axis:
     """Where ``[lo, hi)`` meets the chunks of ``size`` along one axis (see ``_Axis``)."""
     shards, slots, firsts, ends, offsets = [], [], [], [], []
     for index in range(lo // size, (hi - 1) // size + 1):
@@ -260,10 +218,10 @@ def _axis(lo: int, hi: int, size: int, count: int) -> _Axis:
         first = max(start, lo)
         shard, slot = divmod(index, count)
         shards.append(shard)
-        slots.append(slot)
+        slots.append(slot * stride)
         firsts.append(first - start)
         ends.append(min(start + size, hi) - start)
-        offsets.append(first - lo)
+        offsets.append((first - lo) * out_stride)
     return shards, slots, firsts, ends, offsets
 
 
@@ -281,3 +239,19 @@ def _by_shard(axis: _Axis) -> list[_Axis]:
             runs.append(parts)  # type: ignore[arg-type]
             begin = end
     return runs
+
+
+def _halves(read: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """One shard's read split in two along its axis of most chunks (one part if it has one)."""
+    index, whole, checked, parts = read
+    axis = max(range(len(parts)), key=lambda a: len(parts[a][0]))
+    n = len(parts[axis][0])
+    if n < 2:
+        return [read]
+    cut = n // 2
+    out = []
+    for piece in (slice(0, cut), slice(cut, n)):
+        split = list(parts)
+        split[axis] = tuple(values[piece] for values in parts[axis])
+        out.append((index, whole, checked, split))
+    return out

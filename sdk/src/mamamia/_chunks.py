@@ -62,8 +62,9 @@ _AxisPart = tuple[int, int, int, slice, slice]
 #: One inner chunk's part of a read: its shard's key, its slot in the shard's index, its
 #: ``_AxisPart`` fields gathered per field (``zip(*parts)``), its (offset, size) in the shard,
 #: its bytes and their address (None where never written; the address also where the bytes
-#: are not a memory-mapped slice), and the inner chunks already checked in the memory map the
-#: bytes are a slice of (None: not such a slice, check them).
+#: are not a memory-mapped slice), and which of the shard's inner chunks were already checked
+#: in the memory map the bytes are a slice of (``ShardLayout.checked_in``; None: not such a
+#: slice, check them).
 _Inner = tuple[
     str,
     int,
@@ -71,7 +72,7 @@ _Inner = tuple[
     tuple[int, int] | None,
     bytes | memoryview | None,
     int | None,
-    set[tuple[str, int]] | None,
+    bytearray | None,
 ]
 
 
@@ -466,7 +467,7 @@ class ChunkArray:
             if whole is not None:
                 # One address and one checked-set per shard, not per inner chunk.
                 base = address_of(whole) if len(whole) else 0
-                memo = shards.checked_in(whole)
+                memo = shards.checked_in(whole, key)
                 for parts, slot, span in zip(chunks, slots, spans, strict=True):
                     if span is None:
                         jobs.append((key, slot, parts, None, None, None, None))
@@ -491,7 +492,7 @@ class ChunkArray:
                     jobs.append((key, slot, parts, None, None, None, None))
                     continue
                 data = next(fetched)
-                jobs.append((key, slot, parts, span, data, None, shards.checked_in(data)))
+                jobs.append((key, slot, parts, span, data, None, shards.checked_in(data, key)))
         return jobs
 
     def _fill_inner(self, shards: ShardLayout, out: npt.NDArray[Any], job: _Inner) -> None:
@@ -512,17 +513,16 @@ class ChunkArray:
                 # An inner chunk read from a memory map is checked the first time, not again
                 # from the same map (the same bytes): a slice reads dozens of chunks for one
                 # plane each, and checking whole chunks cost more than decoding that plane.
-                seen = (key, slot)
                 chunk, local = self._decode(
                     data,
                     key,
                     inner,
-                    checked=memo is not None and seen in memo,
+                    checked=memo is not None and bool(memo[slot]),
                     address=address,
                     index=index,
                 )
                 if memo is not None:
-                    memo.add(seen)
+                    memo[slot] = 1
                 out[placed] = chunk[local]
                 return
             except ChunkCorruptError:

@@ -163,10 +163,11 @@ class ShardLayout:
         self._indexes: dict[str, list[int] | None] = {}
         # The same indexes as (count, 2) uint64 arrays, for the compiled reader's gathers.
         self._arrays: dict[str, npt.NDArray[np.uint64] | None] = {}
-        # (shard key, slot) of the inner chunks whose crc32c passed, per memory map they were
-        # read from: the same map holds the same bytes, a new one (a file replaced or changed
-        # since) starts unchecked, and a map's entries go when it does.
-        self._checked: weakref.WeakKeyDictionary[Any, set[tuple[str, int]]] = (
+        # Per memory map the inner chunks were read from, per shard key, one byte per slot of
+        # the shard's index: 1 once that chunk's crc32c passed. The same map holds the same
+        # bytes, a new one (a file replaced or changed since) starts unchecked, and a map's
+        # flags go when it does. (The compiled read sets them too.)
+        self._checked: weakref.WeakKeyDictionary[Any, dict[str, bytearray]] = (
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
@@ -242,14 +243,15 @@ class ShardLayout:
                 spans.append((offset, nbytes))
         return spans
 
-    def checked_in(self, data: bytes | memoryview) -> set[tuple[str, int]] | None:
-        """The inner chunks already checked in the memory map ``data`` is a view of; None when
-        ``data`` is not such a view (bytes read afresh are always checked)."""
+    def checked_in(self, data: bytes | memoryview, key: str) -> bytearray | None:
+        """Which inner chunks of shard ``key`` were already checked in the memory map ``data``
+        is a view of (a byte per index slot, 1 once checked); None when ``data`` is not such a
+        view (bytes read afresh are always checked)."""
         owner = data.obj if isinstance(data, memoryview) else None
         if not isinstance(owner, mmap.mmap):
             return None
         with self._lock:
-            return self._checked.setdefault(owner, set())
+            return self._checked.setdefault(owner, {}).setdefault(key, bytearray(self._count))
 
     def forget(self, key: str) -> None:
         """Drop a shard's cached index (its bytes are being fetched again)."""
@@ -257,7 +259,7 @@ class ShardLayout:
             self._indexes.pop(key, None)
             self._arrays.pop(key, None)
             for checked in self._checked.values():
-                checked.difference_update([seen for seen in checked if seen[0] == key])
+                checked.pop(key, None)
 
     def _read_index(self, read: RangeReader, key: str) -> list[int] | None:
         start = -self.index_bytes if self._at_end else 0
