@@ -6,6 +6,12 @@ COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
 # the system trust store, so a build behind a TLS-inspecting proxy works once the base trusts it.
 ENV UV_CACHE_DIR=/var/cache/uv UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PROJECT_ENVIRONMENT=/opt/venv \
     UV_PYTHON=/usr/local/bin/python3.11 UV_PYTHON_DOWNLOADS=never UV_SYSTEM_CERTS=1
+# gcc builds the SDK's one C module (mamamia._boxdecode, the loop that decodes a crop's chunks);
+# only the built module reaches the runtime stage. Debian's packages follow the base image.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml uv.lock ./
 COPY schema/ schema/

@@ -42,9 +42,9 @@ CANDIDATES: list[tuple[str, tuple[int, int, int], str, int, bool]] = [
     ("shard, inner 64x64x64 lz4-5", (64, 64, 64), "lz4", 5, True),
     ("shard, inner 64x64x64 lz4hc-3", (64, 64, 64), "lz4hc", 3, True),
     ("shard, inner 64x32x32 lz4-5", (64, 32, 32), "lz4", 5, True),
-    ("shard, inner 32x32x32 lz4hc-3", (32, 32, 32), "lz4hc", 3, True),
     ("shard, inner 64x16x16 lz4hc-3", (64, 16, 16), "lz4hc", 3, True),
     ("shard, inner 64x32x32 lz4hc-3", (64, 32, 32), "lz4hc", 3, True),
+    ("shard, inner 32x32x32 lz4hc-3", (32, 32, 32), "lz4hc", 3, True),
 ]
 
 

@@ -26,7 +26,7 @@ volumes already read: their CPU over the rest of the ingest's may be at most 0.1
 its ratio to floor 2 by 10 % at most). On a shared machine (other processes busy) the parallel
 figure is noisy. Every catalog is written with an explicit ``format_version`` (1 above). Format 2
 (docs/format.md) has its own floor 2, the same read plus format 2's blosc (LZ4HC clevel 3, byte
-shuffle, 8 KiB blocks) and crc32c in its ``(1, 64, 32, 32)`` inner chunks, and its own row: ``ingest --format 2 --jobs 1``
+shuffle, 8 KiB blocks) and crc32c in its ``(1, 32, 32, 32)`` inner chunks, and its own row: ``ingest --format 2 --jobs 1``
 within 1.3x of that floor per core, measured in the same rounds. For context (no target), in
 the same rounds: format 2's floor 2 with edge inner chunks padded (those that stick out of the
 volume compressed padded with zeros to whole inner chunks, as the shard writer must for Zarr: more

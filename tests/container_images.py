@@ -6,7 +6,7 @@ uses (``docker.io/library/python:3.11-slim``, ``ghcr.io/astral-sh/uv:<tag>``); t
 itself is built unchanged, as it is against the official images.
 
 - python: a Debian bookworm ``minbase`` root filesystem (debootstrap) with Debian's python3.11
-  (3.11.2) and ca-certificates, laid out like the official image: ``python``, ``python3`` and
+  (3.11.2), its headers and ca-certificates, laid out like the official image: ``python``, ``python3`` and
   ``python3.11`` in /usr/local/bin, pip installed beside them, the same PATH, LANG and CMD, no
   "externally managed" marker. Certificate authorities the host trusts locally
   (/usr/local/share/ca-certificates) are added, as a site behind a TLS-inspecting proxy does
@@ -35,7 +35,9 @@ INSTALL = "apt-get install -y podman runc debootstrap"
 LABEL = "org.mamamia.stand-in"
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
-DEBIAN_PACKAGES = ("python3.11", "ca-certificates")
+#: Python's headers too, as the official image has them (the build stage compiles the SDK's C
+#: module against them).
+DEBIAN_PACKAGES = ("python3.11", "libpython3.11-dev", "ca-certificates")
 #: The pip that the official python:3.11 images carry (what its ensurepip bundles).
 PIP_VERSION = "24.0"
 LOCAL_CAS = Path("/usr/local/share/ca-certificates")

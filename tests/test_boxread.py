@@ -64,19 +64,20 @@ class RangesOnly(StrictLocalStore):
 
 
 class Calls:
-    """Counts calls into the C module, passing them on."""
+    """Counts calls into the C module, passing them on (or, ``refuse``, refusing them all)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, refuse: bool = False) -> None:
         self.count = 0
+        self.refuse = refuse
         self.module = boxread._boxdecode
-
-    def decode_boxes(self, *args: Any) -> int:
-        self.count += 1
-        return int(self.module.decode_boxes(*args))
 
     def read_shard(self, *args: Any) -> int:
         self.count += 1
-        return int(self.module.read_shard(*args))
+        return -1 if self.refuse else int(self.module.read_shard(*args))
+
+    def read_chunks(self, *args: Any) -> int:
+        self.count += 1
+        return -1 if self.refuse else int(self.module.read_chunks(*args))
 
 
 def _span(key: Any, size: int, shard: int) -> tuple[int, int]:
@@ -114,37 +115,41 @@ def test_boxes_equal_zarr_python_and_decode_in_one_call(
         before = calls.count
         got = array[box]
         # One call per shard the box meets (the box of the whole array meets 2 x 2 x 2 x 2 of
-        # them, the others fewer), not one per inner chunk: from read_ranges, one in all.
+        # them, the others fewer), not one per inner chunk.
         shards = math.prod(
             len(range(*_span(k, n, s))) for k, n, s in zip(box, SHAPE, SHARDS, strict=True)
         )
-        assert calls.count - before == (shards if source is StrictLocalStore else 1), box
+        assert calls.count - before == shards, box
         assert np.array_equal(got, reference[box]), box
         assert np.array_equal(got, _data()[box]), box
 
 
+@pytest.mark.parametrize("source", [StrictLocalStore, RangesOnly])
 def test_a_large_box_is_split_over_the_decode_pool(
-    path: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path, source: type[StrictLocalStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = Calls()
     monkeypatch.setattr(boxread, "_boxdecode", calls)
     monkeypatch.setattr(boxread, "_SPLIT_BYTES", 0)
     monkeypatch.setattr(boxread, "DECODE_THREADS", 2)
-    array = _open(path, StrictLocalStore(path))
+    array = _open(path, source(path))
     assert np.array_equal(array[...], _data())
     # Each of the 16 shards' reads in two halves, but for the two corner shards (one per
     # phase) that hold a single inner chunk.
     assert calls.count == 2 * 16 - 2
 
 
+@pytest.mark.parametrize("source", [StrictLocalStore, RangesOnly])
 def test_the_python_path_reads_what_the_compiled_loop_refuses(
-    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path, source: type[StrictLocalStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A refused job (here: every one) leaves the box to the Python path, which reads it the same.
-    monkeypatch.setattr(boxread.BoxDecoder, "_run", lambda self, rows, out: False)
-    array = _open(path, StrictLocalStore(path))
+    calls = Calls(refuse=True)
+    monkeypatch.setattr(boxread, "_boxdecode", calls)
+    array = _open(path, source(path))
     for box in BOXES:
+        before = calls.count
         assert np.array_equal(array[box], _data()[box]), box
+        assert calls.count > before  # refused, then read the Python way
 
 
 def test_a_damaged_inner_chunk_still_raises_chunk_corrupt_error(path: Path, tmp_path: Path) -> None:
@@ -159,3 +164,26 @@ def test_a_damaged_inner_chunk_still_raises_chunk_corrupt_error(path: Path, tmp_
     array = _open(copy, StrictLocalStore(copy))
     with pytest.raises(ChunkCorruptError, match="crc32c"):
         array[1, 0:16, 0:16, 0:16]
+
+
+def test_both_paths_share_one_memo_of_checked_chunks(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    copy = tmp_path / "a.zarr"  # a fresh memory map: nothing checked yet
+    shutil.copytree(path, copy)
+    store = StrictLocalStore(copy)
+    array = _open(copy, store)
+    box = (1, slice(0, 32), slice(0, 64), slice(0, 64))  # shard c/1/0/0/0, all 2 x 4 x 4 chunks
+    assert np.array_equal(array[box], _data()[box])  # the compiled loop checks each once
+    whole = store.mapped("c/1/0/0/0")
+    assert whole is not None
+    flags = array._shards.checked_in(whole, "c/1/0/0/0")
+    assert sum(flags) == 2 * 4 * 4
+    checks: list[int] = []
+    real = chunks_module.crc32c.crc32c
+    monkeypatch.setattr(chunks_module.crc32c, "crc32c", lambda data: checks.append(1) or real(data))
+    array._boxes = None  # the Python path now: the same flags, so nothing is checked again
+    assert np.array_equal(array[box], _data()[box])
+    assert checks == []

@@ -334,6 +334,17 @@ def test_python_base_is_laid_out_as_the_official_image(podman: Podman, image: st
     assert (lang, first) == ("C.UTF-8", "/usr/local/bin")
 
 
+def test_image_reads_through_the_compiled_loop_without_a_compiler(
+    podman: Podman, image: str
+) -> None:
+    # The build stage compiled mamamia._boxdecode; the runtime stage has the module, no gcc.
+    probe = (
+        "import json, shutil, mamamia._boxread as b;"
+        " print(json.dumps([b.compiled(), shutil.which('gcc'), shutil.which('cc')]))"
+    )
+    assert json.loads(run_python(podman, image, probe)) == [True, None, None]
+
+
 def test_image_holds_no_dev_dependencies(podman: Podman, image: str) -> None:
     probe = (
         "import importlib.util, json; print(json.dumps({m: importlib.util.find_spec(m) is not None"

@@ -165,7 +165,7 @@ def test_generation_attributes(built: tuple[Path, Any]) -> None:
     assert [t["type"] for t in transforms] == ["scale"]  # no translation for a flipped volume
     assert ras_attrs["mamamia"]["direction"] == list(RAS)
     # Format 2 (the default), as docs/format.md pins it: one shard spanning the array, inner
-    # chunks of at most 64 x 32 x 32 under bytes -> blosc lz4hc 3 (8 KiB blocks) -> crc32c, the
+    # chunks of at most 32^3 under bytes -> blosc lz4hc 3 (8 KiB blocks) -> crc32c, the
     # index checked by crc32c.
     meta = json.loads((gen_dir / "0" / "zarr.json").read_text())
     assert [c["name"] for c in meta["codecs"]] == ["sharding_indexed"]

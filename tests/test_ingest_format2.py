@@ -145,7 +145,7 @@ def test_a_bad_format_is_refused() -> None:
     with pytest.raises(IngestError, match="--format must be 1 or 2"):
         IngestOptions(format_version=3)
     assert IngestOptions().format_version == 2
-    assert IngestOptions().chunks == IngestOptions(format_version=2).chunks == (64, 32, 32)
+    assert IngestOptions().chunks == IngestOptions(format_version=2).chunks == (32, 32, 32)
     assert IngestOptions(format_version=1).chunks == (32, 128, 128)
     from mamamia_ingest._cli_ingest import ingest_command
 

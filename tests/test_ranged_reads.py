@@ -116,9 +116,13 @@ def test_warm_pieces_are_read_in_place_and_checked_once(
 ) -> None:
     import os
 
+    import mamamia._boxread as boxread
     import mamamia._chunks as chunks
     from mamamia._mapped import mapped_files
 
+    # The Python path, whose checks are counted here (the compiled loop keeps the same flags:
+    # tests/test_boxread.py).
+    monkeypatch.setattr(boxread, "_boxdecode", None)
     _backend, image = _connect(server, tmp_path / "cache")
     expected = local.case(CASE).image[BOX]
     assert np.array_equal(image[BOX], expected)  # fetched and checked

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: Format 2's inner chunk shape and codec, chosen by bench/bench_format.py (docs/format.md).
-FORMAT2_INNER_ZYX: tuple[int, int, int] = (64, 32, 32)
+FORMAT2_INNER_ZYX: tuple[int, int, int] = (32, 32, 32)
 #: LZ4HC, as nnU-Net's own preprocessed arrays: slower to write than LZ4, but its output
 #: decodes about twice as fast, and a crop pays the decode every time it is read.
 FORMAT2_CNAME, FORMAT2_CLEVEL = "lz4hc", 3
@@ -54,7 +54,7 @@ FORMAT2_CODEC = (
 #: blosc's block size inside an inner chunk: 8 KiB, four z-planes of a 32 x 32 int16 tile
 #: (eight of a uint8 mask's). A box that needs a few planes of an inner chunk decodes only
 #: their blocks. blosc's default would split an LZ4 block into per-byte streams and then
-#: scale it to at least 64 KiB (a whole 64 x 32 x 32 int16 chunk in two blocks); the writer
+#: scale it to at least 64 KiB (a whole 32^3 int16 chunk in one block); the writer
 #: turns that split off (``unsplit_blocks``), which is recorded per chunk in its header, so
 #: every blosc reader decodes it.
 FORMAT2_BLOCK_BYTES = 8192

@@ -1,14 +1,15 @@
 /* mamamia._boxdecode: decode the blosc chunks a box touches and copy their parts into the
- * output, in one call without the GIL (see mamamia/_boxread.py, which builds the jobs).
+ * output, in one call without the GIL (see mamamia/_boxread.py, its caller).
  *
- * A random 64^3 crop of a format-2 phase touches some twenty inner chunks; in Python each one
+ * A random 64^3 crop of a format-2 phase touches about 27 inner chunks; in Python each one
  * costs a few microseconds of bookkeeping on top of its decode, as much as the decode itself.
- * This loop does the same work per chunk as mamamia._chunks does: check the blosc header
- * against the chunk's size and shape, decode only the planes the box needs (blosc_getitem) or
- * the whole chunk (blosc_decompress_ctx), copy the overlap. The blosc entry points are the
- * ones numcodecs' extension exports, passed in as addresses (bound and probe-checked by
- * mamamia._blosc_items), so this module links nothing. Any refusal returns the failing job's
- * number; the caller then reads the box the Python way, which raises the precise error.
+ * This loop does the same work per chunk as mamamia._chunks does: check the chunk's crc32c and
+ * its blosc header against its size and shape, decode only the planes the box needs
+ * (blosc_getitem) or the whole chunk (blosc_decompress_ctx), copy the overlap, fill a chunk
+ * never written. The blosc entry points are the ones numcodecs' extension exports, passed in
+ * as addresses (bound and probe-checked by mamamia._blosc_items), so this module links
+ * nothing. Any refusal returns the failing chunk's number; the caller then reads the box the
+ * Python way, which raises the precise error.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -19,9 +20,6 @@
 
 typedef int (*getitem_fn)(const void *src, int start, int nitems, void *dest);
 typedef int (*decompress_fn)(const void *src, void *dest, size_t destsize, int nthreads);
-
-/* One job: a row of int64 in this order (mamamia/_boxread.py's JOB_FIELDS). */
-enum { SRC, SIZE, Z0, Z1, Y0, Y1, X0, X1, OUT, FIELDS };
 
 static uint32_t le32(const unsigned char *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
@@ -141,19 +139,6 @@ static void fill_one(const Reader *r, const char *fill, int64_t planes, int64_t 
         }
 }
 
-/* Returns the number of jobs done, or -(i + 1) when job i is refused. */
-static int64_t run_jobs(const Reader *r, const int64_t *jobs, int64_t count) {
-    for (int64_t i = 0; i < count; i++) {
-        const int64_t *job = jobs + FIELDS * i;
-        if (job[SRC] == 0)
-            continue; /* never written: the caller filled the output with the fill value */
-        if (decode_one(r, (const unsigned char *)(intptr_t)job[SRC], job[SIZE], job[Z0], job[Z1],
-                       job[Y0], job[Y1], job[X0], job[X1], r->out + job[OUT]) != 0)
-            return -(i + 1);
-    }
-    return count;
-}
-
 /* One axis of a box within one shard: per chunk touched, its slot in the shard's index (times
  * the axis' stride), its first and end index inside the chunk, its byte offset in the output. */
 typedef struct {
@@ -162,41 +147,69 @@ typedef struct {
 } Axis;
 
 #define MAX_AXES 8
+#define MAX_PER_AXIS 4096
 
-/* Every chunk of the box's grid in C order: looked up in the shard's index, checked (its
- * crc32c, the first time in this map), decoded or filled. The number done, or -(i + 1). */
-static int64_t run_shard(const Reader *r, const Axis *axes, int ndim, const uint64_t *index,
-                         int64_t entries, const unsigned char *shard, int64_t shard_len,
-                         unsigned char *checked, const char *fill) {
+/* Where the chunks' compressed bytes are: a memory-mapped shard and its index (``chunks`` NULL),
+ * or one buffer per chunk of the grid in C order (NULL: never written). */
+typedef struct {
+    const uint64_t *index;
+    int64_t entries;
+    const unsigned char *shard;
+    int64_t shard_len;
+    unsigned char *checked; /* per index slot, 1 once its crc32c passed in this map; or NULL */
+    const unsigned char **chunks;
+    const int64_t *sizes;
+    unsigned char **flags; /* per chunk, its map's checked bytes (indexed by slot), or NULL */
+} Source;
+
+/* Every chunk of the box's grid in C order: found, checked, decoded or filled. The number
+ * done, or -(i + 1) when chunk i is refused. */
+static int64_t run_grid(const Reader *r, const Axis *axes, int ndim, const Source *src,
+                        const char *fill) {
     int64_t at[MAX_AXES] = {0};
     int64_t done = 0;
+    const Axis *z = &axes[ndim - 3], *y = &axes[ndim - 2], *x = &axes[ndim - 1];
     for (;;) {
         int64_t slot = 0, offset = 0;
         for (int a = 0; a < ndim; a++) {
             slot += axes[a].slot[at[a]];
             offset += axes[a].offset[at[a]];
         }
-        const Axis *z = &axes[ndim - 3], *y = &axes[ndim - 2], *x = &axes[ndim - 1];
         const int64_t z0 = z->first[at[ndim - 3]], z1 = z->end[at[ndim - 3]];
         const int64_t y0 = y->first[at[ndim - 2]], y1 = y->end[at[ndim - 2]];
         const int64_t x0 = x->first[at[ndim - 1]], x1 = x->end[at[ndim - 1]];
-        if (slot < 0 || slot >= entries)
-            return -(done + 1);
-        const uint64_t where = index[2 * slot], nbytes = index[2 * slot + 1];
-        if (where == UINT64_MAX && nbytes == UINT64_MAX) {
+        const unsigned char *bytes = NULL;
+        uint64_t nbytes = 0;
+        int check = r->trailer != 0;
+        unsigned char *flags = src->checked;
+        if (src->chunks != NULL) {
+            bytes = src->chunks[done];
+            nbytes = (uint64_t)src->sizes[done];
+            flags = src->flags[done];
+            check = check && (flags == NULL || !flags[slot]);
+        } else {
+            if (slot < 0 || slot >= src->entries)
+                return -(done + 1);
+            const uint64_t where = src->index[2 * slot];
+            nbytes = src->index[2 * slot + 1];
+            if (!(where == UINT64_MAX && nbytes == UINT64_MAX)) {
+                if (where == UINT64_MAX || nbytes == 0 || nbytes == UINT64_MAX ||
+                    where > (uint64_t)src->shard_len ||
+                    nbytes > (uint64_t)src->shard_len - where)
+                    return -(done + 1);
+                bytes = src->shard + where;
+                check = check && (flags == NULL || !flags[slot]);
+            }
+        }
+        if (bytes == NULL) {
             fill_one(r, fill, z1 - z0, y1 - y0, x1 - x0, r->out + offset);
         } else {
-            if (where == UINT64_MAX || nbytes == 0 || nbytes == UINT64_MAX ||
-                where > (uint64_t)shard_len || nbytes > (uint64_t)shard_len - where)
+            if (check && (nbytes < 4 || crc32c(bytes, (size_t)nbytes) != CRC32C_RESIDUE))
                 return -(done + 1);
-            const unsigned char *src = shard + where;
-            if (r->trailer && (checked == NULL || !checked[slot])) {
-                if (crc32c(src, (size_t)nbytes) != CRC32C_RESIDUE)
-                    return -(done + 1);
-                if (checked != NULL)
-                    checked[slot] = 1;
-            }
-            if (decode_one(r, src, (int64_t)nbytes, z0, z1, y0, y1, x0, x1, r->out + offset) != 0)
+            if (check && flags != NULL)
+                flags[slot] = 1;
+            if (decode_one(r, bytes, (int64_t)nbytes, z0, z1, y0, y1, x0, x1, r->out + offset) !=
+                0)
                 return -(done + 1);
         }
         done++;
@@ -208,63 +221,15 @@ static int64_t run_shard(const Reader *r, const Axis *axes, int ndim, const uint
     }
 }
 
-PyDoc_STRVAR(decode_boxes_doc,
-             "decode_boxes(getitem, decompress, jobs, cz, cy, cx, itemsize, trailer, out, "
-             "zstride, ystride) -> int\n\n"
-             "Run the jobs (an int64 buffer of rows SRC, SIZE, Z0, Z1, Y0, Y1, X0, X1, OUT) "
-             "without the GIL; the number done, or -(i + 1) when job i is refused.");
-
-static PyObject *decode_boxes(PyObject *self, PyObject *args) {
-    unsigned long long getitem, decompress, out;
-    Py_buffer jobs;
-    long long cz, cy, cx, itemsize, trailer, zstride, ystride;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "KKy*LLLLLKLL", &getitem, &decompress, &jobs, &cz, &cy, &cx,
-                          &itemsize, &trailer, &out, &zstride, &ystride))
-        return NULL;
-    if (jobs.len % (Py_ssize_t)(FIELDS * sizeof(int64_t)) != 0 || cz < 1 || cy < 1 || cx < 1 ||
-        itemsize < 1 || getitem == 0 || decompress == 0 || out == 0 ||
-        cz * cy * cx * itemsize > INT32_MAX) {
-        PyBuffer_Release(&jobs);
-        PyErr_SetString(PyExc_ValueError, "decode_boxes: bad arguments");
-        return NULL;
-    }
-    const int64_t count = (int64_t)(jobs.len / (Py_ssize_t)(FIELDS * sizeof(int64_t)));
-    char *scratch = malloc((size_t)(cz * cy * cx * itemsize));
-    if (scratch == NULL) {
-        PyBuffer_Release(&jobs);
-        return PyErr_NoMemory();
-    }
-    Reader r = {(getitem_fn)(uintptr_t)getitem, (decompress_fn)(uintptr_t)decompress,
-                cz, cy, cx, itemsize, trailer, zstride, ystride, (char *)(uintptr_t)out, scratch};
-    int64_t done;
-    Py_BEGIN_ALLOW_THREADS
-    done = run_jobs(&r, (const int64_t *)jobs.buf, count);
-    Py_END_ALLOW_THREADS
-    free(scratch);
-    PyBuffer_Release(&jobs);
-    return PyLong_FromLongLong(done);
-}
-
-PyDoc_STRVAR(read_shard_doc,
-             "read_shard(getitem, decompress, index, shard, checked, axes, cz, cy, cx, "
-             "itemsize, trailer, fill, out, zstride, ystride) -> int\n\n"
-             "Read a box's chunks of one memory-mapped shard: ``index`` its (offset, nbytes) "
-             "uint64 table, ``shard`` its bytes, ``checked`` a bytearray of the slots whose "
-             "crc32c passed in this map (or None), ``axes`` per axis the four int lists slot "
-             "* stride, first, end and output byte offset, ``fill`` the fill value's bytes. "
-             "Runs without the GIL; the number of chunks done, or -(i + 1) when chunk i is "
-             "refused.");
-
 /* ``values`` (a sequence of ints) into ``into``; -1 with an exception on anything else. */
 static int64_t ints_of(PyObject *values, int64_t *into, int64_t room) {
-    PyObject *fast = PySequence_Fast(values, "read_shard: an axis part must be a sequence");
+    PyObject *fast = PySequence_Fast(values, "an axis part must be a sequence");
     if (fast == NULL)
         return -1;
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
     if (n > room) {
         Py_DECREF(fast);
-        PyErr_SetString(PyExc_ValueError, "read_shard: too many chunks along an axis");
+        PyErr_SetString(PyExc_ValueError, "too many chunks along an axis");
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -278,114 +243,302 @@ static int64_t ints_of(PyObject *values, int64_t *into, int64_t room) {
     return n;
 }
 
-#define MAX_PER_AXIS 4096
-
-static PyObject *read_shard(PyObject *self, PyObject *args) {
-    unsigned long long getitem, decompress, out;
-    Py_buffer index, shard, fill, checked = {0};
-    PyObject *checked_obj, *axes_obj;
-    long long cz, cy, cx, itemsize, trailer, zstride, ystride;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "KKy*y*OOLLLLLy*KLL", &getitem, &decompress, &index, &shard,
-                          &checked_obj, &axes_obj, &cz, &cy, &cx, &itemsize, &trailer, &fill,
-                          &out, &zstride, &ystride))
-        return NULL;
-    PyObject *result = NULL, *axes_fast = NULL;
-    int64_t *values = NULL;
-    char *scratch = NULL;
-    int have_checked = 0;
-    Axis axes[MAX_AXES];
-    if (checked_obj != Py_None) {
-        if (PyObject_GetBuffer(checked_obj, &checked, PyBUF_WRITABLE) != 0)
-            goto done;
-        have_checked = 1;
-    }
-    const int64_t entries = (int64_t)(index.len / 16);
-    if (cz < 1 || cy < 1 || cx < 1 || itemsize < 1 || fill.len != itemsize || getitem == 0 ||
-        decompress == 0 || out == 0 || cz * cy * cx * itemsize > INT32_MAX ||
-        (have_checked && checked.len < entries)) {
-        PyErr_SetString(PyExc_ValueError, "read_shard: bad arguments");
-        goto done;
-    }
-    axes_fast = PySequence_Fast(axes_obj, "read_shard: axes must be a sequence");
-    if (axes_fast == NULL)
-        goto done;
-    const Py_ssize_t ndim = PySequence_Fast_GET_SIZE(axes_fast);
-    if (ndim < 3 || ndim > MAX_AXES) {
-        PyErr_SetString(PyExc_ValueError, "read_shard: 3 to 8 axes");
-        goto done;
-    }
-    /* Room for every axis' four lists, sized by each axis' first list. */
+/* The axes argument (per axis four equal int lists) into ``axes``, their values in one block
+ * the caller frees; the grid's chunk count, or -1 with an exception. */
+static int64_t axes_of(PyObject *axes_obj, Axis *axes, int *ndim, int64_t **values) {
+    PyObject *fast = PySequence_Fast(axes_obj, "axes must be a sequence");
+    if (fast == NULL)
+        return -1;
+    int64_t cells = -1;
+    const Py_ssize_t count = PySequence_Fast_GET_SIZE(fast);
     Py_ssize_t total = 0;
-    for (Py_ssize_t a = 0; a < ndim; a++) {
-        PyObject *axis = PySequence_Fast_GET_ITEM(axes_fast, a);
+    if (count < 3 || count > MAX_AXES) {
+        PyErr_SetString(PyExc_ValueError, "3 to 8 axes");
+        goto done;
+    }
+    for (Py_ssize_t a = 0; a < count; a++) { /* room for the lists, sized by the first */
+        PyObject *axis = PySequence_Fast_GET_ITEM(fast, a);
         PyObject *first = PySequence_Check(axis) ? PySequence_GetItem(axis, 0) : NULL;
         const Py_ssize_t n = first != NULL ? PySequence_Size(first) : -1;
         Py_XDECREF(first);
         if (n < 1 || n > MAX_PER_AXIS) {
             PyErr_Clear();
-            PyErr_SetString(PyExc_ValueError, "read_shard: each axis needs four equal lists");
+            PyErr_SetString(PyExc_ValueError, "each axis needs four equal lists");
             goto done;
         }
         total += n;
     }
-    values = malloc(sizeof(int64_t) * 4 * (size_t)total);
-    scratch = malloc((size_t)(cz * cy * cx * itemsize));
-    if (values == NULL || scratch == NULL) {
+    *values = malloc(sizeof(int64_t) * 4 * (size_t)total);
+    if (*values == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    int64_t *next = values;
-    for (Py_ssize_t a = 0; a < ndim; a++) {
-        PyObject *axis = PySequence_Fast(PySequence_Fast_GET_ITEM(axes_fast, a),
-                                         "read_shard: an axis must be a sequence");
-        if (axis == NULL)
+    int64_t *next = *values;
+    cells = 1;
+    for (Py_ssize_t a = 0; a < count; a++) {
+        PyObject *axis = PySequence_Fast(PySequence_Fast_GET_ITEM(fast, a),
+                                         "an axis must be a sequence");
+        if (axis == NULL) {
+            cells = -1;
             goto done;
+        }
         int64_t n[4] = {-1, -1, -1, -1};
         int64_t *base[4] = {NULL, NULL, NULL, NULL};
-        const Py_ssize_t room = values + 4 * total - next;
+        const int64_t room = *values + 4 * total - next;
         if (PySequence_Fast_GET_SIZE(axis) == 4)
             for (int k = 0; k < 4; k++) {
                 base[k] = next + (k ? n[0] * k : 0);
-                n[k] = ints_of(PySequence_Fast_GET_ITEM(axis, k), base[k],
-                               room - (base[k] - next));
+                n[k] = ints_of(PySequence_Fast_GET_ITEM(axis, k), base[k], room - (base[k] - next));
                 if (n[k] < 0 || n[k] != n[0])
                     break;
             }
         Py_DECREF(axis);
-        if (PyErr_Occurred())
+        if (PyErr_Occurred()) {
+            cells = -1;
             goto done;
+        }
         if (n[0] < 1 || n[1] != n[0] || n[2] != n[0] || n[3] != n[0]) {
-            PyErr_SetString(PyExc_ValueError, "read_shard: each axis needs four equal lists");
+            PyErr_SetString(PyExc_ValueError, "each axis needs four equal lists");
+            cells = -1;
             goto done;
         }
         axes[a] = (Axis){n[0], base[0], base[1], base[2], base[3]};
         next += 4 * n[0];
+        cells *= n[0];
     }
-    Reader r = {(getitem_fn)(uintptr_t)getitem, (decompress_fn)(uintptr_t)decompress,
-                cz, cy, cx, itemsize, trailer, zstride, ystride, (char *)(uintptr_t)out, scratch};
+    *ndim = (int)count;
+done:
+    Py_DECREF(fast);
+    return cells;
+}
+
+/* The arguments both entry points share after their source: the chunk shape, item size, crc32c
+ * trailer, fill value, output. A ready Reader (its scratch to free), or -1 with an exception. */
+static int reader_of(PyObject *const *args, Reader *r, Py_buffer *fill) {
+    long long v[9];
+    for (int i = 0; i < 5; i++) {
+        v[i] = PyLong_AsLongLong(args[2 + i]);
+        if (v[i] == -1 && PyErr_Occurred())
+            return -1;
+    }
+    for (int i = 0; i < 3; i++) {
+        v[5 + i] = PyLong_AsLongLong(args[8 + i]);
+        if (v[5 + i] == -1 && PyErr_Occurred())
+            return -1;
+    }
+    const unsigned long long getitem = PyLong_AsUnsignedLongLong(args[0]);
+    const unsigned long long decompress = PyLong_AsUnsignedLongLong(args[1]);
+    if (PyErr_Occurred())
+        return -1;
+    if (PyObject_GetBuffer(args[7], fill, PyBUF_SIMPLE) != 0)
+        return -1;
+    const long long cz = v[0], cy = v[1], cx = v[2], itemsize = v[3], trailer = v[4];
+    if (cz < 1 || cy < 1 || cx < 1 || itemsize < 1 || cz * cy * cx * itemsize > INT32_MAX ||
+        (trailer != 0 && trailer != 4) || fill->len != itemsize || getitem == 0 ||
+        decompress == 0 || v[5] == 0) {
+        PyBuffer_Release(fill);
+        PyErr_SetString(PyExc_ValueError, "bad chunk shape, item size, fill or address");
+        return -1;
+    }
+    char *scratch = malloc((size_t)(cz * cy * cx * itemsize));
+    if (scratch == NULL) {
+        PyBuffer_Release(fill);
+        PyErr_NoMemory();
+        return -1;
+    }
+    *r = (Reader){(getitem_fn)(uintptr_t)getitem, (decompress_fn)(uintptr_t)decompress,
+                  cz, cy, cx, itemsize, trailer, v[6], v[7], (char *)(uintptr_t)v[5], scratch};
+    return 0;
+}
+
+/* Shared argument order: getitem, decompress, cz, cy, cx, itemsize, trailer, fill, out,
+ * zstride, ystride, then the entry point's own. */
+#define COMMON 11
+
+PyDoc_STRVAR(read_shard_doc,
+             "read_shard(getitem, decompress, cz, cy, cx, itemsize, trailer, fill, out, "
+             "zstride, ystride, axes, index, shard, checked) -> int\n\n"
+             "Read a box's chunks of one memory-mapped shard into the output at address "
+             "``out``: ``axes`` per axis the four int lists slot * stride, first, end and "
+             "output byte offset; ``index`` the shard's (offset, nbytes) uint64 table, "
+             "``shard`` its bytes, ``checked`` a bytearray of the slots whose crc32c passed "
+             "in this map (or None), ``fill`` the fill value's bytes. Runs without the GIL; "
+             "the number of chunks done, or -(i + 1) when chunk i is refused.");
+
+static PyObject *read_shard(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != COMMON + 4) {
+        PyErr_SetString(PyExc_TypeError, "read_shard takes 15 arguments");
+        return NULL;
+    }
+    Reader r;
+    Py_buffer fill, index = {0}, shard = {0}, checked = {0};
+    if (reader_of(args, &r, &fill) != 0)
+        return NULL;
+    PyObject *result = NULL;
+    int64_t *values = NULL;
+    int have_index = 0, have_shard = 0, have_checked = 0, ndim = 0;
+    Axis axes[MAX_AXES];
+    const int64_t cells = axes_of(args[COMMON], axes, &ndim, &values);
+    if (cells < 0)
+        goto done;
+    if (PyObject_GetBuffer(args[COMMON + 1], &index, PyBUF_SIMPLE) != 0)
+        goto done;
+    have_index = 1;
+    if (PyObject_GetBuffer(args[COMMON + 2], &shard, PyBUF_SIMPLE) != 0)
+        goto done;
+    have_shard = 1;
+    if (args[COMMON + 3] != Py_None) {
+        if (PyObject_GetBuffer(args[COMMON + 3], &checked, PyBUF_WRITABLE) != 0)
+            goto done;
+        have_checked = 1;
+    }
+    Source src = {(const uint64_t *)index.buf, (int64_t)(index.len / 16),
+                  (const unsigned char *)shard.buf, (int64_t)shard.len,
+                  have_checked ? (unsigned char *)checked.buf : NULL, NULL, NULL, NULL};
+    if (have_checked && checked.len < src.entries) {
+        PyErr_SetString(PyExc_ValueError, "checked is shorter than the index");
+        goto done;
+    }
     int64_t count;
     Py_BEGIN_ALLOW_THREADS
-    count = run_shard(&r, axes, (int)ndim, (const uint64_t *)index.buf, entries,
-                      (const unsigned char *)shard.buf, (int64_t)shard.len,
-                      have_checked ? (unsigned char *)checked.buf : NULL, (const char *)fill.buf);
+    count = run_grid(&r, axes, ndim, &src, (const char *)fill.buf);
     Py_END_ALLOW_THREADS
     result = PyLong_FromLongLong(count);
 done:
     free(values);
-    free(scratch);
-    Py_XDECREF(axes_fast);
+    free(r.scratch);
     if (have_checked)
         PyBuffer_Release(&checked);
-    PyBuffer_Release(&index);
-    PyBuffer_Release(&shard);
+    if (have_shard)
+        PyBuffer_Release(&shard);
+    if (have_index)
+        PyBuffer_Release(&index);
+    PyBuffer_Release(&fill);
+    return result;
+}
+
+PyDoc_STRVAR(read_chunks_doc,
+             "read_chunks(getitem, decompress, cz, cy, cx, itemsize, trailer, fill, out, "
+             "zstride, ystride, axes, chunks, checked, entries) -> int\n\n"
+             "As read_shard, the chunks' bytes given instead: ``chunks`` one buffer per chunk "
+             "of the box's grid in C order (None: never written); ``checked`` for each, the "
+             "bytearray of its map's checked slots (or None: check it), ``entries`` the "
+             "length those bytearrays must have.");
+
+static PyObject *read_chunks(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != COMMON + 4) {
+        PyErr_SetString(PyExc_TypeError, "read_chunks takes 15 arguments");
+        return NULL;
+    }
+    Reader r;
+    Py_buffer fill;
+    if (reader_of(args, &r, &fill) != 0)
+        return NULL;
+    PyObject *result = NULL, *list = NULL, *marks = NULL;
+    int64_t *values = NULL, *sizes = NULL;
+    const unsigned char **chunks = NULL;
+    unsigned char **flags = NULL;
+    Py_buffer *views = NULL;
+    Py_ssize_t held = 0;
+    const long long entries = PyLong_AsLongLong(args[COMMON + 3]);
+    if (entries < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "entries must be >= 0");
+        PyBuffer_Release(&fill);
+        free(r.scratch);
+        return NULL;
+    }
+    int ndim = 0;
+    Axis axes[MAX_AXES];
+    const int64_t cells = axes_of(args[COMMON], axes, &ndim, &values);
+    if (cells < 0)
+        goto done;
+    list = PySequence_Fast(args[COMMON + 1], "chunks must be a sequence");
+    if (list == NULL)
+        goto done;
+    marks = PySequence_Fast(args[COMMON + 2], "checked must be a sequence");
+    if (marks == NULL)
+        goto done;
+    if (PySequence_Fast_GET_SIZE(list) != cells || PySequence_Fast_GET_SIZE(marks) != cells) {
+        PyErr_SetString(PyExc_ValueError, "one chunk (or None) per cell of the grid");
+        goto done;
+    }
+    views = malloc(sizeof(Py_buffer) * 2 * (size_t)cells);
+    chunks = malloc(sizeof(*chunks) * (size_t)cells);
+    flags = malloc(sizeof(*flags) * (size_t)cells);
+    sizes = malloc(sizeof(int64_t) * (size_t)cells);
+    if (views == NULL || chunks == NULL || flags == NULL || sizes == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < cells; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(list, i);
+        PyObject *mark = PySequence_Fast_GET_ITEM(marks, i);
+        chunks[i] = NULL;
+        flags[i] = NULL;
+        sizes[i] = 0;
+        if (item != Py_None) {
+            if (PyObject_GetBuffer(item, &views[held], PyBUF_SIMPLE) != 0)
+                goto done;
+            chunks[i] = (const unsigned char *)views[held].buf;
+            sizes[i] = (int64_t)views[held].len;
+            held++;
+        }
+        if (mark != Py_None) {
+            if (PyObject_GetBuffer(mark, &views[held], PyBUF_WRITABLE) != 0)
+                goto done;
+            flags[i] = (unsigned char *)views[held].buf;
+            held++;
+            if (views[held - 1].len < entries) {
+                PyErr_SetString(PyExc_ValueError, "a checked bytearray is shorter than the index");
+                goto done;
+            }
+        }
+    }
+    /* Every slot of the grid must lie inside the checked bytes. */
+    int64_t top = 0;
+    for (int a = 0; a < ndim; a++) {
+        int64_t most = 0;
+        for (int64_t k = 0; k < axes[a].n; k++)
+            if (axes[a].slot[k] > most)
+                most = axes[a].slot[k];
+            else if (axes[a].slot[k] < 0)
+                top = INT64_MAX / 2;
+        top += most;
+    }
+    int any_flags = 0;
+    for (Py_ssize_t i = 0; i < cells; i++)
+        any_flags |= flags[i] != NULL;
+    if (any_flags && top >= entries) {
+        PyErr_SetString(PyExc_ValueError, "a slot lies outside the index");
+        goto done;
+    }
+    Source src = {NULL, 0, NULL, 0, NULL, chunks, sizes, flags};
+    int64_t count;
+    Py_BEGIN_ALLOW_THREADS
+    count = run_grid(&r, axes, ndim, &src, (const char *)fill.buf);
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromLongLong(count);
+done:
+    for (Py_ssize_t i = 0; i < held; i++)
+        PyBuffer_Release(&views[i]);
+    free(views);
+    free(chunks);
+    free(flags);
+    free(sizes);
+    free(values);
+    free(r.scratch);
+    Py_XDECREF(list);
+    Py_XDECREF(marks);
     PyBuffer_Release(&fill);
     return result;
 }
 
 static PyMethodDef methods[] = {
-    {"decode_boxes", decode_boxes, METH_VARARGS, decode_boxes_doc},
-    {"read_shard", read_shard, METH_VARARGS, read_shard_doc},
+    {"read_shard", (PyCFunction)(void (*)(void))read_shard, METH_FASTCALL, read_shard_doc},
+    {"read_chunks", (PyCFunction)(void (*)(void))read_chunks, METH_FASTCALL, read_chunks_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -5,9 +5,10 @@ chunk, as much as a small chunk's decode. Here ``mamamia._boxdecode`` (C) does t
 whole box without the GIL. From a memory-mapped shard (a local catalog) it gets where the box
 meets the chunks along each axis and walks the grid itself: each chunk looked up in the shard's
 index, its crc32c checked the first time in this map, its header checked, the planes the box
-needs decoded, the overlap copied, a chunk never written filled. From bytes already fetched (a
-cache's pieces, a remote source) it gets one int64 row per chunk instead (where the compressed
-bytes lie, which planes, rows and columns, where they go), the crc32c checked here.
+needs decoded, the overlap copied, a chunk never written filled. From any other source (a
+cache's pieces, a remote store) the chunks' bytes are fetched first, all of a shard's in one
+``read_ranges`` call, and handed over as a list in the grid's order; each is checked by its
+crc32c every time.
 
 Only what the Python path would read the same way comes here: arrays whose chunks are one
 index deep on every axis but the last three (``(1, z, y, x)`` chunks of ``(t, z, y, x)``
@@ -25,28 +26,22 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import crc32c
 import numpy as np
 import numpy.typing as npt
 
-from mamamia._blosc_items import address_of, entry_points
+from mamamia._blosc_items import entry_points
 from mamamia._decode_pool import DECODE_THREADS, run_split
-from mamamia._shards import CRC32C_RESIDUE, RangeReader, ShardLayout
+from mamamia._shards import RangeReader, RangesReader, ShardLayout
 
 try:  # built by the package's install when a C compiler is there (see its pyproject)
     from mamamia import _boxdecode
 except ImportError:  # pragma: no cover - depends on the install
     _boxdecode = None  # type: ignore[assignment]
 
-__all__ = ["JOB_FIELDS", "BoxDecoder", "compiled"]
+__all__ = ["BoxDecoder", "compiled"]
 
-#: The columns of a job row, in the C module's order: the compressed chunk's address and size,
-#: the planes, rows and columns of the chunk wanted (half-open), the output's byte offset.
-JOB_FIELDS = ("src", "size", "z0", "z1", "y0", "y1", "x0", "x1", "out")
-_SRC, _SIZE, _Z0, _Z1, _Y0, _Y1, _X0, _X1, _OUT = range(len(JOB_FIELDS))
-
-#: A box of more bytes than this is split over the decode pool; below it the hand-off costs more
-#: than the second thread saves (a random 64^3 int16 crop holds 0.5 MiB and decodes about 1).
+#: A box of more bytes than this is read in two halves on the decode pool; below it the
+#: hand-off costs more than the second thread saves (a random 64^3 int16 crop holds 0.5 MiB).
 _SPLIT_BYTES = 1 << 20
 
 
@@ -60,6 +55,8 @@ def compiled() -> bool:
 #: and end index inside the chunk, and its byte offset in the output. (Plain lists: a box
 #: touches a handful of chunks per axis, and the C module reads lists directly.)
 _Axis = tuple[list[int], list[int], list[int], list[int], list[int]]
+#: One call's work: the C entry point and its own arguments after the axes.
+_Call = tuple[Callable[..., int], list[Any], tuple[Any, ...]]
 
 
 class BoxDecoder:
@@ -80,7 +77,7 @@ class BoxDecoder:
         self._fill = fill_value
         # The fill value as stored, for the chunks a shard's index marks as never written.
         self._fill_bytes = np.array(fill_value, dtype=stored).tobytes()
-        chunk_bytes = int(np.prod(chunks)) * stored.itemsize
+        chunk_bytes = math.prod(chunks) * stored.itemsize
         found = entry_points() if compiled() else None
         self.usable = (
             found is not None
@@ -91,123 +88,115 @@ class BoxDecoder:
         )
         self._entry = found or (0, 0)
 
-    # -- memory-mapped shards: the C module reads their indexes itself ----------------------
-
-    def read_mapped(
+    def read(
         self,
         shards: ShardLayout,
         read_range: RangeReader,
-        mapped: Callable[[str], memoryview | None],
+        read_ranges: RangesReader,
+        mapped: Callable[[str], memoryview | None] | None,
         box: Sequence[tuple[int, int]],
         out: npt.NDArray[Any],
     ) -> bool:
-        """Fill ``out`` with ``box`` from shards the source keeps memory-mapped; False when a
-        shard is not mapped or anything needs the Python path."""
+        """Fill ``out`` with ``box``: from shards the source keeps memory-mapped (``mapped``),
+        else from their inner chunks' bytes fetched through ``read_ranges``. False when
+        anything needs the Python path (the caller then reads the box that way)."""
         axes = [
             _axis(lo, hi, size, count, stride, out_stride)
             for (lo, hi), size, count, stride, out_stride in zip(
                 box, self.chunks, shards.per_shard, shards.strides, out.strides, strict=True
             )
         ]
-        reads: list[tuple[Any, ...]] = []
+        calls: list[_Call] = []
         absent = False
+        if _boxdecode is None:  # (only where a test takes the module away after ``usable``)
+            return False
         for combo in itertools.product(*(_by_shard(axis) for axis in axes)):
             key = "c/" + "/".join(str(axis[0][0]) for axis in combo)
             index = shards.index_array(read_range, key)
             if index is None:  # no shard: its chunks read as the fill value
                 absent = True
                 continue
-            whole = mapped(key)
-            if whole is None:
+            parts = [axis[1:] for axis in combo]
+            whole = mapped(key) if mapped is not None else None
+            if whole is not None:
+                checked = shards.checked_in(whole, key) if self._trailer else None
+                calls.append((_boxdecode.read_shard, parts, (index, whole, checked)))
+                continue
+            fetched = _fetched(shards, index, parts, key, read_ranges, checked=bool(self._trailer))
+            if fetched is None:
                 return False
-            checked = shards.checked_in(whole, key) if self._trailer else None
-            reads.append((index, whole, checked, [axis[1:] for axis in combo]))
+            calls.append((_boxdecode.read_chunks, parts, (*fetched, len(index))))
         if absent:
             out.fill(self._fill)
-        getitem, decompress = self._entry
-        cz, cy, cx = self.chunks[-3:]
-        tail = (
-            cz, cy, cx, self._itemsize, self._trailer, self._fill_bytes, out.ctypes.data,
-            out.strides[-3], out.strides[-2],
+        common = (
+            *self._entry, *self.chunks[-3:], self._itemsize, self._trailer, self._fill_bytes,
+            out.ctypes.data, out.strides[-3], out.strides[-2],
         )  # fmt: skip
         refused: list[bool] = []
 
-        def run(read: tuple[Any, ...]) -> None:
-            index, whole, checked, parts = read
-            done = _boxdecode.read_shard(getitem, decompress, index, whole, checked, parts, *tail)
-            if done != math.prod(len(part[0]) for part in parts):
+        def run(call: _Call) -> None:
+            entry, parts, own = call
+            if entry(*common, parts, *own) != math.prod(len(part[0]) for part in parts):
                 refused.append(True)
 
         if out.nbytes > _SPLIT_BYTES and DECODE_THREADS > 1:
-            reads = [half for read in reads for half in _halves(read)]
-            run_split(run, reads, inline=0)
+            run_split(run, [half for call in calls for half in _halves(call)], inline=0)
         else:
-            for read in reads:
-                run(read)
+            for call in calls:
+                run(call)
         return not refused
 
-    # -- chunks already fetched (a cache's or a remote source's bytes) ---------------------
 
-    def read_fetched(
-        self,
-        jobs: Sequence[tuple[Any, ...]],
-        out: npt.NDArray[Any],
-    ) -> bool:
-        """Fill ``out`` from ``mamamia._chunks``' fetched inner chunks (its ``_Inner`` rows:
-        key, slot, parts, span, bytes, address, checked set); False for the Python path."""
-        rows = np.empty((len(jobs), len(JOB_FIELDS)), dtype=np.int64)
-        strides = out.strides
-        filled = False
-        keep: list[Any] = []
-        for row, (_key, slot, parts, span, data, address, memo) in zip(rows, jobs, strict=True):
-            inner, placed = parts[3], parts[4]
-            row[_OUT] = sum(s.start * stride for s, stride in zip(placed, strides, strict=True))
-            row[_Z0], row[_Z1] = inner[-3].start, inner[-3].stop
-            row[_Y0], row[_Y1] = inner[-2].start, inner[-2].stop
-            row[_X0], row[_X1] = inner[-1].start, inner[-1].stop
-            if span is None or data is None:
-                row[_SRC] = row[_SIZE] = 0
-                if not filled:
-                    out.fill(self._fill)
-                    filled = True
-                continue
-            if len(data) != span[1]:
-                return False
-            if self._trailer and (memo is None or not memo[slot]):
-                if crc32c.crc32c(data) != CRC32C_RESIDUE:
-                    return False
-                if memo is not None:
-                    memo[slot] = 1
-            if address is None:
-                view = data if isinstance(data, memoryview) else memoryview(data)
-                address = address_of(view) if len(view) else 0
-                keep.append(view)
-            row[_SRC], row[_SIZE] = address, len(data)
-        return self._run(rows, out)
-
-    # -- the call ---------------------------------------------------------------------------
-
-    def _run(self, rows: npt.NDArray[np.int64], out: npt.NDArray[Any]) -> bool:
-        """Run the job table (split over the decode pool when large); False if refused."""
-        if _boxdecode is None or not len(rows):
-            return _boxdecode is not None
-        cz, cy, cx = self.chunks[-3:]
-        getitem, decompress = self._entry
-        fixed = (cz, cy, cx, self._itemsize, self._trailer, out.ctypes.data)
-        zstride, ystride = out.strides[-3], out.strides[-2]
-        refused: list[bool] = []
-
-        def run(part: npt.NDArray[np.int64]) -> None:
-            part = np.ascontiguousarray(part)
-            done = _boxdecode.decode_boxes(getitem, decompress, part, *fixed, zstride, ystride)
-            if done != len(part):
-                refused.append(True)
-
-        if out.nbytes <= _SPLIT_BYTES or DECODE_THREADS < 2:
-            run(rows)
-        else:
-            run_split(run, list(np.array_split(rows, DECODE_THREADS)), inline=0)
-        return not refused
+def _fetched(
+    shards: ShardLayout,
+    index: npt.NDArray[np.uint64],
+    parts: list[Any],
+    key: str,
+    read_ranges: RangesReader,
+    *,
+    checked: bool,
+) -> tuple[list[Any], list[bytearray | None]] | None:
+    """The bytes of each inner chunk of one shard's part of the grid, in C order (None where
+    never written), fetched in one ``read_ranges`` call, and for each the checked flags of the
+    memory map its bytes are a view of (``ShardLayout.checked_in``; None: check it); None if an
+    index entry is damaged or the source answers short (the Python path then names it)."""
+    slots = np.zeros(1, dtype=np.int64)
+    for part in parts:
+        slots = np.add.outer(slots, np.asarray(part[0], dtype=np.int64)).ravel()
+    entries = index[slots].view(np.int64)  # the sentinel 2**64 - 1 reads as -1
+    offsets, sizes = entries[:, 0], entries[:, 1]
+    missing = (offsets == -1) & (sizes == -1)
+    if not (missing | ((offsets >= 0) & (sizes > 0))).all():
+        return None
+    wanted = [(int(o), int(n)) for o, n in entries[~missing].tolist()]
+    found = list(read_ranges(key, wanted) or []) if wanted else []
+    if len(found) != len(wanted):
+        return None
+    # The flags of each view's memory map, looked up once per map (a piece holds many chunks).
+    flags: list[bytearray | None] = []
+    by_map: dict[int, bytearray | None] = {}
+    for data in found:
+        owner = data.obj if checked and isinstance(data, memoryview) else None
+        if owner is None:
+            flags.append(None)
+            continue
+        if id(owner) not in by_map:
+            by_map[id(owner)] = shards.checked_in(data, key)
+        flags.append(by_map[id(owner)])
+    if not missing.any():
+        return found, flags
+    chunks: list[Any] = []
+    marks: list[bytearray | None] = []
+    present = iter(zip(found, flags, strict=True))
+    for gone in missing.tolist():
+        if gone:
+            chunks.append(None)
+            marks.append(None)
+            continue
+        data, mark = next(present)
+        chunks.append(data)
+        marks.append(mark)
+    return chunks, marks
 
 
 def _axis(lo: int, hi: int, size: int, count: int, stride: int, out_stride: int) -> _Axis:
@@ -241,17 +230,26 @@ def _by_shard(axis: _Axis) -> list[_Axis]:
     return runs
 
 
-def _halves(read: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """One shard's read split in two along its axis of most chunks (one part if it has one)."""
-    index, whole, checked, parts = read
+def _halves(call: _Call) -> list[_Call]:
+    """One shard's call split in two along its axis of most chunks (one call if it has one
+    chunk); fetched chunks are split with their grid."""
+    entry, parts, own = call
     axis = max(range(len(parts)), key=lambda a: len(parts[a][0]))
     n = len(parts[axis][0])
     if n < 2:
-        return [read]
-    cut = n // 2
-    out = []
-    for piece in (slice(0, cut), slice(cut, n)):
+        return [call]
+    out: list[_Call] = []
+    for piece in (slice(0, n // 2), slice(n // 2, n)):
         split = list(parts)
         split[axis] = tuple(values[piece] for values in parts[axis])
-        out.append((index, whole, checked, split))
+        if own and isinstance(own[0], list):  # read_chunks: this half's chunks and flags
+            shape = [len(part[0]) for part in parts]
+            grid = np.arange(len(own[0])).reshape(shape)
+            keep = grid[(slice(None),) * axis + (piece,)].ravel().tolist()
+            chunks, marks, entries = own
+            out.append(
+                (entry, split, ([chunks[i] for i in keep], [marks[i] for i in keep], entries))
+            )
+        else:
+            out.append((entry, split, own))
     return out

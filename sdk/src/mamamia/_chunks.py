@@ -347,15 +347,13 @@ class ChunkArray:
         if out.size == 0:
             return out
         if self._shards is not None:
-            if self._boxes is not None and self._mapped is not None:
+            if self._boxes is not None:
                 with contextlib.suppress(ChunkCorruptError):  # the Python path retries, names it
-                    if self._boxes.read_mapped(
-                        self._shards, self._read_range, self._mapped, box, out
+                    if self._boxes.read(
+                        self._shards, self._read_range, self._read_ranges, self._mapped, box, out
                     ):
                         return out
             jobs = self._fetch_inner(self._shards, box)
-            if self._boxes is not None and self._boxes.read_fetched(jobs, out):
-                return out
             slab = self._slab_axis
             thin = 0 < box[slab][1] - box[slab][0] <= self._block_planes if slab >= 0 else False
             run_split(
