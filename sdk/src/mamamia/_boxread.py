@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from mamamia._blosc_items import entry_points
 from mamamia._decode_pool import DECODE_THREADS, run_split
-from mamamia._shards import RangeReader, RangesReader, ShardLayout
+from mamamia._shards import MISSING_ENTRY, RangeReader, RangesReader, ShardLayout
 
 try:  # built by the package's install when a C compiler is there (see its pyproject)
     from mamamia import _boxdecode
@@ -122,7 +122,8 @@ class BoxDecoder:
                 checked = shards.checked_in(whole, key) if self._trailer else None
                 calls.append((_boxdecode.read_shard, parts, (index, whole, checked)))
                 continue
-            fetched = _fetched(shards, index, parts, key, read_ranges, checked=bool(self._trailer))
+            table = shards.table(read_range, key)
+            fetched = None if table is None else _fetched(shards, table, parts, key, read_ranges)
             if fetched is None:
                 return False
             calls.append((_boxdecode.read_chunks, parts, (*fetched, len(index))))
@@ -149,26 +150,28 @@ class BoxDecoder:
 
 def _fetched(
     shards: ShardLayout,
-    index: npt.NDArray[np.uint64],
+    table: list[int],
     parts: list[Any],
     key: str,
     read_ranges: RangesReader,
-    *,
-    checked: bool,
 ) -> tuple[list[Any], list[bytearray | None]] | None:
     """The bytes of each inner chunk of one shard's part of the grid, in C order (None where
     never written), fetched in one ``read_ranges`` call, and for each the checked flags of the
     memory map its bytes are a view of (``ShardLayout.checked_in``; None: check it); None if an
-    index entry is damaged or the source answers short (the Python path then names it)."""
-    slots = np.zeros(1, dtype=np.int64)
-    for part in parts:
-        slots = np.add.outer(slots, np.asarray(part[0], dtype=np.int64)).ravel()
-    entries = index[slots].view(np.int64)  # the sentinel 2**64 - 1 reads as -1
-    offsets, sizes = entries[:, 0], entries[:, 1]
-    missing = (offsets == -1) & (sizes == -1)
-    if not (missing | ((offsets >= 0) & (sizes > 0))).all():
-        return None
-    wanted = [(int(o), int(n)) for o, n in entries[~missing].tolist()]
+    index entry is damaged or the source answers short (the Python path then names it).
+    (Plain Python: a box's few dozen chunks cost less so than as numpy arrays.)"""
+    wanted: list[tuple[int, int]] = []
+    present: list[bool] = []
+    for combo in itertools.product(*(part[0] for part in parts)):
+        slot = 2 * sum(combo)
+        offset, nbytes = table[slot], table[slot + 1]
+        if offset == MISSING_ENTRY and nbytes == MISSING_ENTRY:
+            present.append(False)
+            continue
+        if offset == MISSING_ENTRY or nbytes == MISSING_ENTRY or nbytes == 0:
+            return None
+        wanted.append((offset, nbytes))
+        present.append(True)
     found = list(read_ranges(key, wanted) or []) if wanted else []
     if len(found) != len(wanted):
         return None
@@ -176,26 +179,26 @@ def _fetched(
     flags: list[bytearray | None] = []
     by_map: dict[int, bytearray | None] = {}
     for data in found:
-        owner = data.obj if checked and isinstance(data, memoryview) else None
+        owner = data.obj if isinstance(data, memoryview) else None
         if owner is None:
             flags.append(None)
-            continue
-        if id(owner) not in by_map:
-            by_map[id(owner)] = shards.checked_in(data, key)
-        flags.append(by_map[id(owner)])
-    if not missing.any():
+        elif id(owner) in by_map:
+            flags.append(by_map[id(owner)])
+        else:
+            flags.append(by_map.setdefault(id(owner), shards.checked_in(data, key)))
+    if len(found) == len(present):
         return found, flags
     chunks: list[Any] = []
     marks: list[bytearray | None] = []
-    present = iter(zip(found, flags, strict=True))
-    for gone in missing.tolist():
-        if gone:
+    at = 0
+    for here in present:
+        if here:
+            chunks.append(found[at])
+            marks.append(flags[at])
+            at += 1
+        else:
             chunks.append(None)
             marks.append(None)
-            continue
-        data, mark = next(present)
-        chunks.append(data)
-        marks.append(mark)
     return chunks, marks
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import mmap
 import os
 import threading
+import time
 
 __all__ = ["MappedFiles", "mapped_files"]
 
@@ -28,10 +29,18 @@ class MappedFiles:
     holds: the map lives until its last slice is released.
     """
 
-    def __init__(self, limit: int = 64) -> None:
+    #: A cached file is marked recently used at most this often (seconds) while its map is
+    #: kept: the cache's eviction order needs no finer clock, and the mark (a ``utime`` and a
+    #: ``stat``) cost more than reading a crop's chunk from the map.
+    TOUCH_EVERY = 10.0
+
+    def __init__(self, limit: int = 1024) -> None:
+        # Maps cost address space, not memory (the kernel pages them in and out) and no file
+        # descriptor: a warm crop reads some ten cache pieces, so the limit keeps a cache's
+        # recently read pieces mapped, not only the last few crops'.
         self._limit = limit
-        # path -> (identity, view), least recently used first
-        self._maps: dict[str, tuple[tuple[int, ...], memoryview]] = {}
+        # path -> (identity, view, when it was last marked used), least recently used first
+        self._maps: dict[str, tuple[tuple[int, ...], memoryview, float]] = {}
         self._lock = threading.Lock()
 
     def reset_after_fork(self) -> None:
@@ -53,11 +62,15 @@ class MappedFiles:
             identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
             if info.st_size == 0:
                 return memoryview(b"")  # mmap refuses empty files; nothing to keep
-            view = memoryview(mmap.mmap(fd, info.st_size, access=mmap.ACCESS_READ))
+            view = memoryview(_map(fd, info.st_size))
         finally:
             os.close(fd)
+        # A file changed within the last TOUCH_EVERY seconds (a piece just written) counts
+        # as marked now; an older one is marked at its first touch.
+        fresh = time.time() - info.st_mtime < self.TOUCH_EVERY
+        marked = time.monotonic() if fresh else -self.TOUCH_EVERY
         with self._lock:
-            self._maps[path] = (identity, view)
+            self._maps[path] = (identity, view, marked)
             while len(self._maps) > self._limit:
                 del self._maps[next(iter(self._maps))]
         return view
@@ -69,7 +82,13 @@ class MappedFiles:
 
     def touch(self, path: str) -> None:
         """Mark a cached file recently used (its modification time orders the cache's LRU
-        eviction) without taking that for a change of the file: its kept map stays."""
+        eviction) without taking that for a change of the file: its kept map stays. A file
+        whose map is kept is marked at most every ``TOUCH_EVERY`` seconds."""
+        now = time.monotonic()
+        with self._lock:
+            found = self._maps.get(path)
+            if found is not None and now - found[2] < self.TOUCH_EVERY:
+                return
         try:
             os.utime(path)
             info = os.stat(path)
@@ -79,7 +98,20 @@ class MappedFiles:
             found = self._maps.get(path)
             if found is not None and found[0][:3] == (info.st_dev, info.st_ino, info.st_size):
                 identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-                self._maps[path] = (identity, found[1])
+                self._maps[path] = (identity, found[1], now)
+
+
+#: Files up to this size (a cache's pieces, small shards) have all their pages mapped at once
+#: (``MAP_POPULATE``, where the system has it): one call instead of a page fault per 4 KiB page
+#: the first read touches. Larger files (a catalog's shards) fault in only what is read.
+POPULATE_BYTES = 8 << 20
+
+
+def _map(fd: int, size: int) -> mmap.mmap:
+    populate = getattr(mmap, "MAP_POPULATE", 0)
+    if populate and size <= POPULATE_BYTES:
+        return mmap.mmap(fd, size, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
+    return mmap.mmap(fd, size, access=mmap.ACCESS_READ)
 
 
 mapped_files = MappedFiles()

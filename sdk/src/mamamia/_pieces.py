@@ -121,6 +121,7 @@ class PieceIndex:
         self.folder = folder
         self._starts: list[int] = []
         self._pieces: list[tuple[int, int]] = []  # (start, length), sorted
+        self._paths: list[str] = []  # each piece's file, in the same order
         self._suffixes: list[int] = []
         self._longest = 0
         for name in names:
@@ -157,6 +158,7 @@ class PieceIndex:
         if at < len(self._pieces) and self._pieces[at] == (start, length):
             return
         self._pieces.insert(at, (start, length))
+        self._paths.insert(at, os.path.join(self.folder, piece_name(start, length)))
         self._starts.insert(at, start)
         self._longest = max(self._longest, length)
 
@@ -175,7 +177,7 @@ class PieceIndex:
             if piece_start + self._longest < end:
                 break  # no earlier piece is long enough to reach the range's end
             if piece_start + piece_length >= end:
-                return os.path.join(self.folder, piece_name(*self._pieces[at])), start - piece_start
+                return self._paths[at], start - piece_start
             at -= 1
         return None
 

@@ -217,6 +217,12 @@ class ShardLayout:
             self._indexes[key] = table
         return table
 
+    def table(self, read: RangeReader, key: str) -> list[int] | None:
+        """The shard's index as a flat list ``[offset, nbytes, offset, ...]`` (read and checked
+        on first use, then kept; ``MISSING_ENTRY`` twice where never written); None if no
+        shard."""
+        return self._table(read, key)
+
     def index_array(self, read: RangeReader, key: str) -> npt.NDArray[np.uint64] | None:
         """The shard's index as a read-only ``(count, 2)`` array of (offset, nbytes), the
         sentinel ``2**64 - 1`` where never written; None if no shard."""

@@ -476,7 +476,7 @@ class HttpCachedStore(LocalStore):
 
     def _fetch_missing(
         self, relative: str, missing: Sequence[Span]
-    ) -> bytes | list[tuple[int, bytes]] | None:
+    ) -> bytes | list[tuple[int, bytes | memoryview]] | None:
         """Fetch ranges no cached piece holds: the whole object (bytes) where the source sent
         it, else the fetched (coalesced) ranges as ``(start, bytes)``, each cached as a piece."""
         if self._fetch_ranges is None or any(length is None for _start, length in missing):
@@ -494,12 +494,19 @@ class HttpCachedStore(LocalStore):
             self._keep_whole(relative, answer.whole)
             return answer.whole
         parts = _parts_of(answer, len(wanted), relative)
-        fetched: list[tuple[int, bytes]] = []
+        fetched: list[tuple[int, bytes | memoryview]] = []
         for (start, length), data in zip(wanted, parts, strict=True):
-            fetched.append((start, data))
+            kept: bytes | memoryview = data
             if data and (start >= 0 or len(data) == length):
-                name = piece_name(start, len(data))
-                self._cache.write(f"{relative}{PARTS_SUFFIX}/{name}", data)
+                name = f"{relative}{PARTS_SUFFIX}/{piece_name(start, len(data))}"
+                self._cache.write(name, data)
+                # Read on from the piece just written: its map (and the inner chunks checked
+                # in it) is then what the next, warm read of these bytes finds.
+                with contextlib.suppress(OSError):
+                    kept = mapped_files.view(str(self._cache.path(name)))
+                if len(kept) != len(data):
+                    kept = data  # replaced meanwhile: answer what was fetched
+            fetched.append((start, kept))
         self._pieces.pop(relative, None)  # look on disk again next time
         return fetched
 
@@ -560,7 +567,7 @@ def _parts_of(answer: RangeAnswer, count: int, relative: str) -> tuple[bytes, ..
     return answer.parts
 
 
-def _cut(fetched: Sequence[tuple[int, bytes]], span: Span) -> bytes:
+def _cut(fetched: Sequence[tuple[int, bytes | memoryview]], span: Span) -> bytes | memoryview:
     """One asked range from the ranges just fetched (a suffix from the suffix fetched)."""
     start, length = span
     assert length is not None  # open-ended ranges fetch the whole object
