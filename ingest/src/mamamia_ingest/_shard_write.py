@@ -48,8 +48,8 @@ FORMAT2_INNER_ZYX: tuple[int, int, int] = (32, 32, 32)
 #: decodes about twice as fast, and a crop pays the decode every time it is read.
 FORMAT2_CNAME, FORMAT2_CLEVEL = "lz4hc", 3
 FORMAT2_CODEC = (
-    "sharding_indexed(phase; bytes|blosc:lz4hc:3:shuffle:8KiB blocks unsplit|crc32c; "
-    "index crc32c at end)"
+    "sharding_indexed(phase; bytes|blosc:lz4hc:3 (images) or lz4:5 (previews, masks):shuffle:"
+    "8KiB blocks unsplit|crc32c; index crc32c at end)"
 )
 #: blosc's block size inside an inner chunk: 8 KiB, four z-planes of a 32 x 32 int16 tile
 #: (eight of a uint8 mask's). A box that needs a few planes of an inner chunk decodes only

@@ -272,7 +272,8 @@ def _upgrade_generation(root: Path, rel: str, reader: mamamia.Catalog) -> tuple[
             doc = json.loads(meta.read_bytes())
             folder = meta.parent.relative_to(old)
             if doc.get("node_type") == "array":
-                _copy_array(reader, f"{rel}/{folder.as_posix()}", tmp / folder)
+                label = folder.parts[:1] == ("labels",)  # labels/<kind>/<level>: a mask
+                _copy_array(reader, f"{rel}/{folder.as_posix()}", tmp / folder, label=label)
             elif folder != Path("."):
                 (tmp / folder).mkdir(parents=True, exist_ok=True)
                 write_new_file(str(tmp / folder / "zarr.json"), [group_metadata(doc["attributes"])])
@@ -292,14 +293,16 @@ def _upgrade_generation(root: Path, rel: str, reader: mamamia.Catalog) -> tuple[
     return new, False
 
 
-def _copy_array(reader: mamamia.Catalog, src_rel: str, dst: Path) -> None:
+def _copy_array(reader: mamamia.Catalog, src_rel: str, dst: Path, *, label: bool) -> None:
     """Rewrite one array phase by phase (memory: one phase), then compare every voxel."""
     import zarr
 
     src = reader.open_array(src_rel)
     shape = tuple(int(n) for n in src.shape)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    writer = array_writer(dst.parent, dst.name, shape, np.dtype(src.dtype), FORMAT2_SETTINGS)
+    writer = array_writer(
+        dst.parent, dst.name, shape, np.dtype(src.dtype), FORMAT2_SETTINGS, label=label
+    )
     try:
         for t in range(shape[0]):
             writer.write(t, np.asarray(src[t]))

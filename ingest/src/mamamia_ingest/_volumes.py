@@ -289,16 +289,25 @@ def reuse_unchanged(job: CaseJob) -> CaseResult | None:
 
 
 def array_writer(
-    folder: Path, name: str, shape: tuple[int, ...], dtype: Any, settings: VolumeSettings
+    folder: Path,
+    name: str,
+    shape: tuple[int, ...],
+    dtype: Any,
+    settings: VolumeSettings,
+    *,
+    label: bool = False,
 ) -> ChunkWriter | ShardWriter:
-    """The writer of level ``name`` (``"0"`` or ``"1"``) of an array under ``folder``."""
+    """The writer of level ``name`` (``"0"`` or ``"1"``) of an array under ``folder`` (an
+    image's, or a mask's: ``label``)."""
     # Level 1 (previews) is read whole for slices: lz4; full resolution: zstd 3 (see CODEC).
-    # Format 2 uses its own codec at both levels (FORMAT2_CODEC, docs/format.md).
+    # Format 2: an image's full resolution in FORMAT2_CNAME (it decodes fastest, and crops
+    # decode it most); previews and masks (mostly zeros, fast to decode either way) in lz4,
+    # which writes them several times faster (FORMAT2_CODEC, docs/format.md).
     sharded = settings.format_version == 2
-    if sharded:
+    if sharded and name == "0" and not label:
         cname, clevel = FORMAT2_CNAME, FORMAT2_CLEVEL
     else:
-        cname, clevel = ("zstd", 3) if name == "0" else ("lz4", 5)
+        cname, clevel = ("zstd", 3) if name == "0" and not sharded else ("lz4", 5)
     z, y, x = (max(1, min(c, n)) for c, n in zip(settings.chunks_zyx, shape[1:], strict=True))
     shape4 = (shape[0], shape[1], shape[2], shape[3])
     return volume_writer(folder / name, shape4, (1, z, y, x), dtype, cname, clevel, sharded=sharded)
@@ -518,7 +527,9 @@ def _build(
             ("0", shape, m),
             ("1", half_shape(shape), np.ascontiguousarray(m[::2, ::2, ::2])),
         ):
-            writer = array_writer(g, name, level_shape, np.dtype(np.uint8), job.settings)
+            writer = array_writer(
+                g, name, level_shape, np.dtype(np.uint8), job.settings, label=True
+            )
             writer.write(0, level)
             writer.close()
         _write_group(
