@@ -37,6 +37,7 @@ __all__ = [
     "FORMAT2_CODEC",
     "FORMAT2_INNER_ZYX",
     "ShardWriter",
+    "level_codec",
     "sharded_array_metadata",
     "unsplit_blocks",
     "volume_writer",
@@ -282,6 +283,19 @@ def _morton_order(counts: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
         return out
 
     return tuple(sorted(itertools.product(*(range(n) for n in counts)), key=code))
+
+
+def level_codec(level: str, *, label: bool, sharded: bool) -> tuple[str, int]:
+    """(blosc cname, clevel) of an array's level ``"0"`` or ``"1"`` (an image's, or a mask's:
+    ``label``). Format 1: zstd 3 at full resolution, lz4 5 for previews (read whole for
+    slices). Format 2: an image's full resolution in ``FORMAT2_CNAME`` (crops decode it most,
+    and it decodes fastest); previews and masks (mostly zeros, fast to decode either way) in
+    lz4 5, which writes them several times faster (docs/format.md)."""
+    if level != "0":
+        return "lz4", 5
+    if not sharded:
+        return "zstd", 3
+    return ("lz4", 5) if label else (FORMAT2_CNAME, FORMAT2_CLEVEL)
 
 
 def volume_writer(

@@ -52,13 +52,7 @@ from mamamia_ingest._ome_metadata import (
     multiscale_block,
 )
 from mamamia_ingest._shape_features import shape_features
-from mamamia_ingest._shard_write import (
-    FORMAT2_CLEVEL,
-    FORMAT2_CNAME,
-    FORMAT2_CODEC,
-    ShardWriter,
-    volume_writer,
-)
+from mamamia_ingest._shard_write import FORMAT2_CODEC, ShardWriter, level_codec, volume_writer
 from mamamia_ingest._volume_checks import lossy_mix_problem, non_finite_problems
 from mamamia_ingest._zarr_write import ChunkWriter, group_metadata, write_new_file
 from mamamia_schema import Problem, Severity
@@ -298,16 +292,9 @@ def array_writer(
     label: bool = False,
 ) -> ChunkWriter | ShardWriter:
     """The writer of level ``name`` (``"0"`` or ``"1"``) of an array under ``folder`` (an
-    image's, or a mask's: ``label``)."""
-    # Level 1 (previews) is read whole for slices: lz4; full resolution: zstd 3 (see CODEC).
-    # Format 2: an image's full resolution in FORMAT2_CNAME (it decodes fastest, and crops
-    # decode it most); previews and masks (mostly zeros, fast to decode either way) in lz4,
-    # which writes them several times faster (FORMAT2_CODEC, docs/format.md).
+    image's, or a mask's: ``label``), in its codec (``level_codec``)."""
     sharded = settings.format_version == 2
-    if sharded and name == "0" and not label:
-        cname, clevel = FORMAT2_CNAME, FORMAT2_CLEVEL
-    else:
-        cname, clevel = ("zstd", 3) if name == "0" and not sharded else ("lz4", 5)
+    cname, clevel = level_codec(name, label=label, sharded=sharded)
     z, y, x = (max(1, min(c, n)) for c, n in zip(settings.chunks_zyx, shape[1:], strict=True))
     shape4 = (shape[0], shape[1], shape[2], shape[3])
     return volume_writer(folder / name, shape4, (1, z, y, x), dtype, cname, clevel, sharded=sharded)

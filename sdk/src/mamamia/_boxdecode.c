@@ -312,9 +312,18 @@ done:
     return cells;
 }
 
+/* Shared argument order: getitem, decompress, cz, cy, cx, itemsize, trailer, fill, out,
+ * zstride, ystride, then the entry point's own. */
+#define COMMON 11
+
 /* The arguments both entry points share after their source: the chunk shape, item size, crc32c
  * trailer, fill value, output. A ready Reader (its scratch to free), or -1 with an exception. */
-static int reader_of(PyObject *const *args, Reader *r, Py_buffer *fill) {
+static int reader_of(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t own, const char *name,
+                     Reader *r, Py_buffer *fill) {
+    if (nargs != COMMON + own) {
+        PyErr_Format(PyExc_TypeError, "%s takes %d arguments", name, (int)(COMMON + own));
+        return -1;
+    }
     long long v[9];
     for (int i = 0; i < 5; i++) {
         v[i] = PyLong_AsLongLong(args[2 + i]);
@@ -351,9 +360,6 @@ static int reader_of(PyObject *const *args, Reader *r, Py_buffer *fill) {
     return 0;
 }
 
-/* Shared argument order: getitem, decompress, cz, cy, cx, itemsize, trailer, fill, out,
- * zstride, ystride, then the entry point's own. */
-#define COMMON 11
 
 PyDoc_STRVAR(read_shard_doc,
              "read_shard(getitem, decompress, cz, cy, cx, itemsize, trailer, fill, out, "
@@ -367,13 +373,9 @@ PyDoc_STRVAR(read_shard_doc,
 
 static PyObject *read_shard(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != COMMON + 4) {
-        PyErr_SetString(PyExc_TypeError, "read_shard takes 15 arguments");
-        return NULL;
-    }
     Reader r;
     Py_buffer fill, index = {0}, shard = {0}, checked = {0};
-    if (reader_of(args, &r, &fill) != 0)
+    if (reader_of(args, nargs, 4, "read_shard", &r, &fill) != 0)
         return NULL;
     PyObject *result = NULL;
     int64_t *values = NULL;
@@ -428,13 +430,9 @@ PyDoc_STRVAR(read_chunks_doc,
 
 static PyObject *read_chunks(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != COMMON + 4) {
-        PyErr_SetString(PyExc_TypeError, "read_chunks takes 15 arguments");
-        return NULL;
-    }
     Reader r;
     Py_buffer fill;
-    if (reader_of(args, &r, &fill) != 0)
+    if (reader_of(args, nargs, 4, "read_chunks", &r, &fill) != 0)
         return NULL;
     PyObject *result = NULL, *list = NULL, *marks = NULL;
     int64_t *values = NULL, *sizes = NULL;
