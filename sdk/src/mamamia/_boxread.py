@@ -100,6 +100,8 @@ class BoxDecoder:
         """Fill ``out`` with ``box``: from shards the source keeps memory-mapped (``mapped``),
         else from their inner chunks' bytes fetched through ``read_ranges``. False when
         anything needs the Python path (the caller then reads the box that way)."""
+        if _boxdecode is None:  # (only where a test takes the module away after ``usable``)
+            return False
         axes = [
             _axis(lo, hi, size, count, stride, out_stride)
             for (lo, hi), size, count, stride, out_stride in zip(
@@ -108,25 +110,23 @@ class BoxDecoder:
         ]
         calls: list[_Call] = []
         absent = False
-        if _boxdecode is None:  # (only where a test takes the module away after ``usable``)
-            return False
         for combo in itertools.product(*(_by_shard(axis) for axis in axes)):
             key = "c/" + "/".join(str(axis[0][0]) for axis in combo)
-            index = shards.index_array(read_range, key)
-            if index is None:  # no shard: its chunks read as the fill value
+            table = shards.table(read_range, key)
+            if table is None:  # no shard: its chunks read as the fill value
                 absent = True
                 continue
             parts = [axis[1:] for axis in combo]
             whole = mapped(key) if mapped is not None else None
             if whole is not None:
+                index = shards.index_array(read_range, key)
                 checked = shards.checked_in(whole, key) if self._trailer else None
                 calls.append((_boxdecode.read_shard, parts, (index, whole, checked)))
                 continue
-            table = shards.table(read_range, key)
-            fetched = None if table is None else _fetched(shards, table, parts, key, read_ranges)
+            fetched = _fetched(shards, table, parts, key, read_ranges)
             if fetched is None:
                 return False
-            calls.append((_boxdecode.read_chunks, parts, (*fetched, len(index))))
+            calls.append((_boxdecode.read_chunks, parts, (*fetched, len(table) // 2)))
         if absent:
             out.fill(self._fill)
         common = (

@@ -161,7 +161,8 @@ class ShardLayout:
         # Each shard's index as a flat list of Python ints (offset, nbytes, offset, ...): a
         # read looks up a few entries, and a list item costs a fraction of a numpy scalar.
         self._indexes: dict[str, list[int] | None] = {}
-        # The same indexes as (count, 2) uint64 arrays, for the compiled reader's gathers.
+        # The same indexes as (count, 2) uint64 arrays: the buffer the compiled read looks
+        # chunks up in (mamamia._boxread).
         self._arrays: dict[str, npt.NDArray[np.uint64] | None] = {}
         # Per memory map the inner chunks were read from, per shard key, one byte per slot of
         # the shard's index: 1 once that chunk's crc32c passed. The same map holds the same
