@@ -187,3 +187,34 @@ def test_both_paths_share_one_memo_of_checked_chunks(
     array._boxes = None  # the Python path now: the same flags, so nothing is checked again
     assert np.array_equal(array[box], _data()[box])
     assert checks == []
+
+
+def test_the_c_module_refuses_malformed_arguments() -> None:
+    from mamamia._blosc_items import entry_points
+
+    module = boxread._boxdecode
+    found = entry_points()
+    assert module is not None and found is not None
+    out = np.zeros((4, 4, 4), dtype="int16")
+    common = (*found, 4, 4, 4, 2, 4, b"\0\0", out.ctypes.data, 32, 8)
+    axis = ([0], [0], [4], [0])
+    index = np.zeros((1, 2), dtype="<u8")
+    with pytest.raises(TypeError, match="takes 15 arguments"):
+        module.read_shard(*common, [axis] * 3, index, b"")
+    with pytest.raises(ValueError, match="four equal lists"):
+        module.read_shard(*common, [axis, axis, ([0, 1], [0], [4], [0])], index, b"", None)
+    with pytest.raises(ValueError, match="3 to 8 axes"):
+        module.read_shard(*common, [axis] * 2, index, b"", None)
+    with pytest.raises(ValueError, match="shorter than the index"):
+        module.read_shard(*common, [axis] * 3, np.zeros((4, 2), "<u8"), b"", bytearray(2))
+    with pytest.raises(ValueError, match="fill"):
+        module.read_shard(*common[:7], b"\0", *common[8:], [axis] * 3, index, b"", None)
+    with pytest.raises(ValueError, match="one chunk"):
+        module.read_chunks(*common, [axis] * 3, [None, None], [None, None], 1)
+    with pytest.raises(ValueError, match="outside the index"):
+        module.read_chunks(*common, [([3], [0], [4], [0]), axis, axis], [b""], [bytearray(2)], 2)
+    # An index entry pointing past the shard, or a chunk too short for its header: refused,
+    # the box left to the Python path (which names it).
+    past = np.array([[8, 100]], dtype="<u8")
+    assert module.read_shard(*common, [axis] * 3, past, b"x" * 50, None) == -1
+    assert module.read_chunks(*common, [axis] * 3, [b"short"], [None], 1) == -1
