@@ -221,6 +221,16 @@ static int64_t run_grid(const Reader *r, const Axis *axes, int ndim, const Sourc
     }
 }
 
+/* ``run_grid`` without the GIL (the caller holds every buffer it reads); its count as an int. */
+static PyObject *run_released(const Reader *r, const Axis *axes, int ndim, const Source *src,
+                              const char *fill) {
+    int64_t count;
+    Py_BEGIN_ALLOW_THREADS
+    count = run_grid(r, axes, ndim, src, fill);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLongLong(count);
+}
+
 /* ``values`` (a sequence of ints) into ``into``; -1 with an exception on anything else. */
 static int64_t ints_of(PyObject *values, int64_t *into, int64_t room) {
     PyObject *fast = PySequence_Fast(values, "an axis part must be a sequence");
@@ -402,11 +412,7 @@ static PyObject *read_shard(PyObject *self, PyObject *const *args, Py_ssize_t na
         PyErr_SetString(PyExc_ValueError, "checked is shorter than the index");
         goto done;
     }
-    int64_t count;
-    Py_BEGIN_ALLOW_THREADS
-    count = run_grid(&r, axes, ndim, &src, (const char *)fill.buf);
-    Py_END_ALLOW_THREADS
-    result = PyLong_FromLongLong(count);
+    result = run_released(&r, axes, ndim, &src, (const char *)fill.buf);
 done:
     free(values);
     free(r.scratch);
@@ -514,11 +520,7 @@ static PyObject *read_chunks(PyObject *self, PyObject *const *args, Py_ssize_t n
         goto done;
     }
     Source src = {NULL, 0, NULL, 0, NULL, chunks, sizes, flags};
-    int64_t count;
-    Py_BEGIN_ALLOW_THREADS
-    count = run_grid(&r, axes, ndim, &src, (const char *)fill.buf);
-    Py_END_ALLOW_THREADS
-    result = PyLong_FromLongLong(count);
+    result = run_released(&r, axes, ndim, &src, (const char *)fill.buf);
 done:
     for (Py_ssize_t i = 0; i < held; i++)
         PyBuffer_Release(&views[i]);

@@ -191,7 +191,7 @@ class ShardLayout:
         self, read: RangeReader, key: str, slots: Sequence[int]
     ) -> list[tuple[int, int] | None]:
         """``chunk_range`` of several inner chunks of one shard (its index looked up once)."""
-        table = self._table(read, key)
+        table = self.table(read, key)
         if table is None:
             return [None] * len(slots)
         found: list[tuple[int, int] | None] = []
@@ -208,8 +208,10 @@ class ShardLayout:
             found.append((offset, nbytes))
         return found
 
-    def _table(self, read: RangeReader, key: str) -> list[int] | None:
-        """The shard's index (read and checked on first use, then kept); None if no shard."""
+    def table(self, read: RangeReader, key: str) -> list[int] | None:
+        """The shard's index as a flat list ``[offset, nbytes, offset, ...]`` (read and checked
+        on first use, then kept; ``MISSING_ENTRY`` twice where never written); None if no
+        shard."""
         with self._lock:
             if key in self._indexes:
                 return self._indexes[key]
@@ -218,19 +220,13 @@ class ShardLayout:
             self._indexes[key] = table
         return table
 
-    def table(self, read: RangeReader, key: str) -> list[int] | None:
-        """The shard's index as a flat list ``[offset, nbytes, offset, ...]`` (read and checked
-        on first use, then kept; ``MISSING_ENTRY`` twice where never written); None if no
-        shard."""
-        return self._table(read, key)
-
     def index_array(self, read: RangeReader, key: str) -> npt.NDArray[np.uint64] | None:
         """The shard's index as a read-only ``(count, 2)`` array of (offset, nbytes), the
         sentinel ``2**64 - 1`` where never written; None if no shard."""
         with self._lock:
             if key in self._arrays:
                 return self._arrays[key]
-        table = self._table(read, key)
+        table = self.table(read, key)
         array = None if table is None else np.array(table, dtype=np.uint64).reshape(-1, 2)
         if array is not None:
             array.flags.writeable = False
@@ -241,7 +237,7 @@ class ShardLayout:
     def stored_spans(self, read: RangeReader, key: str) -> list[tuple[int, int]] | None:
         """Every byte range of a shard a reader may ask for: its index (as the suffix
         ``(-n, n)``) and each written inner chunk's ``(offset, nbytes)``; None if no shard."""
-        table = self._table(read, key)
+        table = self.table(read, key)
         if table is None:
             return None
         spans = [(-self.index_bytes, self.index_bytes)]
